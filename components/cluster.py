@@ -1,0 +1,65 @@
+"""The cluster every Kubernetes resource of the lab lands in.
+
+:class:`Cluster` is the contract downstream components rely on: a Kubernetes provider whose
+kubeconfig is a secret and carries the dependency on whatever built the cluster, and the name of
+the NIC on the host-only network (MetalLB announces there and nowhere else). Two kinds exist:
+the Vagrant + kubeadm lab (``components.kubeadm``) and :class:`ExistingCluster`, which adopts a
+cluster the user already has and creates no command resources at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+
+class Cluster(pulumi.ComponentResource):
+    """What MetalLB, the ingress and the apps need from a cluster."""
+
+    provider: k8s.Provider
+    """Every Kubernetes resource of the lab uses this provider, never an ambient one."""
+
+    kubeconfig: pulumi.Output[str]
+    """The admin kubeconfig, a Pulumi secret."""
+
+    interfaces: pulumi.Output[list[str]]
+    """Names of the nodes' NICs on the host-only network; empty means "every interface"."""
+
+    node_ips: pulumi.Output[list[str]]
+    """The nodes' addresses on the host-only network (empty when unknown)."""
+
+
+@dataclass(frozen=True)
+class ExistingClusterArgs:
+    kubeconfig: str
+    """The kubeconfig's content (the program turns it into a secret at once)."""
+    context: Optional[str] = None
+    interface: Optional[str] = None
+    """The nodes' NIC on the lab network, when the user knows it."""
+
+
+class ExistingCluster(Cluster):
+    """A cluster that already exists (kind, k3s, bare metal), reached through its kubeconfig."""
+
+    def __init__(self, name: str, args: ExistingClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("k8s-lab:cluster:ExistingCluster", name, None, opts)
+        self.kubeconfig = pulumi.Output.secret(args.kubeconfig)
+        self.provider = k8s.Provider(
+            f"{name}-provider",
+            kubeconfig=self.kubeconfig,
+            context=args.context,
+            # Resources of a cluster that vanished can still be removed from state by destroy.
+            delete_unreachable=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.interfaces = pulumi.Output.from_input([args.interface] if args.interface else [])
+        self.node_ips = pulumi.Output.from_input([])
+        self.register_outputs({"interfaces": self.interfaces})
+
+
+def kubernetes_opts(cluster: Cluster, parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource] = ()) -> pulumi.ResourceOptions:
+    """Options for a Kubernetes resource of the lab: the lab's provider, the given parent."""
+    return pulumi.ResourceOptions(parent=parent, provider=cluster.provider, depends_on=list(depends_on))

@@ -1,0 +1,793 @@
+"""The k8s-lab stack configuration: read once, validated once, handed out as frozen objects.
+
+Every key lives in the ``k8s-lab`` namespace of the stack file (``Pulumi.<stack>.yaml``). The
+shape is checked by pydantic (unknown keys rejected, types coerced), then the lab as a whole is
+checked by :func:`check_lab` with the IP math of :mod:`components.network`. Every problem found
+is reported at once, each naming its key path the way ``pulumi config set --path`` spells it, and
+the program stops before registering a single resource.
+
+Components never read configuration; ``__main__.py`` calls :func:`load` and passes the pieces on.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import typing
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional
+
+import pulumi
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from typing_extensions import Annotated
+
+from components import network as net
+
+NAMESPACE = "k8s-lab"
+
+# Values that the program pins. Each can be overridden in the stack file.
+DEFAULT_KUBERNETES_VERSION = "1.36.1"
+DEFAULT_METALLB_VERSION = "0.14.9"
+DEFAULT_VAGRANT_BOX = "bento/ubuntu-24.04"
+DEFAULT_VAGRANT_BOX_VERSION = "202510.26.0"
+DEFAULT_INGRESS_VERSIONS = {"ingress-nginx": "1.15.1", "traefik": "3.6.2"}
+DEFAULT_POD_CIDR = "10.244.0.0/16"  # flannel's own default
+DEFAULT_SERVICE_CIDR = "10.96.0.0/12"  # kubeadm's default
+
+# kubeadm's preflight refuses a control plane below these.
+KUBEADM_MIN_CPUS = 2
+KUBEADM_MIN_MEMORY_MB = 1700
+OLDEST_SUPPORTED_KUBERNETES_MINOR = 34
+
+APP_NAMES = ("demo", "argocd", "grafana", "online-boutique")
+APP_HOSTS = {"demo": "app", "argocd": "argocd", "grafana": "grafana", "online-boutique": "boutique"}
+
+_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_IFACE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the configuration: where, what, and how to fix it."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class ConfigError(pulumi.RunError):
+    """The stack configuration is invalid. Raised before any resource is registered.
+
+    A ``pulumi.RunError`` so the CLI prints the message alone, without a Python traceback.
+    """
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        count = len(self.problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(
+            f"the {NAMESPACE} stack configuration has {count} problem{'s' if count != 1 else ''}; "
+            f"nothing was created. Fix {'them' if count != 1 else 'it'} in Pulumi.<stack>.yaml "
+            f"(or with `pulumi config set --path '<key>' <value>`):\n{lines}"
+        )
+
+    def paths(self) -> list[str]:
+        return [p.path for p in self.problems]
+
+
+# --------------------------------------------------------------------------------------------
+# The typed shape of each key
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, populate_by_name=True)
+
+
+def _check_version(value: str, example: str) -> str:
+    value = str(value).strip()
+    if not _VERSION.match(value):
+        hint = f" (drop the leading 'v': {value[1:]})" if value.startswith("v") and _VERSION.match(value[1:]) else ""
+        raise ValueError(f"{value!r} is not a MAJOR.MINOR.PATCH version such as {example}{hint}")
+    return value
+
+
+def _check_range(value: str) -> str:
+    try:
+        net.parse_range(value)
+    except net.AddressError as err:
+        raise ValueError(
+            f"{err}. A pool entry is a range '192.168.56.200-192.168.56.250', a CIDR '192.168.56.200/29' "
+            "or one address"
+        ) from None
+    return str(value).strip()
+
+
+def _check_address(value: str) -> str:
+    try:
+        return str(net.parse_address(value))
+    except net.AddressError as err:
+        raise ValueError(str(err)) from None
+
+
+def _check_cidr(value: str) -> str:
+    try:
+        return str(net.parse_network(value))
+    except net.AddressError as err:
+        raise ValueError(str(err)) from None
+
+
+Address = Annotated[str, AfterValidator(_check_address)]
+Cidr = Annotated[str, AfterValidator(_check_cidr)]
+AddressRange = Annotated[str, AfterValidator(_check_range)]
+KubernetesVersion = Annotated[str, AfterValidator(lambda v: _check_version(v, DEFAULT_KUBERNETES_VERSION))]
+MetalLBVersion = Annotated[str, AfterValidator(lambda v: _check_version(v, DEFAULT_METALLB_VERSION))]
+AppVersion = Annotated[str, AfterValidator(lambda v: _check_version(v, "1.15.1"))]
+
+
+class NetworkConfig(_Strict):
+    """The host-only network the laptop shares with the VMs (VirtualBox: vboxnet0)."""
+
+    cidr: Cidr
+    # The guests' NIC on that network. None: node preparation finds it from the node IP.
+    interface: Optional[str] = None
+
+    @field_validator("interface")
+    @classmethod
+    def _iface(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not _IFACE.match(value):
+            raise ValueError(f"{value!r} is not a Linux interface name (1-15 letters, digits, '-', '_' or '.'), e.g. eth1")
+        return value
+
+    @property
+    def network(self) -> IPv4Network:
+        return net.parse_network(self.cidr)
+
+
+class NodeConfig(_Strict):
+    name: str
+    role: Literal["control-plane", "worker"]
+    ip: Address
+    cpus: int = Field(2, ge=1, le=64)
+    memory_mb: int = Field(2048, ge=512, le=262144)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _DNS_LABEL.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid host name; use lower-case letters, digits and '-' "
+                "(at most 63, starting and ending with a letter or digit), e.g. k8s-w1"
+            )
+        return value
+
+    @property
+    def address(self) -> IPv4Address:
+        return net.parse_address(self.ip)
+
+
+class VagrantConfig(_Strict):
+    box: str = DEFAULT_VAGRANT_BOX
+    box_version: str = DEFAULT_VAGRANT_BOX_VERSION
+    provider: Literal["virtualbox", "libvirt"] = "virtualbox"
+
+
+class KubernetesConfig(_Strict):
+    version: KubernetesVersion = DEFAULT_KUBERNETES_VERSION
+    cni: Literal["flannel", "calico"] = "flannel"
+    pod_cidr: Cidr = DEFAULT_POD_CIDR
+    service_cidr: Cidr = DEFAULT_SERVICE_CIDR
+    kube_proxy_mode: Literal["iptables", "ipvs"] = "iptables"
+
+    @property
+    def minor(self) -> str:
+        """``1.36``: pkgs.k8s.io keeps one apt repository per minor."""
+        return ".".join(self.version.split(".")[:2])
+
+
+def _check_object_name(value: str) -> str:
+    if not _DNS_SUBDOMAIN.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid Kubernetes object name; use lower-case letters, digits, '-' and '.', "
+            "e.g. lab-pool"
+        )
+    return value
+
+
+ObjectName = Annotated[str, AfterValidator(_check_object_name)]
+
+
+class PoolConfig(_Strict):
+    name: ObjectName
+    addresses: tuple[AddressRange, ...] = Field(min_length=1)
+    auto_assign: bool = True
+
+    @field_validator("addresses", mode="before")
+    @classmethod
+    def _one_string(cls, value: Any) -> Any:
+        # A lone string is the commonest slip (addresses: 192.168.56.200-192.168.56.250).
+        return [value] if isinstance(value, str) else value
+
+    @property
+    def ranges(self) -> tuple[net.IPRange, ...]:
+        return tuple(net.parse_range(a) for a in self.addresses)
+
+    @property
+    def size(self) -> int:
+        return net.total_size(self.ranges)
+
+
+class L2AdvertisementConfig(_Strict):
+    name: ObjectName
+    # Empty: every pool (MetalLB's own meaning of an empty ipAddressPools).
+    pools: tuple[str, ...] = ()
+    # None: the host-only NIC, found by node preparation or given as network.interface.
+    interfaces: Optional[tuple[str, ...]] = None
+
+
+class MetalLBConfig(_Strict):
+    version: MetalLBVersion = DEFAULT_METALLB_VERSION
+    # A local path or URL of metallb-native.yaml, for offline labs. None: the upstream URL.
+    manifest: Optional[str] = None
+    pools: tuple[PoolConfig, ...] = ()
+    l2_advertisements: tuple[L2AdvertisementConfig, ...] = ()
+
+    @property
+    def manifest_url(self) -> str:
+        return (
+            self.manifest
+            or f"https://raw.githubusercontent.com/metallb/metallb/v{self.version}/config/manifests/metallb-native.yaml"
+        )
+
+    @property
+    def pin_annotation(self) -> str:
+        """The Service annotation that asks for one IP; the ``metallb.io/`` prefix exists from 0.14.9."""
+        prefix = "metallb.io" if version_tuple(self.version) >= (0, 14, 9) else "metallb.universe.tf"
+        return f"{prefix}/loadBalancerIPs"
+
+
+class IngressConfig(_Strict):
+    controller: Literal["ingress-nginx", "traefik"] = "ingress-nginx"
+    version: Optional[AppVersion] = None
+    ip: Optional[Address] = None
+    # A local path (or URL) of the controller's manifest or chart, for offline labs.
+    manifest: Optional[str] = None
+
+    @property
+    def resolved_version(self) -> str:
+        return self.version or DEFAULT_INGRESS_VERSIONS[self.controller]
+
+    @property
+    def address(self) -> Optional[IPv4Address]:
+        return None if self.ip is None else net.parse_address(self.ip)
+
+
+class ClusterConfig(_Strict):
+    """An existing cluster: replaces the VM and kubeadm layer entirely."""
+
+    # A kubeconfig file path, or the kubeconfig itself (set it with `pulumi config set --secret`).
+    kubeconfig: SecretStr
+    context: Optional[str] = None
+
+
+class SelfCheckConfig(_Strict):
+    enabled: bool = True
+    timeout_seconds: int = Field(300, ge=10, le=3600)
+
+
+class ArgoCDOptions(_Strict):
+    version: AppVersion = "3.5.1"
+    manifest: Optional[str] = None
+
+
+class GrafanaOptions(_Strict):
+    chart_version: AppVersion = "10.1.4"
+    chart: Optional[str] = None
+
+
+class OnlineBoutiqueOptions(_Strict):
+    version: AppVersion = "0.10.6"
+    manifest: Optional[str] = None
+    load_generator: bool = False
+    # Keep frontend-external a LoadBalancer (it then takes a pool IP) instead of ClusterIP.
+    frontend_external: bool = False
+
+
+class DemoOptions(_Strict):
+    replicas: int = Field(2, ge=1, le=20)
+
+
+class AppOptions(_Strict):
+    demo: DemoOptions = DemoOptions()
+    argocd: ArgoCDOptions = ArgoCDOptions()
+    grafana: GrafanaOptions = GrafanaOptions()
+    online_boutique: OnlineBoutiqueOptions = Field(OnlineBoutiqueOptions(), alias="online-boutique")
+
+
+# --------------------------------------------------------------------------------------------
+# The whole lab
+
+
+class LabConfig(_Strict):
+    """Everything the program needs, validated. Build it with :func:`load` or :func:`parse`."""
+
+    stack: str
+    network: NetworkConfig
+    nodes: tuple[NodeConfig, ...] = ()
+    vagrant: VagrantConfig = VagrantConfig()
+    kubernetes: KubernetesConfig = KubernetesConfig()
+    metallb: MetalLBConfig = MetalLBConfig()
+    ingress: IngressConfig = IngressConfig()
+    domain: str = "lab.local"
+    apps: tuple[Literal["demo", "argocd", "grafana", "online-boutique"], ...] = ("demo",)
+    app_options: AppOptions = AppOptions()
+    cluster: Optional[ClusterConfig] = None
+    self_check: SelfCheckConfig = SelfCheckConfig()
+    write_kubeconfig: bool = False
+    # Problems that do not stop the lab, logged by __main__ as Pulumi warnings.
+    warnings: tuple[str, ...] = ()
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        value = value.lower().rstrip(".")
+        if not all(_DNS_LABEL.match(label) for label in value.split(".")) or "." not in value:
+            raise ValueError(f"{value!r} is not a DNS domain with at least two labels, e.g. lab.local or lab.test")
+        return value
+
+    @field_validator("apps")
+    @classmethod
+    def _unique_apps(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(value))
+
+    # -- derived views, so components do no config arithmetic of their own --
+
+    @property
+    def existing_cluster(self) -> bool:
+        return self.cluster is not None
+
+    @property
+    def control_plane(self) -> NodeConfig:
+        return next(n for n in self.nodes if n.role == "control-plane")
+
+    @property
+    def workers(self) -> tuple[NodeConfig, ...]:
+        return tuple(n for n in self.nodes if n.role == "worker")
+
+    def hostname(self, app: str) -> str:
+        return f"{APP_HOSTS[app]}.{self.domain}"
+
+    @property
+    def hostnames(self) -> tuple[str, ...]:
+        return tuple(self.hostname(app) for app in self.apps)
+
+    @property
+    def load_balancer_services(self) -> tuple[str, ...]:
+        """Every LoadBalancer Service the lab creates, each taking one pool IP."""
+        services = [f"{self.ingress.controller} controller"]
+        if "online-boutique" in self.apps and self.app_options.online_boutique.frontend_external:
+            services.append("online-boutique frontend-external")
+        return tuple(services)
+
+
+# --------------------------------------------------------------------------------------------
+# Checks of the lab as a whole
+
+
+def _pool_path(i: int, j: Optional[int] = None) -> str:
+    return f"metallb.pools[{i}].addresses" + ("" if j is None else f"[{j}]")
+
+
+def check_lab(cfg: LabConfig) -> tuple[list[Problem], list[str]]:
+    """Cross-key checks. Returns (problems, warnings)."""
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    add = lambda path, message: problems.append(Problem(path, message))  # noqa: E731
+    network = cfg.network.network
+    reserved = net.reserved_addresses(network)
+
+    # -- cluster mode --
+    if cfg.existing_cluster:
+        if cfg.nodes:
+            add(
+                "nodes",
+                "nodes are given together with cluster.kubeconfig; an existing cluster replaces the VMs. "
+                "Remove `nodes` (and `vagrant`) to use the existing cluster, or remove `cluster` to build VMs",
+            )
+    else:
+        _check_nodes(cfg, network, reserved, add)
+        if cfg.vagrant.provider == "virtualbox" and net.needs_virtualbox_networks_conf(network):
+            warnings.append(
+                f"network.cidr {network} is outside {net.VIRTUALBOX_DEFAULT_HOST_ONLY}: VirtualBox 6.1.28+ refuses "
+                f"host-only networks there unless /etc/vbox/networks.conf lists it (add a line `* {network}`)"
+            )
+
+    # -- Kubernetes --
+    k8s = cfg.kubernetes
+    minor = version_tuple(k8s.version)[1]
+    if version_tuple(k8s.version)[0] != 1:
+        add("kubernetes.version", f"{k8s.version!r} is not a Kubernetes 1.x version; use e.g. {DEFAULT_KUBERNETES_VERSION}")
+    elif minor < OLDEST_SUPPORTED_KUBERNETES_MINOR:
+        warnings.append(
+            f"kubernetes.version {k8s.version} is out of upstream support; consider {DEFAULT_KUBERNETES_VERSION}"
+        )
+    pod, svc = net.parse_network(k8s.pod_cidr), net.parse_network(k8s.service_cidr)
+    for path, cidr in (("kubernetes.pod_cidr", pod), ("kubernetes.service_cidr", svc)):
+        if cidr.overlaps(network):
+            add(
+                path,
+                f"{cidr} overlaps the host-only network {network} (Calico's usual 192.168.0.0/16 does); "
+                f"pick a range outside it, e.g. {DEFAULT_POD_CIDR if path.endswith('pod_cidr') else DEFAULT_SERVICE_CIDR}",
+            )
+    if pod.overlaps(svc):
+        add("kubernetes.service_cidr", f"{svc} overlaps kubernetes.pod_cidr {pod}; the two must be disjoint")
+
+    # -- MetalLB --
+    _check_metallb(cfg, network, reserved, pod, svc, add, warnings)
+
+    # -- ingress --
+    ingress_ip = cfg.ingress.address
+    if ingress_ip is not None and not any(ingress_ip in r for p in cfg.metallb.pools for r in p.ranges):
+        add(
+            "ingress.ip",
+            f"{ingress_ip} is outside every MetalLB pool, so MetalLB will never assign it; "
+            "choose an address from metallb.pools or add it to a pool",
+        )
+
+    # -- LoadBalancer capacity --
+    services = cfg.load_balancer_services
+    capacity = sum(p.size for p in cfg.metallb.pools)
+    auto_capacity = sum(p.size for p in cfg.metallb.pools if p.auto_assign)
+    if ingress_ip is not None and any(ingress_ip in r for p in cfg.metallb.pools if p.auto_assign for r in p.ranges):
+        auto_capacity -= 1  # the pinned address is reserved for the ingress
+    wanting_auto = len(services) - (1 if ingress_ip is not None else 0)
+    if cfg.metallb.pools and (len(services) > capacity or wanting_auto > auto_capacity):
+        add(
+            "metallb.pools",
+            f"the lab needs {len(services)} LoadBalancer IPs ({', '.join(services)}) but the pools hold "
+            f"{capacity} ({auto_capacity} assignable automatically); widen a pool's addresses",
+        )
+
+    # -- domain --
+    if cfg.domain.endswith(".local"):
+        warnings.append(
+            f"domain {cfg.domain}: on macOS '.local' names go through mDNS first (multi-second lookups); "
+            "'lab.test' avoids that"
+        )
+    return problems, warnings
+
+
+def _check_nodes(cfg: LabConfig, network: IPv4Network, reserved: dict, add) -> None:
+    if not cfg.nodes:
+        add(
+            "nodes",
+            "no nodes are configured; list a control-plane and at least one worker, e.g. "
+            "[{name: k8s-cp, role: control-plane, ip: 192.168.56.10}, {name: k8s-w1, role: worker, ip: 192.168.56.11}] "
+            "(or set cluster.kubeconfig to use an existing cluster)",
+        )
+        return
+    seen_names: dict[str, int] = {}
+    seen_ips: dict[IPv4Address, int] = {}
+    for i, node in enumerate(cfg.nodes):
+        if node.name in seen_names:
+            add(f"nodes[{i}].name", f"{node.name!r} is also the name of nodes[{seen_names[node.name]}]; names must be unique")
+        seen_names.setdefault(node.name, i)
+        address = node.address
+        if address in seen_ips:
+            add(f"nodes[{i}].ip", f"{address} is also the IP of nodes[{seen_ips[address]}]; give each node its own IP")
+        seen_ips.setdefault(address, i)
+        if address not in network:
+            add(f"nodes[{i}].ip", f"{address} is outside network.cidr {network}; pick an address inside it")
+        elif address in reserved:
+            add(f"nodes[{i}].ip", f"{address} is {reserved[address]}; pick another address, e.g. {network.network_address + 10}")
+    control_planes = [i for i, n in enumerate(cfg.nodes) if n.role == "control-plane"]
+    if not control_planes:
+        add("nodes", "no node has role control-plane; set `role: control-plane` on exactly one node")
+    elif len(control_planes) > 1:
+        add(
+            f"nodes[{control_planes[1]}].role",
+            "more than one control-plane node; this lab runs a single control plane, make the others workers",
+        )
+    else:
+        i = control_planes[0]
+        cp = cfg.nodes[i]
+        if cp.cpus < KUBEADM_MIN_CPUS:
+            add(f"nodes[{i}].cpus", f"{cp.cpus} CPU is below kubeadm's minimum of {KUBEADM_MIN_CPUS} for a control plane; set 2 or more")
+        if cp.memory_mb < KUBEADM_MIN_MEMORY_MB:
+            add(
+                f"nodes[{i}].memory_mb",
+                f"{cp.memory_mb} MB is below kubeadm's minimum of about {KUBEADM_MIN_MEMORY_MB} MB for a control plane; set 2048 or more",
+            )
+        if len(cfg.nodes) == 1:
+            add(
+                "nodes",
+                "the only node is the control plane; MetalLB does not announce from nodes labelled "
+                "node.kubernetes.io/exclude-from-external-load-balancers (kubeadm labels control planes), "
+                "so no IP would ever answer. Add a worker",
+            )
+
+
+def _check_metallb(cfg: LabConfig, network, reserved, pod, svc, add, warnings) -> None:
+    mlb = cfg.metallb
+    if version_tuple(mlb.version) < (0, 13, 6):
+        add(
+            "metallb.version",
+            f"{mlb.version} predates CRD configuration and L2Advertisement interfaces (0.13.6); use {DEFAULT_METALLB_VERSION} or newer",
+        )
+    if not mlb.pools:
+        add(
+            "metallb.pools",
+            "no pools; LoadBalancer Services would stay <pending>. Add one, e.g. "
+            "[{name: lab-pool, addresses: ['192.168.56.200-192.168.56.250']}]",
+        )
+    pool_index: dict[str, int] = {}
+    node_ips = {n.address: n.name for n in cfg.nodes}
+    for i, pool in enumerate(mlb.pools):
+        if pool.name in pool_index:
+            add(f"metallb.pools[{i}].name", f"{pool.name!r} is also the name of metallb.pools[{pool_index[pool.name]}]")
+        pool_index.setdefault(pool.name, i)
+        for j, r in enumerate(pool.ranges):
+            path = _pool_path(i, j)
+            if not r.within(network):
+                add(
+                    path,
+                    f"{r} is not inside network.cidr {network}: MetalLB would assign it but nothing on the "
+                    "host-only segment can reach it; use addresses inside the network",
+                )
+                continue
+            for address, why in reserved.items():
+                if address in r:
+                    add(path, f"{r} includes {address}, {why}; start the range after it")
+            for address, name in node_ips.items():
+                if address in r:
+                    add(path, f"{r} includes {address}, the IP of node {name}; keep pools clear of node IPs")
+            for label, cidr in (("kubernetes.pod_cidr", pod), ("kubernetes.service_cidr", svc)):
+                if net.range_overlaps_network(r, cidr):
+                    add(path, f"{r} overlaps {label} {cidr}")
+            for k, other in enumerate(mlb.pools[:i]):
+                hit = net.first_overlap([r], other.ranges)
+                if hit:
+                    add(path, f"{r} overlaps metallb.pools[{k}] ({other.name}: {hit[1]}); pools must not share addresses")
+            for k, earlier in enumerate(pool.ranges[:j]):
+                if r.overlaps(earlier):
+                    add(path, f"{r} overlaps {earlier}, an earlier entry of the same pool")
+    if not mlb.l2_advertisements:
+        add(
+            "metallb.l2_advertisements",
+            "no L2 advertisements; IPs would be assigned but never announced by ARP. Add one, e.g. "
+            "[{name: lab-l2, pools: [lab-pool]}]",
+        )
+    seen: dict[str, int] = {}
+    for i, adv in enumerate(mlb.l2_advertisements):
+        if adv.name in seen:
+            add(f"metallb.l2_advertisements[{i}].name", f"{adv.name!r} is also the name of l2_advertisements[{seen[adv.name]}]")
+        seen.setdefault(adv.name, i)
+        for j, name in enumerate(adv.pools):
+            if name not in pool_index:
+                known = ", ".join(pool_index) or "none"
+                add(
+                    f"metallb.l2_advertisements[{i}].pools[{j}]",
+                    f"names pool {name!r}, which is not in metallb.pools (known: {known}){_did_you_mean(name, pool_index)}",
+                )
+        for j, iface in enumerate(adv.interfaces or ()):
+            if not _IFACE.match(iface):
+                add(f"metallb.l2_advertisements[{i}].interfaces[{j}]", f"{iface!r} is not a Linux interface name, e.g. eth1")
+        if adv.interfaces is None and cfg.existing_cluster and cfg.network.interface is None:
+            warnings.append(
+                f"metallb.l2_advertisements[{i}] announces on every interface of the existing cluster's nodes; "
+                "set network.interface (or its interfaces) to the NIC on network.cidr"
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# From raw stack config to LabConfig
+
+
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _format_loc(loc: tuple) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += ("." if path else "") + str(part)
+    return path or "(root)"
+
+
+def _model_of(annotation: Any) -> Optional[type[BaseModel]]:
+    """The pydantic model inside an annotation such as ``Optional[X]`` or ``tuple[X, ...]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_of(arg)
+        if found:
+            return found
+    return None
+
+
+def _unknown_keys(model: type[BaseModel], data: Any, loc: tuple) -> list[Problem]:
+    """Typos, with the keys that are allowed and the closest match."""
+    if not isinstance(data, Mapping):
+        return []
+    fields = {(f.alias or name): f for name, f in model.model_fields.items()}
+    problems = []
+    for key, value in data.items():
+        field = fields.get(key)
+        if field is None:
+            known = ", ".join(k for k in fields if k not in ("stack", "warnings"))
+            problems.append(
+                Problem(_format_loc(loc + (key,)), f"unknown key{_did_you_mean(str(key), fields)} (allowed here: {known})")
+            )
+            continue
+        sub = _model_of(field.annotation)
+        if sub is None:
+            continue
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                problems += _unknown_keys(sub, item, loc + (key, i))
+        else:
+            problems += _unknown_keys(sub, value, loc + (key,))
+    return problems
+
+
+_TYPE_HINTS = {
+    "int_parsing": "expected a whole number",
+    "int_type": "expected a whole number",
+    "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+    "string_type": "expected a string",
+    "tuple_type": "expected a list",
+    "model_type": "expected a mapping of keys",
+    "dict_type": "expected a mapping of keys",
+}
+
+
+def _problem_from_pydantic(error: dict) -> Problem:
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    kind = error["type"]
+    given = error.get("input")
+    if kind == "missing":
+        message = "is required but missing"
+    elif kind == "value_error":
+        message = str(error["ctx"]["error"])
+    elif kind in _TYPE_HINTS:
+        message = f"{_TYPE_HINTS[kind]}, got {given!r}"
+    elif kind == "literal_error":
+        message = f"{given!r} is not allowed; {error['msg'][0].lower()}{error['msg'][1:]}"
+        if loc and loc[0] == "apps":
+            loc = loc[:2]
+    else:
+        message = f"{error['msg']} (got {given!r})"
+    return Problem(_format_loc(loc), message)
+
+
+def parse(raw: Mapping[str, Any], *, stack: str, secret_keys: frozenset[str] = frozenset()) -> LabConfig:
+    """Validate raw stack config (keys without the namespace) into a :class:`LabConfig`.
+
+    Raises :class:`ConfigError` listing every problem found.
+    """
+    data = dict(raw)
+    problems = _unknown_keys(LabConfig, data, ())
+    for key in ("stack", "warnings"):
+        if key in raw:
+            problems.append(Problem(key, "is set by the program, not by stack config; remove it"))
+    if problems:
+        raise ConfigError(problems)
+
+    warnings: list[str] = []
+    problems += _resolve_cluster(data, secret_keys, warnings)
+    if problems:
+        raise ConfigError(problems)
+    if "network" not in data:
+        problems.append(Problem("network.cidr", "is required: the host-only network, e.g. {cidr: 192.168.56.0/24}"))
+        raise ConfigError(problems)
+    try:
+        cfg = LabConfig.model_validate({**data, "stack": stack})
+    except ValidationError as err:
+        raise ConfigError([_problem_from_pydantic(e) for e in err.errors()]) from None
+
+    problems, lab_warnings = check_lab(cfg)
+    if problems:
+        raise ConfigError(problems)
+    return cfg.model_copy(update={"warnings": tuple(warnings + lab_warnings)})
+
+
+def _resolve_cluster(data: dict, secret_keys: frozenset[str], warnings: list[str]) -> list[Problem]:
+    """Turn cluster.kubeconfig from a path into the file's content, checking the context exists."""
+    cluster = data.get("cluster")
+    if cluster is None:
+        return []
+    if not isinstance(cluster, Mapping) or not cluster.get("kubeconfig"):
+        return [Problem("cluster.kubeconfig", "is required in existing-cluster mode: a kubeconfig path or its content")]
+    value = str(cluster["kubeconfig"])
+    if "\n" in value or value.lstrip().startswith(("apiVersion", "{")):
+        content, where = value, "the kubeconfig given inline"
+        if "cluster" not in secret_keys:
+            warnings.append(
+                "cluster.kubeconfig holds credentials in plain text in the stack file; store it with "
+                "`pulumi config set --secret --path cluster.kubeconfig \"$(cat <file>)\"`"
+            )
+    else:
+        path = Path(os.path.expanduser(value))
+        if not path.is_file():
+            return [Problem("cluster.kubeconfig", f"file {path} does not exist; give the path of a kubeconfig or its content")]
+        content, where = path.read_text(), str(path)
+    try:
+        document = yaml.safe_load(content)
+    except yaml.YAMLError as err:
+        return [Problem("cluster.kubeconfig", f"{where} is not valid YAML ({err.__class__.__name__})")]
+    if not isinstance(document, Mapping) or not document.get("clusters"):
+        return [Problem("cluster.kubeconfig", f"{where} has no clusters; is it a kubeconfig?")]
+    contexts = [c.get("name") for c in document.get("contexts") or [] if isinstance(c, Mapping)]
+    context = cluster.get("context")
+    if context is not None and context not in contexts:
+        return [
+            Problem(
+                "cluster.context",
+                f"{context!r} is not a context of {where} (it has: {', '.join(map(str, contexts)) or 'none'})"
+                f"{_did_you_mean(str(context), map(str, contexts))}",
+            )
+        ]
+    data["cluster"] = {**cluster, "kubeconfig": content}
+    return []
+
+
+STRUCTURED_KEYS = frozenset(
+    {"network", "nodes", "vagrant", "kubernetes", "metallb", "ingress", "apps", "app_options", "cluster", "self_check"}
+)
+
+
+def _decode(key: str, value: Any) -> Any:
+    """Pulumi hands structured values to the program as JSON text; plain ones as strings."""
+    if not isinstance(value, str):
+        return value
+    if key in STRUCTURED_KEYS or key == "write_kubeconfig":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value  # pydantic then names the key and the expected type
+    return value
+
+
+def read_stack_config() -> tuple[dict[str, Any], frozenset[str]]:
+    """Every ``k8s-lab:*`` key of the running stack, decoded, and which of them are secret."""
+    from pulumi.runtime import config as runtime_config
+
+    keys = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
+    prefix = f"{NAMESPACE}:"
+    raw: dict[str, Any] = {}
+    secret: set[str] = set()
+    for full_key in sorted(keys):
+        if not full_key.startswith(prefix):
+            continue
+        key = full_key[len(prefix) :]
+        raw[key] = _decode(key, runtime_config.get_config(full_key))
+        if runtime_config.is_config_secret(full_key) or full_key in runtime_config.get_config_secret_keys_env():
+            secret.add(key)
+    return raw, frozenset(secret)
+
+
+def load() -> LabConfig:
+    """Read and validate the running stack's configuration. Call once, from ``__main__.py``."""
+    raw, secret_keys = read_stack_config()
+    return parse(raw, stack=pulumi.get_stack(), secret_keys=secret_keys)

@@ -1,0 +1,337 @@
+"""Run the whole k8s-lab program under Pulumi mocks and record what it registers.
+
+``run_program("lab", overrides={...})`` loads ``Pulumi.yaml``'s config defaults and the stack file
+``Pulumi.<stack>.yaml``, applies overrides (``"metallb.pools[0].auto_assign": False`` style paths,
+as ``pulumi config set --path`` takes them, or whole keys), runs ``__main__.py`` against a recording
+mock monitor, and returns a :class:`Run`: every resource with its type, name, parent, inputs,
+dependency edges, options and which inputs were secret; the resolved stack outputs and which are
+secret; and the warnings the program logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+import re
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pulumi
+import yaml
+from google.protobuf import json_format
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "k8s-lab"
+SHARED = ROOT.parent / "shared"
+REFERENCE = SHARED / "reference"
+
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+_SIG = "4dabf18193072939515e22adb298388d"
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+
+def reference_file(relative: str):
+    """A file of ../shared/reference, or a pytest skip when this clone has no ../shared."""
+    import pytest
+
+    path = REFERENCE / relative
+    if not path.is_file():
+        pytest.skip(f"upstream reference copy {relative} not found (../shared/reference is absent in this clone)")
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# What was registered
+
+
+@dataclass
+class Registered:
+    type: str
+    name: str
+    urn: str
+    parent: str
+    custom: bool
+    inputs: dict
+    secret_inputs: set[str]  # dotted paths of inputs that were Pulumi secrets
+    dependencies: set[str]  # URNs this resource depends on (explicit and through its inputs)
+    property_dependencies: dict[str, set[str]]
+    provider: str
+    options: dict
+
+    def depends_on(self, other: "Registered") -> bool:
+        return other.urn in self.dependencies
+
+    def input(self, dotted: str, default: Any = None) -> Any:
+        value: Any = self.inputs
+        for part in dotted.split("."):
+            if not isinstance(value, dict) or part not in value:
+                return default
+            value = value[part]
+        return value
+
+
+@dataclass
+class Run:
+    resources: list[Registered]
+    outputs: dict[str, Any]
+    secret_outputs: set[str]
+    warnings: list[str]
+    errors: list[str] = field(default_factory=list)
+
+    def by_urn(self, urn: str) -> Registered:
+        return next(r for r in self.resources if r.urn == urn)
+
+    def of_type(self, type_: str) -> list[Registered]:
+        return [r for r in self.resources if r.type == type_]
+
+    def named(self, name: str) -> Registered:
+        matches = [r for r in self.resources if r.name == name]
+        assert len(matches) == 1, f"expected one resource named {name!r}, found {len(matches)}"
+        return matches[0]
+
+    def one(self, type_: str, name: Optional[str] = None) -> Registered:
+        matches = [r for r in self.of_type(type_) if name is None or r.name == name]
+        assert len(matches) == 1, f"expected one {type_} {name or ''}, found {[m.name for m in matches]}"
+        return matches[0]
+
+    def children(self, parent: Registered) -> list[Registered]:
+        return [r for r in self.resources if r.parent == parent.urn]
+
+    def descendants(self, parent: Registered) -> list[Registered]:
+        found, frontier = [], [parent.urn]
+        while frontier:
+            urn = frontier.pop()
+            for r in self.resources:
+                if r.parent == urn:
+                    found.append(r)
+                    frontier.append(r.urn)
+        return found
+
+    def waits_for(self, later: Registered, earlier: Registered) -> bool:
+        """True when ``later`` cannot start before ``earlier`` is done: a path of dependency edges.
+
+        A dependency on a component means waiting for all of its descendants, as the engine does.
+        """
+        seen: set[str] = set()
+        frontier = list(self.by_urn(later.urn).dependencies)
+        while frontier:
+            urn = frontier.pop()
+            if urn == earlier.urn:
+                return True
+            if urn in seen:
+                continue
+            seen.add(urn)
+            node = self.by_urn(urn)
+            frontier.extend(node.dependencies)
+            frontier.extend(d.urn for d in self.descendants(node))
+        return False
+
+
+def _unwrap(value: Any, path: str, secrets: set[str]) -> Any:
+    if isinstance(value, dict):
+        if value.get(_SIG) == _SECRET_SIG:
+            secrets.add(path or "(value)")
+            return _unwrap(value.get("value"), path, secrets)
+        return {k: _unwrap(v, f"{path}.{k}" if path else k, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v, f"{path}[{i}]", secrets) for i, v in enumerate(value)]
+    return value
+
+
+# ----------------------------------------------------------------------------------------------
+# Mocks
+
+
+class LabMocks(pulumi.runtime.Mocks):
+    """Echo inputs back as outputs, with plausible values for the outputs the program reads.
+
+    ``state_for[type](args) -> dict`` lets a test give one resource type richer outputs.
+    """
+
+    def __init__(self) -> None:
+        self.state_for: dict[str, Callable[[pulumi.runtime.MockResourceArgs], dict]] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        state = dict(args.inputs)
+        if args.typ == "command:local:Command":
+            state.setdefault("stdout", f"{args.name}-stdout")
+            state.setdefault("stderr", "")
+        if args.typ in self.state_for:
+            state.update(self.state_for[args.typ](args))
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    def __init__(self, mocks: LabMocks) -> None:
+        super().__init__(mocks)
+        self.requests: list[tuple[Any, str]] = []
+
+    def RegisterResource(self, request):  # noqa: N802 (gRPC name)
+        response = super().RegisterResource(request)
+        self.requests.append((request, response.urn))
+        return response
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[tuple[int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((record.levelno, record.getMessage()))
+
+
+def _record(request, urn: str) -> Registered:
+    secrets: set[str] = set()
+    inputs = _unwrap(json_format.MessageToDict(request.object), "", secrets)
+    prop_deps = {k: set(v.urns) for k, v in request.propertyDependencies.items()}
+    deps = set(request.dependencies)
+    for urns in prop_deps.values():
+        deps |= urns
+    options = {
+        "delete_before_replace": request.deleteBeforeReplace,
+        "replace_on_changes": list(request.replaceOnChanges),
+        "ignore_changes": list(request.ignoreChanges),
+        "additional_secret_outputs": list(request.additionalSecretOutputs),
+        "custom_timeouts": json_format.MessageToDict(request.customTimeouts),
+        "retain_on_delete": request.retainOnDelete,
+        "transforms": len(request.transforms),
+        "version": request.version,
+    }
+    return Registered(
+        type=request.type,
+        name=request.name,
+        urn=urn,
+        parent=request.parent,
+        custom=request.custom,
+        inputs=inputs,
+        secret_inputs=secrets,
+        dependencies=deps,
+        property_dependencies=prop_deps,
+        provider=request.provider,
+        options=options,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Config
+
+
+def stack_config(stack: str, stack_file: Optional[Path] = None) -> dict[str, Any]:
+    """Pulumi.yaml's declared defaults, then the stack file's values, keyed ``k8s-lab:<key>``."""
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    config: dict[str, Any] = {}
+    for key, spec in (project.get("config") or {}).items():
+        if isinstance(spec, dict) and ("default" in spec or "value" in spec):
+            config[key if ":" in key else f"{PROJECT}:{key}"] = spec.get("value", spec.get("default"))
+    path = stack_file or ROOT / f"Pulumi.{stack}.yaml"
+    if path.exists():
+        config.update((yaml.safe_load(path.read_text()) or {}).get("config") or {})
+    return config
+
+
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def set_path(config: dict[str, Any], path: str, value: Any) -> None:
+    """``pulumi config set --path`` semantics: ``metallb.pools[0].addresses`` -> nested set."""
+    parts = [int(i) if i else name for name, i in _PATH_PART.findall(path)]
+    key = parts[0] if ":" in str(parts[0]) else f"{PROJECT}:{parts[0]}"
+    if len(parts) == 1:
+        config[key] = value
+        return
+    target = config.setdefault(key, {} if isinstance(parts[1], str) else [])
+    for part, nxt in zip(parts[1:-1], parts[2:]):
+        if isinstance(target, list):
+            while len(target) <= part:
+                target.append({} if isinstance(nxt, str) else [])
+            target = target[part]
+        else:
+            target = target.setdefault(part, {} if isinstance(nxt, str) else [])
+    last = parts[-1]
+    if isinstance(target, list):
+        while len(target) <= last:
+            target.append(None)
+    target[last] = value
+
+
+DELETE = object()  # an override value that removes the key
+
+
+def _encode(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)
+
+
+# ----------------------------------------------------------------------------------------------
+# Running the program
+
+
+def run_program(
+    stack: str = "lab",
+    overrides: Optional[dict[str, Any]] = None,
+    *,
+    stack_file: Optional[Path] = None,
+    secret_keys: tuple[str, ...] = (),
+    preview: bool = False,
+    mocks: Optional[LabMocks] = None,
+) -> Run:
+    """Run ``__main__.py`` under mocks. Exceptions from the program (ConfigError) propagate."""
+    config = copy.deepcopy(stack_config(stack, stack_file))
+    for path, value in (overrides or {}).items():
+        if value is DELETE:
+            config.pop(path if ":" in path else f"{PROJECT}:{path}", None)
+        else:
+            set_path(config, path, copy.deepcopy(value))
+
+    mocks = mocks or LabMocks()
+    monitor = _RecordingMonitor(mocks)
+    capture = _Capture()
+    logger = logging.getLogger(f"k8s-lab-test-{id(monitor)}")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    logger.addHandler(capture)
+
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=logger)
+    pulumi.runtime.set_all_config(
+        {k: _encode(v) for k, v in config.items()},
+        [k if ":" in k else f"{PROJECT}:{k}" for k in secret_keys],
+    )
+    settings.SETTINGS.rpc_manager.clear()
+    settings.SETTINGS.outputs.clear()
+    main = str(ROOT / "__main__.py")
+    try:
+        _sync_await(run_pulumi_func(lambda: runpy.run_path(main, run_name="__main__")))
+    except Exception as err:
+        # Lets tests assert that a failing program registered nothing before it failed.
+        err.registered = [urn for req, urn in monitor.requests if req.type != "pulumi:pulumi:Stack"]  # type: ignore[attr-defined]
+        raise
+
+    root = settings.get_root_resource()
+    outputs: dict[str, Any] = {}
+    secret_outputs: set[str] = set()
+    for name, output in getattr(root, "outputs", {}).items():
+        out = pulumi.Output.from_input(output)
+        outputs[name] = _sync_await(out.future(with_unknowns=True))
+        if _sync_await(out.is_secret()):
+            secret_outputs.add(name)
+
+    resources = [_record(req, urn) for req, urn in monitor.requests if req.type != "pulumi:pulumi:Stack"]
+    warnings = [msg for level, msg in capture.records if level == logging.WARNING]
+    errors = [msg for level, msg in capture.records if level >= logging.ERROR]
+    return Run(resources, outputs, secret_outputs, warnings, errors)

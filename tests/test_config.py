@@ -1,0 +1,210 @@
+"""The stack config contract: the seed's lab loads, and every bad input fails cleanly.
+
+Each bad config runs the whole program under mocks and must raise ConfigError naming the key
+path, saying what is wrong, and registering nothing.
+"""
+
+import pytest
+
+from components import config as lab_config
+from harness import DELETE, run_program
+
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: kind, cluster: {server: 'https://127.0.0.1:6443'}}]
+contexts: [{name: kind-lab, context: {cluster: kind, user: admin}}]
+users: [{name: admin, user: {token: abc}}]
+current-context: kind-lab
+"""
+
+
+def fails(overrides, stack="lab", **kwargs) -> lab_config.ConfigError:
+    with pytest.raises(lab_config.ConfigError) as caught:
+        run_program(stack, overrides, **kwargs)
+    assert caught.value.registered == [], "resources were registered before the config error"
+    return caught.value
+
+
+def problem(err: lab_config.ConfigError, path: str) -> str:
+    matches = [p.message for p in err.problems if p.path == path]
+    assert matches, f"no problem at {path}; got {[str(p) for p in err.problems]}"
+    return " | ".join(matches)
+
+
+def test_seed_lab_loads_as_typed_frozen_config():
+    raw = {k.split(":", 1)[1]: v for k, v in __import__("harness").stack_config("lab").items() if k.startswith("k8s-lab:")}
+    cfg = lab_config.parse(raw, stack="lab")
+    assert [n.name for n in cfg.nodes] == ["k8s-cp", "k8s-w1", "k8s-w2"]
+    assert [n.ip for n in cfg.nodes] == ["192.168.56.10", "192.168.56.11", "192.168.56.12"]
+    assert cfg.control_plane.name == "k8s-cp"
+    assert cfg.metallb.version == "0.14.9"
+    assert cfg.metallb.pools[0].name == "lab-pool"
+    assert cfg.metallb.pools[0].addresses == ("192.168.56.200-192.168.56.250",)
+    assert cfg.metallb.pools[0].size == 51
+    assert cfg.metallb.l2_advertisements[0].name == "lab-l2"
+    assert cfg.metallb.l2_advertisements[0].pools == ("lab-pool",)
+    assert cfg.ingress.controller == "ingress-nginx" and cfg.ingress.ip == "192.168.56.200"
+    assert cfg.domain == "lab.local" and cfg.apps == ("demo",)
+    assert cfg.hostnames == ("app.lab.local",)
+    with pytest.raises(Exception):
+        cfg.nodes[0].ip = "192.168.56.99"  # frozen
+
+
+def test_seed_stack_evaluates_under_mocks_with_its_outputs():
+    run = run_program("lab")
+    assert run.outputs["node_ips"] == {"k8s-cp": "192.168.56.10", "k8s-w1": "192.168.56.11", "k8s-w2": "192.168.56.12"}
+    assert run.outputs["etc_hosts"] == "192.168.56.200 app.lab.local"
+    assert any("/etc/hosts" not in w and ".local" in w for w in run.warnings)  # the mDNS hint
+
+
+BAD = [
+    # (id, overrides, path, words the message must contain)
+    ("typo-top-level", {"metalb": {"version": "0.14.9"}}, "metalb", ["unknown key", "metallb"]),
+    ("typo-nested", {"metallb.pools[0].adresses": ["192.168.56.200-192.168.56.210"]}, "metallb.pools[0].adresses", ["unknown key", "addresses"]),
+    ("typo-node", {"nodes[1].memory": 2048}, "nodes[1].memory", ["unknown key", "memory_mb"]),
+    ("bad-ip", {"nodes[0].ip": "192.168.56.300"}, "nodes[0].ip", ["not an IPv4 address"]),
+    ("ipv6-node", {"nodes[0].ip": "fd00::10"}, "nodes[0].ip", ["IPv6"]),
+    ("bad-cidr", {"network.cidr": "192.168.56.0"}, "network.cidr", ["not a CIDR", "/24"]),
+    ("host-bits", {"network.cidr": "192.168.56.1/24"}, "network.cidr", ["host bits", "192.168.56.0/24"]),
+    ("bad-range", {"metallb.pools[0].addresses[0]": "192.168.56.200-192.168.56"}, "metallb.pools[0].addresses[0]", ["not an IPv4 address"]),
+    ("reversed-range", {"metallb.pools[0].addresses[0]": "192.168.56.250-192.168.56.200"}, "metallb.pools[0].addresses[0]", ["reversed", "192.168.56.200-192.168.56.250"]),
+    ("pool-outside-network", {"metallb.pools[0].addresses[0]": "192.168.57.200-192.168.57.250", "ingress.ip": DELETE}, "metallb.pools[0].addresses[0]", ["not inside network.cidr", "192.168.56.0/24"]),
+    ("pool-over-node", {"metallb.pools[0].addresses[0]": "192.168.56.11-192.168.56.30", "ingress.ip": DELETE}, "metallb.pools[0].addresses[0]", ["192.168.56.11", "k8s-w1"]),
+    ("pool-over-laptop", {"metallb.pools[0].addresses[0]": "192.168.56.1-192.168.56.5", "ingress.ip": DELETE}, "metallb.pools[0].addresses[0]", ["laptop"]),
+    (
+        "pool-over-pool",
+        {"metallb.pools[1]": {"name": "second", "addresses": ["192.168.56.240/28"]}},
+        "metallb.pools[1].addresses[0]",
+        ["overlaps metallb.pools[0]", "lab-pool"],
+    ),
+    ("duplicate-node-name", {"nodes[2].name": "k8s-w1"}, "nodes[2].name", ["k8s-w1", "unique"]),
+    ("duplicate-node-ip", {"nodes[2].ip": "192.168.56.11"}, "nodes[2].ip", ["192.168.56.11", "nodes[1]"]),
+    ("node-outside-network", {"nodes[2].ip": "192.168.60.12"}, "nodes[2].ip", ["outside network.cidr"]),
+    ("no-control-plane", {"nodes[0].role": "worker"}, "nodes", ["control-plane"]),
+    ("bad-role", {"nodes[0].role": "master"}, "nodes[0].role", ["'master'", "control-plane"]),
+    ("no-nodes", {"nodes": []}, "nodes", ["no nodes", "cluster.kubeconfig"]),
+    ("nodes-key-absent", {"nodes": DELETE}, "nodes", ["no nodes"]),
+    ("unknown-l2-pool", {"metallb.l2_advertisements[0].pools[0]": "lab-pol"}, "metallb.l2_advertisements[0].pools[0]", ["'lab-pol'", "did you mean 'lab-pool'"]),
+    ("ingress-ip-outside-pools", {"ingress.ip": "192.168.56.100"}, "ingress.ip", ["outside every MetalLB pool"]),
+    ("bad-k8s-version", {"kubernetes.version": "1.36"}, "kubernetes.version", ["MAJOR.MINOR.PATCH"]),
+    ("v-prefixed-version", {"metallb.version": "v0.14.9"}, "metallb.version", ["drop the leading 'v'"]),
+    ("ancient-metallb", {"metallb.version": "0.12.1"}, "metallb.version", ["0.13.6"]),
+    ("bad-ingress-version", {"ingress.version": "latest"}, "ingress.version", ["MAJOR.MINOR.PATCH"]),
+    (
+        "too-many-load-balancers",
+        {
+            "metallb.pools[0].addresses": ["192.168.56.200/32"],
+            "apps": ["demo", "online-boutique"],
+            "app_options": {"online-boutique": {"frontend_external": True}},
+        },
+        "metallb.pools",
+        ["needs 2 LoadBalancer IPs", "frontend-external", "hold 1"],
+    ),
+    ("calico-default-pod-cidr", {"kubernetes.pod_cidr": "192.168.0.0/16"}, "kubernetes.pod_cidr", ["overlaps the host-only network", "Calico"]),
+    ("service-cidr-over-network", {"kubernetes.service_cidr": "192.168.56.0/24"}, "kubernetes.service_cidr", ["overlaps"]),
+    ("pod-over-service", {"kubernetes.pod_cidr": "10.96.0.0/16"}, "kubernetes.service_cidr", ["overlaps kubernetes.pod_cidr"]),
+    ("cp-one-cpu", {"nodes[0].cpus": 1}, "nodes[0].cpus", ["kubeadm", "2"]),
+    ("cp-low-memory", {"nodes[0].memory_mb": 1024}, "nodes[0].memory_mb", ["kubeadm", "1700"]),
+    ("cpus-not-a-number", {"nodes[0].cpus": "two"}, "nodes[0].cpus", ["whole number", "'two'"]),
+    (
+        "control-plane-only",
+        {"nodes": [{"name": "k8s-cp", "role": "control-plane", "ip": "192.168.56.10", "cpus": 2, "memory_mb": 4096}]},
+        "nodes",
+        ["only node is the control plane", "exclude-from-external-load-balancers", "Add a worker"],
+    ),
+    ("no-pools", {"metallb.pools": [], "metallb.l2_advertisements": [{"name": "lab-l2"}], "ingress.ip": DELETE}, "metallb.pools", ["no pools", "<pending>"]),
+    ("no-l2", {"metallb.l2_advertisements": []}, "metallb.l2_advertisements", ["never announced"]),
+    ("bad-provider", {"vagrant.provider": "hyperv"}, "vagrant.provider", ["'hyperv'", "virtualbox"]),
+    ("unknown-app", {"apps": ["demo", "grafna"]}, "apps[1]", ["'grafna'", "grafana"]),
+    ("bad-domain", {"domain": "lab"}, "domain", ["two labels"]),
+    ("network-missing", {"network": DELETE}, "network.cidr", ["required"]),
+    ("bad-node-name", {"nodes[1].name": "K8S_W1"}, "nodes[1].name", ["host name"]),
+    ("bad-pool-name", {"metallb.pools[0].name": "Lab Pool"}, "metallb.pools[0].name", ["object name"]),
+    ("bad-interface", {"network.interface": "eth 1"}, "network.interface", ["interface name"]),
+    ("program-owned-key", {"stack": "other"}, "stack", ["set by the program"]),
+]
+
+
+@pytest.mark.parametrize("overrides,path,words", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_config_fails_before_anything_is_registered(overrides, path, words):
+    err = fails(overrides)
+    message = problem(err, path)
+    for word in words:
+        assert word in message, f"{word!r} not in {message!r}"
+    assert str(err).startswith("the k8s-lab stack configuration has")
+    assert f"{path}: " in str(err)
+    assert not isinstance(err, (KeyError, TypeError))
+
+
+def test_all_problems_are_reported_together():
+    err = fails({"nodes[2].ip": "192.168.56.11", "kubernetes.pod_cidr": "192.168.0.0/16", "ingress.ip": "192.168.56.100"})
+    assert {"nodes[2].ip", "kubernetes.pod_cidr", "ingress.ip"} <= set(err.paths())
+
+
+def test_virtualbox_network_outside_default_range_is_a_warning_naming_networks_conf():
+    run = run_program(
+        "lab",
+        {
+            "network.cidr": "10.20.0.0/24",
+            "nodes[0].ip": "10.20.0.10",
+            "nodes[1].ip": "10.20.0.11",
+            "nodes[2].ip": "10.20.0.12",
+            "metallb.pools[0].addresses": ["10.20.0.200-10.20.0.250"],
+            "ingress.ip": "10.20.0.200",
+        },
+    )
+    assert any("/etc/vbox/networks.conf" in w and "10.20.0.0/24" in w for w in run.warnings)
+    run = run_program("lab", {"network.cidr": "10.20.0.0/24", "vagrant.provider": "libvirt", "nodes[0].ip": "10.20.0.10",
+                              "nodes[1].ip": "10.20.0.11", "nodes[2].ip": "10.20.0.12",
+                              "metallb.pools[0].addresses": ["10.20.0.200-10.20.0.250"], "ingress.ip": "10.20.0.200"})
+    assert not any("networks.conf" in w for w in run.warnings)
+
+
+def test_seed_network_gives_no_virtualbox_warning():
+    assert not any("networks.conf" in w for w in run_program("lab").warnings)
+
+
+# -- existing-cluster mode --
+
+
+def existing(kubeconfig=KUBECONFIG, **cluster):
+    return {"nodes": DELETE, "vagrant": DELETE, "cluster": {"kubeconfig": kubeconfig, **cluster}}
+
+
+def test_existing_cluster_with_nodes_is_refused():
+    err = fails({"cluster": {"kubeconfig": KUBECONFIG}})
+    assert "existing cluster replaces the VMs" in problem(err, "nodes")
+
+
+def test_existing_cluster_needs_the_network_for_pool_checks():
+    err = fails({**existing(), "network": DELETE})
+    assert "required" in problem(err, "network.cidr")
+
+
+def test_existing_cluster_kubeconfig_path_must_exist(tmp_path):
+    err = fails(existing(str(tmp_path / "missing")))
+    assert "does not exist" in problem(err, "cluster.kubeconfig")
+
+
+def test_existing_cluster_context_must_exist(tmp_path):
+    path = tmp_path / "config"
+    path.write_text(KUBECONFIG)
+    err = fails(existing(str(path), context="kind-lbe"))
+    message = problem(err, "cluster.context")
+    assert "kind-lab" in message and "did you mean" in message
+
+
+def test_existing_cluster_kubeconfig_must_be_a_kubeconfig():
+    err = fails(existing("apiVersion: v1\nkind: Pod\n"))
+    assert "no clusters" in problem(err, "cluster.kubeconfig")
+
+
+def test_plain_text_kubeconfig_in_stack_file_is_warned_about_and_still_secret():
+    run = run_program("lab", existing())
+    assert any("--secret" in w for w in run.warnings)
+    assert "kubeconfig" in run.secret_outputs
+
+
+def test_secret_kubeconfig_gives_no_plain_text_warning():
+    run = run_program("lab", existing(), secret_keys=("cluster",))
+    assert not any("plain text" in w for w in run.warnings)
