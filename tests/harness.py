@@ -97,6 +97,12 @@ class Run:
     secret_outputs: set[str]
     warnings: list[str]
     errors: list[str] = field(default_factory=list)
+    reads: list[Registered] = field(default_factory=list)  # Resource.get(...) reads; inputs hold the id
+
+    def read(self, name: str) -> Registered:
+        matches = [r for r in self.reads if r.name == name]
+        assert len(matches) == 1, f"expected one read named {name!r}, found {len(matches)}"
+        return matches[0]
 
     def by_urn(self, urn: str) -> Registered:
         return next(r for r in self.resources if r.urn == urn)
@@ -176,6 +182,8 @@ class LabMocks(pulumi.runtime.Mocks):
         if args.typ == "command:local:Command":
             state.setdefault("stdout", f"{args.name}-stdout")
             state.setdefault("stderr", "")
+        if args.resource_id:  # a read of an object that exists in the cluster
+            state.update(copy.deepcopy(READ_STATE.get(args.typ, {})))
         if args.typ in self.state_for:
             state.update(self.state_for[args.typ](args))
         return f"{args.name}-id", state
@@ -184,14 +192,29 @@ class LabMocks(pulumi.runtime.Mocks):
         return {}
 
 
+# What reads of existing objects return by default: a LoadBalancer Service with its IP, and
+# Argo CD's initial admin Secret (base64 of "mock-password").
+MOCK_LOAD_BALANCER_IP = "192.168.56.200"
+READ_STATE = {
+    "kubernetes:core/v1:Service": {"status": {"loadBalancer": {"ingress": [{"ip": MOCK_LOAD_BALANCER_IP}]}}},
+    "kubernetes:core/v1:Secret": {"data": {"password": "bW9jay1wYXNzd29yZA=="}},
+}
+
+
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: LabMocks) -> None:
         super().__init__(mocks)
         self.requests: list[tuple[Any, str]] = []
+        self.reads: list[tuple[Any, str]] = []
 
     def RegisterResource(self, request):  # noqa: N802 (gRPC name)
         response = super().RegisterResource(request)
         self.requests.append((request, response.urn))
+        return response
+
+    def ReadResource(self, request):  # noqa: N802 (gRPC name)
+        response = super().ReadResource(request)
+        self.reads.append((request, response.urn))
         return response
 
 
@@ -202,6 +225,22 @@ class _Capture(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append((record.levelno, record.getMessage()))
+
+
+def _record_read(request, urn: str) -> Registered:
+    return Registered(
+        type=request.type,
+        name=request.name,
+        urn=urn,
+        parent=request.parent,
+        custom=True,
+        inputs={"id": request.id},
+        secret_inputs=set(),
+        dependencies=set(request.dependencies),
+        property_dependencies={},
+        provider=request.provider,
+        options={"additional_secret_outputs": list(request.additionalSecretOutputs)},
+    )
 
 
 def _record(request, urn: str) -> Registered:
@@ -351,4 +390,5 @@ def run_program(
     resources = [_record(req, urn) for req, urn in monitor.requests if req.type != "pulumi:pulumi:Stack"]
     warnings = [msg for level, msg in capture.records if level == logging.WARNING]
     errors = [msg for level, msg in capture.records if level >= logging.ERROR]
-    return Run(resources, outputs, secret_outputs, warnings, errors)
+    reads = [_record_read(req, urn) for req, urn in monitor.reads]
+    return Run(resources, outputs, secret_outputs, warnings, errors, reads)

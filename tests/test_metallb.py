@@ -92,7 +92,7 @@ def test_every_pool_and_advertisement_waits_for_the_install():
     for cr in crs:
         assert r.waits_for(cr, install), f"{cr.name} does not wait for the MetalLB install"
         assert cr.input("metadata.namespace") == "metallb-system"
-        assert cr.provider == r.one(CONFIGFILE).provider
+        assert cr.provider == r.one(CONFIGFILE, "lab-metallb-install").provider
 
 
 # -- L2 advertisements --
