@@ -197,7 +197,7 @@ not_ready_hint="kubectl get pods -A | grep -E 'ingress|traefik'"
 
 report_failure() {
   local i host outcome refused=0 silent=0 missing=0 backend=0 other=0
-  echo "self-check FAILED after ${timeout}s: not every lab hostname answers through $ip:$port"
+  echo "self-check FAILED after $((SECONDS - start))s (timeout ${timeout}s): not every lab hostname answers through $ip:$port"
   for i in "${!hosts[@]}"; do
     host=${hosts[$i]}
     outcome=${result[$i]:-untried}
@@ -255,7 +255,7 @@ while :; do
     done
     exit 0
   fi
-  if [ $((SECONDS - start + retry)) -gt "$timeout" ]; then
+  if [ $((SECONDS - start + retry)) -ge "$timeout" ]; then
     report_failure
     exit 1
   fi

@@ -77,9 +77,29 @@ class Registered:
     property_dependencies: dict[str, set[str]]
     provider: str
     options: dict
+    transforms: list[Callable] = field(default_factory=list)  # the registered transform functions
 
     def depends_on(self, other: "Registered") -> bool:
         return other.urn in self.dependencies
+
+    def transformed(self, objects: list[dict]) -> list[dict]:
+        """``objects`` as this resource's transforms leave them.
+
+        ConfigFile v2 and Chart v4 expand their objects inside the provider, which mocks do not
+        run; this replays the very functions registered with the resource over given objects
+        (an upstream reference manifest), the way the engine applies them to each child.
+        """
+        result = []
+        for obj in copy.deepcopy(objects):
+            api_version = str(obj.get("apiVersion", "v1"))
+            type_ = f"kubernetes:{api_version if '/' in api_version else 'core/' + api_version}:{obj.get('kind')}"
+            for transform in self.transforms:
+                args = pulumi.ResourceTransformArgs(True, type_, self.name, obj, pulumi.ResourceOptions())
+                outcome = transform(args)
+                if outcome is not None:
+                    obj = outcome.props
+            result.append(obj)
+        return result
 
     def input(self, dotted: str, default: Any = None) -> Any:
         value: Any = self.inputs
@@ -105,7 +125,7 @@ class Run:
         return matches[0]
 
     def by_urn(self, urn: str) -> Registered:
-        return next(r for r in self.resources if r.urn == urn)
+        return next(r for r in [*self.resources, *self.reads] if r.urn == urn)
 
     def of_type(self, type_: str) -> list[Registered]:
         return [r for r in self.resources if r.type == type_]
@@ -206,10 +226,16 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(mocks)
         self.requests: list[tuple[Any, str]] = []
         self.reads: list[tuple[Any, str]] = []
+        self.transforms: dict[str, Callable] = {}
 
     def RegisterResource(self, request):  # noqa: N802 (gRPC name)
         response = super().RegisterResource(request)
         self.requests.append((request, response.urn))
+        if request.transforms:
+            # The SDK's callback server maps each transform function to the token sent with the
+            # registration; keep the functions, so tests can replay them (Registered.transformed).
+            callbacks = settings.SETTINGS.callbacks
+            self.transforms.update({token: fn for fn, token in getattr(callbacks, "_transforms", {}).items()})
         return response
 
     def ReadResource(self, request):  # noqa: N802 (gRPC name)
@@ -243,7 +269,7 @@ def _record_read(request, urn: str) -> Registered:
     )
 
 
-def _record(request, urn: str) -> Registered:
+def _record(request, urn: str, transforms: dict[str, Callable]) -> Registered:
     secrets: set[str] = set()
     inputs = _unwrap(json_format.MessageToDict(request.object), "", secrets)
     prop_deps = {k: set(v.urns) for k, v in request.propertyDependencies.items()}
@@ -272,6 +298,7 @@ def _record(request, urn: str) -> Registered:
         property_dependencies=prop_deps,
         provider=request.provider,
         options=options,
+        transforms=[transforms[cb.token] for cb in request.transforms if cb.token in transforms],
     )
 
 
@@ -387,7 +414,7 @@ def run_program(
         if _sync_await(out.is_secret()):
             secret_outputs.add(name)
 
-    resources = [_record(req, urn) for req, urn in monitor.requests if req.type != "pulumi:pulumi:Stack"]
+    resources = [_record(req, urn, monitor.transforms) for req, urn in monitor.requests if req.type != "pulumi:pulumi:Stack"]
     warnings = [msg for level, msg in capture.records if level == logging.WARNING]
     errors = [msg for level, msg in capture.records if level >= logging.ERROR]
     reads = [_record_read(req, urn) for req, urn in monitor.reads]
