@@ -31,7 +31,7 @@ if cfg.cluster is not None:
 ingress_ip = pulumi.Output.from_input(cfg.ingress.ip)
 if cluster is not None:
     metallb = MetalLB(f"{cfg.stack}-metallb", MetalLBArgs(cluster=cluster, config=cfg.metallb, reserved_ip=cfg.ingress.ip))
-    ingress = Ingress(f"{cfg.stack}-ingress", IngressArgs(cluster=cluster, metallb=metallb, config=cfg.ingress, domain=cfg.domain))
+    ingress = Ingress(f"{cfg.stack}-ingress", IngressArgs(cluster=cluster, metallb=metallb, config=cfg.ingress))
     apps = Apps(
         f"{cfg.stack}-apps",
         AppsArgs(cluster=cluster, ingress=ingress, domain=cfg.domain, apps=cfg.apps, options=cfg.app_options),

@@ -129,7 +129,7 @@ class IngressArgs:
     cluster: Cluster
     metallb: "MetalLB"
     config: IngressConfig
-    domain: str
+    # No domain: the controller routes whatever hosts the apps' Ingresses name.
 
 
 class Ingress(pulumi.ComponentResource):
