@@ -23,6 +23,9 @@ from labruns import ALL_APPS, COMMAND, CONFIGFILE, INGRESS, run_lab
 
 SCRIPT = ROOT / "scripts" / "self-check.sh"
 BASH = shutil.which("bash") or "/bin/bash"
+needs_curl = pytest.mark.skipif(
+    shutil.which("curl") is None, reason="curl is not installed here; the self-check script needs it (apt-get install curl)"
+)
 CHECK = "lab-self-check-run"
 
 
@@ -163,6 +166,7 @@ def check(port: int, hostnames: str, *, path: str | None = None, **env: str) -> 
     return subprocess.run([BASH, str(SCRIPT)], env=environment, capture_output=True, text=True, timeout=60)
 
 
+@needs_curl
 def test_every_host_answering_passes(fake_ingress):
     server = fake_ingress({"app.lab.test": [200], "grafana.lab.test": [302]})
     result = check(server.server_port, "app.lab.test grafana.lab.test")
@@ -172,6 +176,7 @@ def test_every_host_answering_passes(fake_ingress):
     assert sorted(server.seen) == ["app.lab.test", "grafana.lab.test"]  # the Host header is what routes
 
 
+@needs_curl
 def test_retries_until_the_app_is_ready(fake_ingress):
     server = fake_ingress({"app.lab.test": [503, 503, 200]})
     result = check(server.server_port, "app.lab.test", LAB_TIMEOUT_SECONDS="30")
@@ -179,6 +184,7 @@ def test_retries_until_the_app_is_ready(fake_ingress):
     assert server.seen == ["app.lab.test"] * 3
 
 
+@needs_curl
 def test_unknown_host_fails_naming_the_missing_ingress_rule(fake_ingress):
     server = fake_ingress({"app.lab.test": [200]})
     result = check(server.server_port, "app.lab.test argocd.lab.test")
@@ -189,6 +195,7 @@ def test_unknown_host_fails_naming_the_missing_ingress_rule(fake_ingress):
     assert "kubectl get ingress -A" in result.stdout
 
 
+@needs_curl
 def test_backend_not_ready_is_named(fake_ingress):
     server = fake_ingress({"app.lab.test": [503]})
     result = check(server.server_port, "app.lab.test")
@@ -196,6 +203,7 @@ def test_backend_not_ready_is_named(fake_ingress):
     assert "apps' pods are not ready" in result.stdout
 
 
+@needs_curl
 def test_gives_up_after_the_timeout(fake_ingress):
     server = fake_ingress({"app.lab.test": [503]})
     # The next round would end past the timeout: give up now rather than overrun it.
@@ -205,6 +213,7 @@ def test_gives_up_after_the_timeout(fake_ingress):
     assert "(timeout 5s)" in result.stdout
 
 
+@needs_curl
 def test_nothing_listening_on_this_machine():
     result = check(closed_port(), "app.lab.test")
     assert result.returncode == 1
@@ -212,6 +221,7 @@ def test_nothing_listening_on_this_machine():
     assert "address of this machine itself" in result.stdout
 
 
+@needs_curl
 def test_ip_outside_the_host_only_network_is_named():
     result = check(closed_port(), "app.lab.test", LAB_NETWORK_CIDR="192.168.56.0/24")
     assert "127.0.0.1 is not inside the host-only network 192.168.56.0/24" in result.stdout
@@ -234,6 +244,7 @@ def stub_ip(tmp_path: Path, *, route: str, neigh: str = "", addr: str = "") -> s
     return f"{bin_dir}:{os.environ['PATH']}"
 
 
+@needs_curl
 def test_unanswered_arp_means_metallb_did_not_announce(tmp_path):
     path = stub_ip(tmp_path, route="192.168.56.200 dev vboxnet0 src 192.168.56.1 uid 0", neigh="192.168.56.200 dev vboxnet0 FAILED")
     result = check(closed_port(), "app.lab.test", path=path)
@@ -242,6 +253,7 @@ def test_unanswered_arp_means_metallb_did_not_announce(tmp_path):
     assert "L2Advertisement" in result.stdout
 
 
+@needs_curl
 def test_answered_arp_with_refused_connection_means_the_controller_is_not_ready(tmp_path):
     path = stub_ip(
         tmp_path,
@@ -253,12 +265,14 @@ def test_answered_arp_with_refused_connection_means_the_controller_is_not_ready(
     assert "ingress-nginx on port" in result.stdout and "not ready" in result.stdout
 
 
+@needs_curl
 def test_route_through_the_default_gateway_means_off_segment(tmp_path):
     path = stub_ip(tmp_path, route="192.168.56.200 via 10.0.0.1 dev wlan0 src 10.0.0.5 uid 0")
     result = check(closed_port(), "app.lab.test", path=path)
     assert "leave through your default gateway" in result.stdout
 
 
+@needs_curl
 def test_laptop_without_an_address_on_the_network_is_named(tmp_path):
     path = stub_ip(tmp_path, route="unused", addr="2: wlan0    inet 10.0.0.5/24 brd 10.0.0.255 scope global wlan0")
     result = check(closed_port(), "app.lab.test", path=path, LAB_NETWORK_CIDR="127.0.0.0/8")
