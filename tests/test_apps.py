@@ -8,7 +8,7 @@ import subprocess
 import kubernetes_validate
 import pytest
 
-from components.apps import argocd, base, demo, grafana, online_boutique
+from components.apps import base, demo, grafana, online_boutique
 from components.config import OnlineBoutiqueOptions
 from harness import reference_docs
 from labruns import ALL_APPS, CHART, COMMAND, CONFIGFILE, INGRESS, NAMESPACE, SECRET, ingress_of, run_lab

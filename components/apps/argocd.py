@@ -20,7 +20,7 @@ from components.apps.base import App
 from components.cluster import Cluster
 from components.config import ArgoCDOptions
 from components.ingress import Ingress
-from components.manifests import Obj, as_transform, chain, into_namespace, kind_and_name, location
+from components.manifests import Edit, Obj, as_transform, chain, into_namespace, kind_and_name, location
 
 # install.yaml's ClusterRoleBindings name this namespace; it cannot be another.
 NAMESPACE = "argocd"
@@ -54,7 +54,7 @@ def insecure_server(obj: Obj) -> Optional[Obj]:
     return None
 
 
-def argocd_edit() -> Any:
+def argocd_edit() -> Edit:
     return chain(into_namespace(NAMESPACE), insecure_server)
 
 
