@@ -8,6 +8,7 @@ import pulumi
 
 from components import config as lab_config
 from components.cluster import ExistingCluster, ExistingClusterArgs
+from components.kubeadm import KubeadmCluster, KubeadmClusterArgs
 
 cfg = lab_config.load()
 for warning in cfg.warnings:
@@ -22,7 +23,21 @@ if cfg.cluster is not None:
             interface=cfg.network.interface,
         ),
     )
-    pulumi.export("kubeconfig", cluster.kubeconfig)
+else:
+    cluster = KubeadmCluster(
+        cfg.stack,
+        KubeadmClusterArgs(
+            stack=cfg.stack,
+            nodes=cfg.nodes,
+            vagrant=cfg.vagrant,
+            kubernetes=cfg.kubernetes,
+            network=cfg.network,
+            write_kubeconfig=cfg.write_kubeconfig,
+        ),
+    )
+    if cluster.kubeconfig_file:
+        pulumi.export("kubeconfig_export", f"export KUBECONFIG={cluster.kubeconfig_file}")
+pulumi.export("kubeconfig", cluster.kubeconfig)
 
 pulumi.export("node_ips", {node.name: node.ip for node in cfg.nodes})
 pulumi.export("hostnames", list(cfg.hostnames))
