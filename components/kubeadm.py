@@ -236,6 +236,8 @@ class KubeadmCluster(Cluster):
                 {
                     "NODE_NAME": control_plane.name,
                     "KUBEADM_CONFIG": kubeadm_config(args.stack, control_plane, args.kubernetes),
+                    # A cluster cannot swap its CNI in place: another CNI means a new cluster.
+                    "CNI": args.kubernetes.cni,
                 },
             ),
             scripts=[VAGRANT_SCRIPT, INIT_SCRIPT],

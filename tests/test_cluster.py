@@ -164,6 +164,15 @@ def test_a_new_kubernetes_version_reruns_preparation_and_keeps_the_machines(seed
     assert {"lab-k8s-cp-prepare", "lab-k8s-w1-prepare", "lab-k8s-w2-prepare", "lab-init"} <= differs
 
 
+def test_another_cni_initialises_a_new_cluster(seed):
+    changed = run_program("lab", {"kubernetes.cni": "calico"})
+    before, after = steps(seed), steps(changed)
+    assert after["lab-init"].input("environment.CNI") == "calico"
+    assert after["lab-init"].inputs["triggers"] != before["lab-init"].inputs["triggers"]
+    # init.sh keys its "already initialised" stamp on the kubeadm configuration and the CNI.
+    assert '"$KUBEADM_CONFIG" "$CNI" | sha256sum' in (ROOT / "scripts/node/init.sh").read_text()
+
+
 def test_fixed_names_are_deleted_before_they_are_created_again():
     run = run_program("lab", {"write_kubeconfig": True})
     fixed = {r.name for r in run.of_type(COMMAND) if r.options["delete_before_replace"]}
@@ -351,6 +360,10 @@ def test_cluster_interfaces_are_the_names_preparation_printed():
         return pulumi.Output.all(cluster.interfaces, cluster.node_ips, list(cluster.joins)).apply(verify)
 
     check()
+
+
+def test_by_default_the_mocks_prepare_nodes_on_eth1(seed):
+    assert steps(seed)["lab-cni"].input("environment.IFACE") == "eth1"
 
 
 def test_parse_interface_takes_the_last_line():

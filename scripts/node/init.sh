@@ -6,10 +6,11 @@
 # (no completion stamp) or one made with another configuration is reset and initialised afresh.
 #
 # Environment: NODE_NAME KUBEADM_CONFIG (the whole kubeadm configuration, built by the program)
+# CNI (flannel|calico: part of the cluster's identity, since one cannot replace the other in place)
 set -euo pipefail
 exec 1>&2
 
-: "${NODE_NAME:?}" "${KUBEADM_CONFIG:?}"
+: "${NODE_NAME:?}" "${KUBEADM_CONFIG:?}" "${CNI:?}"
 
 CONFIG=/etc/kubernetes/k8s-lab-kubeadm.yaml
 STAMP=/var/lib/k8s-lab/init.sha256
@@ -46,7 +47,7 @@ clean_leftovers() {
 
 main() {
   local want
-  want=$(printf '%s' "$KUBEADM_CONFIG" | sha256sum | cut -d' ' -f1)
+  want=$(printf '%s\ncni: %s\n' "$KUBEADM_CONFIG" "$CNI" | sha256sum | cut -d' ' -f1)
   mkdir -p "$(dirname "$STAMP")"
 
   if [ -f "$ADMIN" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ]; then
