@@ -3,8 +3,9 @@
 The graph, and why it has this shape (the critical path is what the user waits for):
 
     box ─> VM per node ─> prepare per node ─> init (control plane) ─┬─> CNI ──────┐
-           (a chain on VirtualBox,            (as soon as that      ├─> joins      ├─> provider
-            parallel on libvirt)               node's VM is up)     └─> kubeconfig ┘
+           (control plane first;              (as soon as that      ├─> joins      ├─> provider
+            VirtualBox: a chain,               node's VM is up)     └─> kubeconfig ┘
+            libvirt: workers in parallel)
 
 Joins and the CNI both wait for init only, so workers join while the CNI rolls out. The
 provider's kubeconfig is an Output of the kubeconfig read-back *and* the CNI step, so no workload
@@ -183,11 +184,19 @@ class KubeadmCluster(Cluster):
         )
         self.vms = {}
         previous: Optional[VirtualMachine] = None
-        for node in args.nodes:
+        # The control plane boots first wherever it is listed: it is on the critical path.
+        for node in [control_plane, *workers]:
             after: list[pulumi.Resource] = [box.command]
-            # VirtualBox cannot boot machines of one environment concurrently; libvirt can.
-            if args.vagrant.provider == "virtualbox" and previous is not None:
-                after.append(previous.step.command)
+            if previous is not None:
+                if args.vagrant.provider == "virtualbox":
+                    # VirtualBox cannot boot machines of one environment concurrently: a chain.
+                    after.append(previous.step.command)
+                else:
+                    # libvirt boots in parallel, but the first `vagrant up` on a host uploads the
+                    # box into the storage pool under an in-process lock only; concurrent first
+                    # ups race on it. So the control plane goes first, then all workers at once
+                    # (they are needed only after init, so the critical path does not move).
+                    after.append(self.vms[control_plane.name].step.command)
             vm = VirtualMachine(
                 f"{name}-{node.name}",
                 VirtualMachineArgs(
