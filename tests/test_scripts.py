@@ -405,11 +405,19 @@ def test_a_changed_upstream_layout_fails_instead_of_applying_defaults(cni, tmp_p
     assert "has its layout changed?" in result.stderr
 
 
-def test_join_refuses_anything_but_a_kubeadm_join_command(tmp_path):
+@pytest.mark.parametrize(
+    "command, message",
+    [
+        ("echo join", "not a kubeadm join command"),
+        ("kubeadm join 192.168.56.10:6443 --token abc.def", "carries no --discovery-token-ca-cert-hash"),
+    ],
+)
+def test_join_checks_the_join_command_before_touching_the_node(command, message):
     result = subprocess.run(
         ["bash", str(ROOT / "scripts/node/join.sh")],
-        env={**os.environ, "NODE_NAME": "k8s-w1", "JOIN_COMMAND": "echo join"},
+        env={**os.environ, "NODE_NAME": "k8s-w1", "JOIN_COMMAND": command},
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert result.returncode == 1
-    assert "not a kubeadm join command" in result.stderr
+    assert message in result.stderr
+    assert "abc.def" not in result.stderr

@@ -26,8 +26,9 @@ main() {
   if [ "${#args[@]}" -lt 3 ] || [ "${args[0]}" != kubeadm ] || [ "${args[1]}" != join ]; then
     die "JOIN_COMMAND is not a kubeadm join command"
   fi
-  ca_hash=$(grep -o 'sha256:[0-9a-f]*' <<<"$JOIN_COMMAND" | head -n 1)
-  [ -n "$ca_hash" ] || die "JOIN_COMMAND carries no --discovery-token-ca-cert-hash"
+  [[ $JOIN_COMMAND =~ --discovery-token-ca-cert-hash[[:space:]]+(sha256:[0-9a-f]+) ]] ||
+    die "JOIN_COMMAND carries no --discovery-token-ca-cert-hash"
+  ca_hash=${BASH_REMATCH[1]}
   mkdir -p "$(dirname "$STAMP")"
 
   if [ -f /etc/kubernetes/kubelet.conf ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$ca_hash" ] &&

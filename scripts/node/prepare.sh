@@ -152,7 +152,7 @@ WantedBy=multi-user.target
 UNIT
   [ "$CHANGED" = 0 ] || restart=1
   # kubeadm's own pause image, so the kubelet and containerd agree on the sandbox.
-  pause=$(kubeadm config images list --kubernetes-version "v$K8S_VERSION" 2>/dev/null | grep '/pause:' | tail -n 1)
+  pause=$(kubeadm config images list --kubernetes-version "v$K8S_VERSION" | grep '/pause:' | tail -n 1 || true)
   [ -n "$pause" ] || die "kubeadm listed no pause image for v$K8S_VERSION"
   write_file /etc/containerd/config.toml <<CONF
 version = 3
@@ -178,7 +178,8 @@ CONF
   else
     systemctl start containerd
   fi
-  containerd config dump | grep -q 'SystemdCgroup = true' ||
+  # grep reads to the end: with -q it could exit early and fail the pipeline under pipefail.
+  containerd config dump | grep 'SystemdCgroup = true' >/dev/null ||
     die "containerd did not take SystemdCgroup = true from /etc/containerd/config.toml"
 }
 
