@@ -8,6 +8,7 @@ import pulumi
 
 from components import config as lab_config
 from components.cluster import ExistingCluster, ExistingClusterArgs
+from components.kubeadm import KubeadmCluster, KubeadmClusterArgs
 from components.metallb import MetalLB, MetalLBArgs
 
 cfg = lab_config.load()
@@ -23,10 +24,23 @@ if cfg.cluster is not None:
             interface=cfg.network.interface,
         ),
     )
-    pulumi.export("kubeconfig", cluster.kubeconfig)
+else:
+    cluster = KubeadmCluster(
+        cfg.stack,
+        KubeadmClusterArgs(
+            stack=cfg.stack,
+            nodes=cfg.nodes,
+            vagrant=cfg.vagrant,
+            kubernetes=cfg.kubernetes,
+            network=cfg.network,
+            write_kubeconfig=cfg.write_kubeconfig,
+        ),
+    )
+    if cluster.kubeconfig_file:
+        pulumi.export("kubeconfig_export", f"export KUBECONFIG={cluster.kubeconfig_file}")
+pulumi.export("kubeconfig", cluster.kubeconfig)
 
-if cfg.cluster is not None:
-    metallb = MetalLB(f"{cfg.stack}-metallb", MetalLBArgs(cluster=cluster, config=cfg.metallb, reserved_ip=cfg.ingress.ip))
+metallb = MetalLB(f"{cfg.stack}-metallb", MetalLBArgs(cluster=cluster, config=cfg.metallb, reserved_ip=cfg.ingress.ip))
 
 pulumi.export("node_ips", {node.name: node.ip for node in cfg.nodes})
 pulumi.export("hostnames", list(cfg.hostnames))

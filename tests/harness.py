@@ -174,7 +174,8 @@ class LabMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
         if args.typ == "command:local:Command":
-            state.setdefault("stdout", f"{args.name}-stdout")
+            # Node preparation prints the host-only NIC's name; the rest print "<name>-stdout".
+            state.setdefault("stdout", "eth1" if args.name.endswith("-prepare") else f"{args.name}-stdout")
             state.setdefault("stderr", "")
         if args.typ in self.state_for:
             state.update(self.state_for[args.typ](args))
