@@ -212,6 +212,9 @@ def _record(request, urn: str) -> Registered:
     deps = set(request.dependencies)
     for urns in prop_deps.values():
         deps |= urns
+    if request.provider:
+        # A resource waits for its explicit provider, as the engine does ("<urn>::<id>").
+        deps.add(request.provider.rsplit("::", 1)[0])
     options = {
         "delete_before_replace": request.deleteBeforeReplace,
         "replace_on_changes": list(request.replaceOnChanges),
