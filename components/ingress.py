@@ -159,8 +159,10 @@ class Ingress(pulumi.ComponentResource):
 
         # The Service only gets its IP once MetalLB's pools exist, and the IP only answers once an
         # L2Advertisement announces it: wait for all of MetalLB, and name the reservation pool
-        # holding a pinned IP so the edge is explicit.
-        waits_for: list[pulumi.Resource] = [args.metallb]
+        # holding a pinned IP so the edge is explicit. The controller pod needs a worker (kubeadm
+        # taints the control plane) and the provider is usable before the workers have joined:
+        # wait for the whole cluster component too.
+        waits_for: list[pulumi.Resource] = [args.cluster, args.metallb]
         if config.ip is not None:
             waits_for.append(args.metallb.reservation_for(config.ip))
 

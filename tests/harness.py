@@ -200,7 +200,8 @@ class LabMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
         if args.typ == "command:local:Command":
-            state.setdefault("stdout", f"{args.name}-stdout")
+            # Node preparation prints the host-only NIC's name; the rest print "<name>-stdout".
+            state.setdefault("stdout", "eth1" if args.name.endswith("-prepare") else f"{args.name}-stdout")
             state.setdefault("stderr", "")
         if args.resource_id:  # a read of an object that exists in the cluster
             state.update(copy.deepcopy(READ_STATE.get(args.typ, {})))
@@ -262,7 +263,8 @@ def _record_read(request, urn: str) -> Registered:
         custom=True,
         inputs={"id": request.id},
         secret_inputs=set(),
-        dependencies=set(request.dependencies),
+        # Like a registration, a read waits for its explicit provider.
+        dependencies=set(request.dependencies) | ({request.provider.rsplit("::", 1)[0]} if request.provider else set()),
         property_dependencies={},
         provider=request.provider,
         options={"additional_secret_outputs": list(request.additionalSecretOutputs)},
@@ -276,6 +278,9 @@ def _record(request, urn: str, transforms: dict[str, Callable]) -> Registered:
     deps = set(request.dependencies)
     for urns in prop_deps.values():
         deps |= urns
+    if request.provider:
+        # A resource waits for its explicit provider, as the engine does ("<urn>::<id>").
+        deps.add(request.provider.rsplit("::", 1)[0])
     options = {
         "delete_before_replace": request.deleteBeforeReplace,
         "replace_on_changes": list(request.replaceOnChanges),

@@ -48,10 +48,23 @@ def test_unpinned_ingress_ip_comes_from_metallb():
     assert r.outputs["etc_hosts"] == f"{MOCK_LOAD_BALANCER_IP} app.lab.local"
 
 
-def test_node_ips_of_the_seed_lab():
+def test_the_seed_lab_on_its_own_vms():
     r = run_program("lab")
     assert r.outputs["node_ips"] == {"k8s-cp": "192.168.56.10", "k8s-w1": "192.168.56.11", "k8s-w2": "192.168.56.12"}
+    assert r.outputs["ingress_ip"] == "192.168.56.200"
     assert r.outputs["etc_hosts"] == "192.168.56.200 app.lab.local"
+    assert r.secret_outputs == {"kubeconfig", "admin_passwords"}
+    # The ingress goes in once the cluster can run it (workers joined, CNI up) and MetalLB is ready;
+    # the self-check runs last.
+    install = r.one("kubernetes:yaml/v2:ConfigFile", "lab-ingress-install")
+    for step in ("lab-k8s-w1-join", "lab-k8s-w2-join", "lab-cni"):
+        assert r.waits_for(install, r.named(step)), step
+    assert r.waits_for(install, r.one("kubernetes:yaml/v2:ConfigFile", "lab-metallb-install"))
+    # So do the apps: their pods need the workers too.
+    for app_step in ("lab-apps-demo-deployment", "lab-apps-demo-namespace"):
+        assert r.waits_for(r.named(app_step), r.named("lab-k8s-w2-join")), app_step
+    check = r.named("lab-self-check-run")
+    assert r.waits_for(check, r.named("lab-apps-demo-ingress"))
 
 
 # -- ./lab check: the same script, on the stack's outputs --

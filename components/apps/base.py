@@ -61,10 +61,16 @@ class App(pulumi.ComponentResource):
     """The admin password (a Pulumi secret), for apps that have one."""
 
     def _namespace(self, name: str, namespace: str, cluster: Cluster) -> k8s.core.v1.Namespace:
+        """The app's namespace; everything of the app comes after it.
+
+        It waits for the whole cluster component, not just its provider: the provider works as
+        soon as the control plane does, but the app's pods can only run once workers have joined
+        (kubeadm taints the control plane), and Pulumi would sit waiting for them to be ready.
+        """
         return k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata={"name": namespace, "labels": dict(LABELS)},
-            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider),
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[cluster]),
         )
 
     def _expose(
