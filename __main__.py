@@ -25,6 +25,7 @@ if cfg.cluster is not None:
             kubeconfig=cfg.cluster.kubeconfig.get_secret_value(),
             context=cfg.cluster.context,
             interface=cfg.network.interface,
+            render_yaml_to_directory=cfg.cluster.render_yaml_to_directory,
         ),
     )
 else:

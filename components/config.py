@@ -299,6 +299,10 @@ class ClusterConfig(_Strict):
     # A kubeconfig file path, or the kubeconfig itself (set it with `pulumi config set --secret`).
     kubeconfig: SecretStr
     context: Optional[str] = None
+    # Write every manifest to this directory instead of applying it (pulumi-kubernetes'
+    # render_yaml_to_directory): no cluster is contacted, nothing is awaited, and Secrets are
+    # written there in plain text, so point it at a private, temporary directory.
+    render_yaml_to_directory: Optional[str] = None
 
 
 class SelfCheckConfig(_Strict):
@@ -490,6 +494,16 @@ def check_lab(cfg: LabConfig) -> tuple[list[Problem], list[str]]:
     _check_ingress(cfg, add)
     _check_offline_files(cfg, add)
     warnings.extend(memory_warnings(cfg))
+
+    # -- render mode: nothing can be read back from a cluster --
+    if cfg.cluster is not None and cfg.cluster.render_yaml_to_directory:
+        if cfg.ingress.ip is None:
+            add("ingress.ip", "is required with cluster.render_yaml_to_directory: the Service's IP cannot be read back from a rendered manifest; pin one from a pool")
+        if "argocd" in cfg.apps and cfg.app_options.argocd.export_admin_password:
+            add(
+                "app_options.argocd.export_admin_password",
+                "cannot be read from a rendered manifest; set it to false with cluster.render_yaml_to_directory",
+            )
 
     # -- domain --
     if cfg.domain.endswith(".local"):
