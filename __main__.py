@@ -22,7 +22,7 @@ if cfg.cluster is not None:
     cluster = ExistingCluster(
         cfg.stack,
         ExistingClusterArgs(
-            kubeconfig=cfg.cluster.kubeconfig.get_secret_value(),
+            kubeconfig=cfg.cluster.kubeconfig.get_secret_value() if cfg.cluster.kubeconfig else None,
             context=cfg.cluster.context,
             interface=cfg.network.interface,
             render_yaml_to_directory=cfg.cluster.render_yaml_to_directory,
@@ -55,7 +55,8 @@ if cfg.self_check.enabled:
         SelfCheckArgs(ingress=ingress, apps=apps, config=cfg.self_check, network_cidr=cfg.network.cidr),
     )
 
-pulumi.export("kubeconfig", cluster.kubeconfig)
+if cluster.kubeconfig is not None:
+    pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("node_ips", {node.name: node.ip for node in cfg.nodes})
 pulumi.export("ingress_ip", ingress.ip)
 pulumi.export("hostnames", list(cfg.hostnames))

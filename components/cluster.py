@@ -22,8 +22,8 @@ class Cluster(pulumi.ComponentResource):
     provider: k8s.Provider
     """Every Kubernetes resource of the lab uses this provider, never an ambient one."""
 
-    kubeconfig: pulumi.Output[str]
-    """The admin kubeconfig, a Pulumi secret."""
+    kubeconfig: Optional[pulumi.Output[str]]
+    """The admin kubeconfig, a Pulumi secret (None when manifests are only rendered)."""
 
     interfaces: pulumi.Output[list[str]]
     """Names of the nodes' NICs on the host-only network; empty means "every interface"."""
@@ -34,8 +34,8 @@ class Cluster(pulumi.ComponentResource):
 
 @dataclass(frozen=True)
 class ExistingClusterArgs:
-    kubeconfig: str
-    """The kubeconfig's content (the program turns it into a secret at once)."""
+    kubeconfig: Optional[str]
+    """The kubeconfig's content (the program turns it into a secret at once); None when rendering."""
     context: Optional[str] = None
     interface: Optional[str] = None
     """The nodes' NIC on the lab network, when the user knows it."""
@@ -48,7 +48,7 @@ class ExistingCluster(Cluster):
 
     def __init__(self, name: str, args: ExistingClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("k8s-lab:cluster:ExistingCluster", name, None, opts)
-        self.kubeconfig = pulumi.Output.secret(args.kubeconfig)
+        self.kubeconfig = None if args.kubeconfig is None else pulumi.Output.secret(args.kubeconfig)
         self.provider = k8s.Provider(
             f"{name}-provider",
             kubeconfig=self.kubeconfig,

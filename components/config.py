@@ -297,7 +297,7 @@ class ClusterConfig(_Strict):
     """An existing cluster: replaces the VM and kubeadm layer entirely."""
 
     # A kubeconfig file path, or the kubeconfig itself (set it with `pulumi config set --secret`).
-    kubeconfig: SecretStr
+    kubeconfig: Optional[SecretStr] = None
     context: Optional[str] = None
     # Write every manifest to this directory instead of applying it (pulumi-kubernetes'
     # render_yaml_to_directory): no cluster is contacted, nothing is awaited, and Secrets are
@@ -847,7 +847,20 @@ def _resolve_cluster(data: dict, secret_keys: frozenset[str], warnings: list[str
     cluster = data.get("cluster")
     if cluster is None:
         return []
-    if not isinstance(cluster, Mapping) or not cluster.get("kubeconfig"):
+    if not isinstance(cluster, Mapping):
+        return [Problem("cluster", "expected a mapping such as {kubeconfig: ~/.kube/config, context: kind-lab}")]
+    if cluster.get("render_yaml_to_directory"):
+        if cluster.get("kubeconfig") or cluster.get("context"):
+            key = "cluster.kubeconfig" if cluster.get("kubeconfig") else "cluster.context"
+            return [
+                Problem(
+                    key,
+                    "cannot be combined with cluster.render_yaml_to_directory (the Kubernetes provider refuses "
+                    "both: rendering contacts no cluster); remove one of them",
+                )
+            ]
+        return []
+    if not cluster.get("kubeconfig"):
         return [Problem("cluster.kubeconfig", "is required in existing-cluster mode: a kubeconfig path or its content")]
     value = str(cluster["kubeconfig"])
     if "\n" in value or value.lstrip().startswith(("apiVersion", "{")):

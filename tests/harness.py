@@ -395,6 +395,8 @@ def run_program(
     logger.addHandler(capture)
 
     asyncio.set_event_loop(asyncio.new_event_loop())
+    # A fresh root stack per run, or stack outputs of an earlier run would leak into this one.
+    settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=logger)
     pulumi.runtime.set_all_config(
         {k: _encode(v) for k, v in config.items()},

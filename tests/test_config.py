@@ -213,17 +213,27 @@ def test_secret_kubeconfig_gives_no_plain_text_warning():
 # -- render mode (manifests written to a directory, no cluster) --
 
 
-def test_render_mode_reaches_the_provider(tmp_path):
-    run = run_program("lab", existing(render_yaml_to_directory=str(tmp_path)), secret_keys=("cluster",))
+def rendering(directory):
+    return {"nodes": DELETE, "vagrant": DELETE, "cluster": {"render_yaml_to_directory": str(directory)}}
+
+
+def test_render_mode_reaches_the_provider_without_a_kubeconfig(tmp_path):
+    run = run_program("lab", rendering(tmp_path))
     provider = run.one("pulumi:providers:kubernetes")
     assert provider.inputs["renderYamlToDirectory"] == str(tmp_path)
+    assert "kubeconfig" not in provider.inputs and "kubeconfig" not in run.outputs
+
+
+def test_render_mode_refuses_a_kubeconfig_too(tmp_path):
+    err = fails(existing(render_yaml_to_directory=str(tmp_path)))
+    assert "provider refuses both" in problem(err, "cluster.kubeconfig")
 
 
 def test_render_mode_needs_a_pinned_ingress_ip(tmp_path):
-    err = fails({**existing(render_yaml_to_directory=str(tmp_path)), "ingress.ip": DELETE})
+    err = fails({**rendering(tmp_path), "ingress.ip": DELETE})
     assert "cannot be read back" in problem(err, "ingress.ip")
 
 
 def test_render_mode_cannot_read_argocd_password(tmp_path):
-    err = fails({**existing(render_yaml_to_directory=str(tmp_path)), "apps": ["demo", "argocd"]})
+    err = fails({**rendering(tmp_path), "apps": ["demo", "argocd"]})
     assert "set it to false" in problem(err, "app_options.argocd.export_admin_password")
