@@ -40,7 +40,7 @@ def test_the_command_prints_mermaid_dot_and_the_chain(capsys):
     assert capsys.readouterr().out.startswith('digraph "lab" {')
     graph.main(["--stack", "lab", "--format", "chain", "--set", "vagrant.provider=libvirt"])
     out = capsys.readouterr().out
-    assert out.startswith("lab (libvirt): ") and "inherent with every phase a step of its own: 8" in out
+    assert out.startswith("lab (libvirt): ") and "inherent with every phase a step of its own: 9" in out
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

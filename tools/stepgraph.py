@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 PHASES = (
-    "vm", "prep", "init", "kubeconfig", "cni", "join",
+    "box", "vm", "prep", "init", "kubeconfig", "cni", "join",
     "metallb", "pool", "l2", "ingress", "ingress-ip", "apps", "selfcheck",
 )  # fmt: skip
 UNCLASSIFIED = "unclassified"
@@ -62,6 +62,7 @@ Stage = tuple[str, Optional[str]]
 # come before the general ("lab-metallb-pool" is a pool, "lab-demo-ingress" belongs to the app).
 APP_TOKENS = {"demo": "demo", "argocd": "argocd", "grafana": "grafana", "boutique": "online-boutique"}
 _TOKEN_RULES: tuple[tuple[str, frozenset[str]], ...] = (
+    ("box", frozenset({"box"})),
     ("kubeconfig", frozenset({"kubeconfig"})),
     ("join", frozenset({"join"})),
     ("init", frozenset({"init"})),
@@ -81,11 +82,10 @@ def _tokens(text: str) -> list[str]:
     return [t for t in re.split(r"[^a-z0-9]+", text.lower()) if t]
 
 
-def _strip_prefix(name: str, prefixes: Iterable[str]) -> str:
-    """``k8s-cp-vm`` -> ``vm``: node and stack names must not be read as phases (a node "demo-cp")."""
-    for prefix in sorted(prefixes, key=len, reverse=True):
-        if prefix and (name == prefix or name.startswith(prefix + "-")):
-            return name[len(prefix) :]
+def _without(name: str, words: Iterable[str]) -> str:
+    """``lab-k8s-cp-vm`` -> ``--vm``: node and stack names say nothing of the phase (a node "demo-cp")."""
+    for word in sorted((w for w in words if w), key=len, reverse=True):
+        name = re.sub(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])", "-", name)
     return name
 
 
@@ -109,19 +109,19 @@ def classify(
     name: str,
     ancestors: Sequence[tuple[str, str]] = (),
     inputs: Optional[Mapping[str, Any]] = None,
-    prefixes: Iterable[str] = (),
+    ignore: Iterable[str] = (),
 ) -> str:
     """The phase of one step: by its kind, then its name, then its components' (nearest first).
 
-    ``ancestors`` are ``(type, name)`` of the components above the step; ``prefixes`` the node
-    and stack names that start resource names and say nothing about the phase.
+    ``ancestors`` are ``(type, name)`` of the components above the step; ``ignore`` the node
+    and stack names, which resource names carry and which say nothing about the phase.
     """
-    prefixes = tuple(prefixes)
-    phase = _KIND_PHASES.get(type_.rsplit(":", 1)[-1]) or _phase_of_text(_strip_prefix(name, prefixes))
+    ignore = tuple(ignore)
+    phase = _KIND_PHASES.get(type_.rsplit(":", 1)[-1]) or _phase_of_text(_without(name, ignore))
     for a_type, a_name in ancestors:
         if phase:
             break
-        phase = _phase_of_text(a_type.split(":", 1)[-1]) or _phase_of_text(_strip_prefix(a_name, prefixes))
+        phase = _phase_of_text(a_type.split(":", 1)[-1]) or _phase_of_text(_without(a_name, ignore))
     if phase == "ingress" and _is_load_balancer(type_, inputs or {}):
         phase = "ingress-ip"  # the controller's LoadBalancer Service: done when MetalLB gave it its IP
     return phase or UNCLASSIFIED
@@ -169,7 +169,7 @@ def instance_of(phase: str, name: str, inputs: Optional[Mapping[str, Any]], name
         object_name = metadata.get("name") if isinstance(metadata, Mapping) else None
         return object_name if object_name in known else _named_in(name, known)
     if phase == "apps":
-        for token in _tokens(_strip_prefix(name, (names.stack, *names.nodes))):
+        for token in _tokens(_without(name, (names.stack, *names.nodes))):
             if token in APP_TOKENS:
                 return APP_TOKENS[token]
     return None
@@ -239,7 +239,7 @@ class StepGraph:
 def build(run: Any, cfg: Any = None, local_packages: frozenset[str] = LOCAL_PACKAGES) -> StepGraph:
     """The graph of steps of one recorded run; ``cfg`` (a LabConfig) names nodes, pools and apps."""
     names = Names.of(cfg)
-    prefixes = (names.stack, *names.nodes)
+    ignore = (names.stack, *names.nodes)
     resources = [r for r in run.resources if r.type != STACK_TYPE]
     by_urn = {r.urn: r for r in resources}
     children: dict[str, list[Any]] = defaultdict(list)
@@ -306,7 +306,7 @@ def build(run: Any, cfg: Any = None, local_packages: frozenset[str] = LOCAL_PACK
             continue
         ancestors, component = ancestry(r)
         inputs = getattr(r, "inputs", None) or {}
-        phase = classify(r.type, r.name, ancestors, inputs, prefixes)
+        phase = classify(r.type, r.name, ancestors, inputs, ignore)
         steps[r.urn] = Step(r.urn, r.name, r.type, phase, instance_of(phase, r.name, inputs, names), component)
     components = {
         r.urn: Component(r.urn, r.name, r.type, r.parent if r.parent in by_urn else "")
@@ -406,13 +406,15 @@ def longest_chain(graph: StepGraph, by: str = "steps") -> list[Step]:
 def inherent_requirements(cfg: Any) -> dict[Stage, frozenset[Stage]]:
     """What each stage of this configuration needs done first, whatever the program does.
 
-    - VMs: VirtualBox boots one at a time (no parallel ``vagrant up``), libvirt all at once.
+    - The Vagrant box is fetched before any VM boots. VMs: VirtualBox boots one at a time (no
+      parallel ``vagrant up``), in the order of ``nodes``; libvirt boots them all at once.
     - A node is prepared once its VM runs; ``kubeadm init`` needs the control plane prepared;
       the kubeconfig is read after init; the CNI is applied after init.
     - A worker joins once it is prepared and the control plane is up: joins overlap the CNI.
-    - "Cluster ready" is the CNI applied and every worker joined: MetalLB's controller is a
-      Deployment without a control-plane toleration, and its speakers, the ingress controller
-      and the apps are awaited as rollouts, so they need schedulable, networked nodes.
+    - "Cluster ready" is the CNI applied and the first worker joined: MetalLB's controller is a
+      Deployment without a control-plane toleration, and it, the ingress controller and the
+      apps are awaited as rollouts, so they need a schedulable, networked node; later workers
+      get their DaemonSet pods when they join, with no one waiting.
     - MetalLB's install, the ingress controller and the apps need only a ready cluster (and the
       kubeconfig): the ingress controller and the apps install while MetalLB comes up.
     - Pools and L2 advertisements need MetalLB ready (its webhook validates them).
@@ -425,9 +427,10 @@ def inherent_requirements(cfg: Any) -> dict[Stage, frozenset[Stage]]:
     if not getattr(cfg, "existing_cluster", False) and cfg.nodes:
         previous: Optional[Stage] = None
         sequential = cfg.vagrant.provider == "virtualbox"
+        req[("box", None)] = set()
         for node in cfg.nodes:
             vm: Stage = ("vm", node.name)
-            req[vm] = {previous} if sequential and previous else set()
+            req[vm] = {("box", None)} | ({previous} if sequential and previous else set())
             req[("prep", node.name)] = {vm}
             previous = vm
         control_plane = next(n for n in cfg.nodes if n.role == "control-plane")
@@ -438,7 +441,8 @@ def inherent_requirements(cfg: Any) -> dict[Stage, frozenset[Stage]]:
         for stage in joins:
             req[stage] = {("init", None), ("prep", stage[1])}
         kube = {("kubeconfig", None)}
-        ready = {("cni", None)} | joins
+        first_worker = next((n.name for n in cfg.nodes if n.role == "worker"), None)
+        ready = {("cni", None)} | ({("join", first_worker)} if first_worker else set())
     installed = kube | ready
     req[("metallb", None)] = set(installed)
     pools = {p.name: p for p in cfg.metallb.pools}
