@@ -31,18 +31,22 @@ def _harness():
     return harness
 
 
-def load(stack: str = "lab", overrides: Optional[dict[str, Any]] = None):
-    """The program's recorded run under mocks and its validated configuration, for one stack."""
+def config(stack: str = "lab", overrides: Optional[dict[str, Any]] = None):
+    """The stack's validated configuration (a LabConfig), as the program would load it."""
     harness = _harness()
     from components import config as lab_config
 
-    config = copy.deepcopy(harness.stack_config(stack))
+    values = copy.deepcopy(harness.stack_config(stack))
     for path, value in (overrides or {}).items():
-        harness.set_path(config, path, copy.deepcopy(value))
+        harness.set_path(values, path, copy.deepcopy(value))
     prefix = f"{lab_config.NAMESPACE}:"
-    raw = {k[len(prefix) :]: v for k, v in config.items() if k.startswith(prefix)}
-    cfg = lab_config.parse(raw, stack=stack)
-    return harness.run_program(stack, overrides), cfg
+    return lab_config.parse({k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}, stack=stack)
+
+
+def load(stack: str = "lab", overrides: Optional[dict[str, Any]] = None):
+    """The program's recorded run under mocks and its validated configuration, for one stack."""
+    cfg = config(stack, overrides)
+    return _harness().run_program(stack, overrides), cfg
 
 
 def chain_text(result: sg.ChainReport, title: str) -> str:
@@ -53,7 +57,8 @@ def chain_text(result: sg.ChainReport, title: str) -> str:
         f" ({sg.format_stages(result.inherent) or '-'})",
         f"  inherent with every phase a step of its own: {sg.stage_length(result.inherent_all_phases)}"
         f" ({sg.format_stages(result.inherent_all_phases)})",
-        f"  target (no longer than inherent, no needless wait): {'met' if result.meets_target else 'NOT met'}",
+        f"  target (no longer than inherent, no needless wait): "
+        f"{('met' if result.meets_target else 'NOT met') if result.steps else 'no steps yet'}",
     ]
     if result.missing_phases:
         lines.append(f"  phases with no step of their own: {', '.join(result.missing_phases)}")
