@@ -8,6 +8,7 @@ import pulumi
 
 from components import config as lab_config
 from components.cluster import ExistingCluster, ExistingClusterArgs
+from components.metallb import MetalLB, MetalLBArgs
 
 cfg = lab_config.load()
 for warning in cfg.warnings:
@@ -23,6 +24,9 @@ if cfg.cluster is not None:
         ),
     )
     pulumi.export("kubeconfig", cluster.kubeconfig)
+
+if cfg.cluster is not None:
+    metallb = MetalLB(f"{cfg.stack}-metallb", MetalLBArgs(cluster=cluster, config=cfg.metallb, reserved_ip=cfg.ingress.ip))
 
 pulumi.export("node_ips", {node.name: node.ip for node in cfg.nodes})
 pulumi.export("hostnames", list(cfg.hostnames))

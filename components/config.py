@@ -255,12 +255,6 @@ class MetalLBConfig(_Strict):
             or f"https://raw.githubusercontent.com/metallb/metallb/v{self.version}/config/manifests/metallb-native.yaml"
         )
 
-    @property
-    def pin_annotation(self) -> str:
-        """The Service annotation that asks for one IP; the ``metallb.io/`` prefix exists from 0.14.9."""
-        prefix = "metallb.io" if version_tuple(self.version) >= (0, 14, 9) else "metallb.universe.tf"
-        return f"{prefix}/loadBalancerIPs"
-
 
 class IngressConfig(_Strict):
     controller: Literal["ingress-nginx", "traefik"] = "ingress-nginx"
@@ -567,6 +561,20 @@ def _check_metallb(cfg: LabConfig, network, reserved, pod, svc, add, warnings) -
             for k, earlier in enumerate(pool.ranges[:j]):
                 if r.overlaps(earlier):
                     add(path, f"{r} overlaps {earlier}, an earlier entry of the same pool")
+    ingress_ip = cfg.ingress.address
+    for i, pool in enumerate(mlb.pools):
+        holder = next((p for p in mlb.pools if ingress_ip is not None and any(ingress_ip in r for r in p.ranges)), None)
+        if holder is not None and pool.name == f"{holder.name}-reserved":
+            add(
+                f"metallb.pools[{i}].name",
+                f"{pool.name!r} is the name of the pool that reserves ingress.ip {ingress_ip} inside {holder.name}; rename it",
+            )
+    if cfg.existing_cluster and cfg.kubernetes.kube_proxy_mode == "ipvs":
+        warnings.append(
+            "kubernetes.kube_proxy_mode is ipvs on an existing cluster: MetalLB needs strictARP there; run "
+            "`kubectl -n kube-system get cm kube-proxy -o yaml | sed -e 's/strictARP: false/strictARP: true/' | "
+            "kubectl apply -f -` (the lab sets it itself on clusters it builds)"
+        )
     if not mlb.l2_advertisements:
         add(
             "metallb.l2_advertisements",

@@ -48,6 +48,18 @@ def reference_file(relative: str):
     return path
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DOCS_CACHE: dict[str, list[dict]] = {}
+
+
+def reference_docs(relative: str) -> list[dict]:
+    """The documents of a reference manifest (parsed once per test session), or a skip."""
+    path = reference_file(relative)
+    if relative not in _DOCS_CACHE:
+        _DOCS_CACHE[relative] = [d for d in yaml.load_all(path.read_text(), Loader=_LOADER) if d]
+    return copy.deepcopy(_DOCS_CACHE[relative])
+
+
 # ----------------------------------------------------------------------------------------------
 # What was registered
 
@@ -241,6 +253,8 @@ def stack_config(stack: str, stack_file: Optional[Path] = None) -> dict[str, Any
     return config
 
 
+DELETE = object()  # an override value that removes the key
+
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
@@ -249,7 +263,10 @@ def set_path(config: dict[str, Any], path: str, value: Any) -> None:
     parts = [int(i) if i else name for name, i in _PATH_PART.findall(path)]
     key = parts[0] if ":" in str(parts[0]) else f"{PROJECT}:{parts[0]}"
     if len(parts) == 1:
-        config[key] = value
+        if value is DELETE:
+            config.pop(key, None)
+        else:
+            config[key] = value
         return
     target = config.setdefault(key, {} if isinstance(parts[1], str) else [])
     for part, nxt in zip(parts[1:-1], parts[2:]):
@@ -260,13 +277,16 @@ def set_path(config: dict[str, Any], path: str, value: Any) -> None:
         else:
             target = target.setdefault(part, {} if isinstance(nxt, str) else [])
     last = parts[-1]
+    if value is DELETE:
+        if isinstance(target, dict):
+            target.pop(last, None)
+        elif last < len(target):
+            del target[last]
+        return
     if isinstance(target, list):
         while len(target) <= last:
             target.append(None)
     target[last] = value
-
-
-DELETE = object()  # an override value that removes the key
 
 
 def _encode(value: Any) -> str:
@@ -294,10 +314,7 @@ def run_program(
     """Run ``__main__.py`` (or ``program``) under mocks. Exceptions from the program (ConfigError) propagate."""
     config = copy.deepcopy(stack_config(stack, stack_file))
     for path, value in (overrides or {}).items():
-        if value is DELETE:
-            config.pop(path if ":" in path else f"{PROJECT}:{path}", None)
-        else:
-            set_path(config, path, copy.deepcopy(value))
+        set_path(config, path, value if value is DELETE else copy.deepcopy(value))
 
     mocks = mocks or LabMocks()
     monitor = _RecordingMonitor(mocks)

@@ -38,7 +38,7 @@ def config(stack: str = "lab", overrides: Optional[dict[str, Any]] = None):
 
     values = copy.deepcopy(harness.stack_config(stack))
     for path, value in (overrides or {}).items():
-        harness.set_path(values, path, copy.deepcopy(value))
+        harness.set_path(values, path, value if value is harness.DELETE else copy.deepcopy(value))
     prefix = f"{lab_config.NAMESPACE}:"
     return lab_config.parse({k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}, stack=stack)
 

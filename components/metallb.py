@@ -1,0 +1,271 @@
+"""MetalLB: the install, its IPAddressPools and its L2Advertisements, ordered so they cannot race.
+
+How MetalLB makes ``type: LoadBalancer`` work on a laptop:
+
+* the **controller** watches LoadBalancer Services and assigns each an IP from an
+  ``IPAddressPool`` (the allocator);
+* a **speaker** on each node answers ARP for the assigned IPs, on the interfaces an
+  ``L2Advertisement`` names (the announcer). Without an advertisement an IP is assigned but
+  nobody answers for it.
+
+Two failures shape this module:
+
+* *The webhook race.* Pools and advertisements are validated by the controller's webhook; created
+  before it serves, they fail with ``failed calling webhook ... connection refused``. The
+  controller turns Ready only once its webhook serves (since 0.13.7), and the install below is
+  awaited until its Deployment and DaemonSet are ready, so every pool and advertisement
+  ``depends_on`` the install.
+* *The pinned-IP race.* An IP pinned for the ingress inside an auto-assign pool can be taken by
+  any LoadBalancer Service created first. The pinned address is therefore carved out of its
+  pool into a reservation pool of its own with ``autoAssign: false``: only a Service that asks
+  for it by annotation can get it. MetalLB forbids overlapping pools, hence the carving rather
+  than a second pool over the same range. Advertisements that name the original pool also name
+  the reservation, so the pinned IP is announced like the rest.
+
+Control planes: kubeadm labels them ``node.kubernetes.io/exclude-from-external-load-balancers``
+and MetalLB honours that label since 0.14, so no speaker there announces anything. That is why
+the lab needs a worker, and why the ingress Service keeps ``externalTrafficPolicy: Cluster``: a
+speaker on any worker may announce the IP and kube-proxy forwards to the controller pod wherever
+it runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import network as net
+from components.cluster import Cluster
+from components.config import MetalLBConfig, version_tuple
+
+NAMESPACE = "metallb-system"
+API_VERSION = "metallb.io/v1beta1"
+
+
+# ----------------------------------------------------------------------------------------------
+# Pure planning: which pools and advertisements to create
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    name: str
+    addresses: tuple[str, ...]
+    auto_assign: bool
+    reserved_for: Optional[str] = None  # the address a reservation pool holds
+
+    def manifest_spec(self) -> dict[str, Any]:
+        return {"addresses": list(self.addresses), "autoAssign": self.auto_assign}
+
+
+@dataclass(frozen=True)
+class L2AdvertisementSpec:
+    name: str
+    pools: tuple[str, ...]  # empty: every pool
+    interfaces: Optional[tuple[str, ...]]  # None: the cluster's host-only NIC
+
+
+def reservation_name(pool: str) -> str:
+    return f"{pool}-reserved"
+
+
+def plan_pools(config: MetalLBConfig, reserved_ip: Optional[str]) -> list[PoolSpec]:
+    """The pools to create: the configured ones, with ``reserved_ip`` carved out into its own pool."""
+    address = net.parse_address(reserved_ip) if reserved_ip else None
+    plan: list[PoolSpec] = []
+    for pool in config.pools:
+        ranges = list(pool.ranges)
+        if address is None or not any(address in r for r in ranges):
+            plan.append(PoolSpec(pool.name, tuple(r.to_metallb() for r in ranges), pool.auto_assign))
+            continue
+        rest = net.subtract_address(ranges, address)
+        if rest:
+            plan.append(PoolSpec(pool.name, tuple(r.to_metallb() for r in rest), pool.auto_assign))
+        plan.append(PoolSpec(reservation_name(pool.name), (f"{address}/32",), False, reserved_for=str(address)))
+    return plan
+
+
+def plan_advertisements(config: MetalLBConfig, pools: list[PoolSpec]) -> list[L2AdvertisementSpec]:
+    """Each configured advertisement, also naming the reservation carved from a pool it names."""
+    names = {p.name for p in pools}
+    plan = []
+    for adv in config.l2_advertisements:
+        announced: list[str] = []
+        for pool in adv.pools:
+            if pool in names:
+                announced.append(pool)
+            if reservation_name(pool) in names:
+                announced.append(reservation_name(pool))
+        plan.append(L2AdvertisementSpec(adv.name, tuple(announced), adv.interfaces))
+    return plan
+
+
+def pin_annotation(version: str) -> str:
+    """The Service annotation that asks MetalLB for given IPs.
+
+    ``metallb.universe.tf/loadBalancerIPs`` exists since 0.12; the ``metallb.io/`` prefix since
+    0.14.9, and older versions ignore it. ``spec.loadBalancerIP`` is deprecated since Kubernetes 1.24.
+    """
+    prefix = "metallb.io" if version_tuple(version) >= (0, 14, 9) else "metallb.universe.tf"
+    return f"{prefix}/loadBalancerIPs"
+
+
+def drop_placeholder_ca_bundle(obj: dict[str, Any]) -> dict[str, Any]:
+    """Leave a CRD's conversion-webhook caBundle to the controller that injects the real one.
+
+    MetalLB 0.14.9's manifest ships an expired placeholder caBundle on the BGPPeer CRD's
+    conversion webhook (fixed in 0.15.0). The controller replaces it at run time; if Pulumi
+    applied the placeholder it would own the field and write it back on every update. Without
+    the field in what Pulumi applies, server-side apply leaves the controller's value alone.
+    """
+    if obj.get("kind") != "CustomResourceDefinition":
+        return obj
+    client = (((obj.get("spec") or {}).get("conversion") or {}).get("webhook") or {}).get("clientConfig") or {}
+    if "caBundle" not in client:
+        return obj
+    copy = {**obj, "spec": {**obj["spec"], "conversion": {**obj["spec"]["conversion"]}}}
+    webhook = {**copy["spec"]["conversion"]["webhook"]}
+    webhook["clientConfig"] = {k: v for k, v in client.items() if k != "caBundle"}
+    copy["spec"]["conversion"]["webhook"] = webhook
+    return copy
+
+
+def _transform_install(args: pulumi.ResourceTransformArgs) -> Optional[pulumi.ResourceTransformResult]:
+    if args.type_ != "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition":
+        return None
+    props = drop_placeholder_ca_bundle(dict(args.props))
+    return pulumi.ResourceTransformResult(props=props, opts=args.opts)
+
+
+# ----------------------------------------------------------------------------------------------
+# Components
+
+
+@dataclass(frozen=True)
+class MetalLBArgs:
+    cluster: Cluster
+    config: MetalLBConfig
+    reserved_ip: Optional[str] = None
+    """An IP pinned by a Service (the ingress): carved into a reservation pool."""
+
+
+class MetalLB(pulumi.ComponentResource):
+    """MetalLB at a pinned version, with the lab's pools and L2 advertisements."""
+
+    cluster: Cluster
+    install: k8s.yaml.v2.ConfigFile
+    """The upstream native manifest; ready once the controller (webhook) and speakers are."""
+    pools: dict[str, "IPAddressPool"]
+    l2_advertisements: dict[str, "L2Advertisement"]
+
+    def __init__(self, name: str, args: MetalLBArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("k8s-lab:metallb:MetalLB", name, None, opts)
+        self.cluster = args.cluster
+        self.version = args.config.version
+        self.install = k8s.yaml.v2.ConfigFile(
+            f"{name}-install",
+            file=args.config.manifest_url,
+            opts=pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, transforms=[_transform_install]),
+        )
+        pool_plan = plan_pools(args.config, args.reserved_ip)
+        self.pools = {
+            spec.name: IPAddressPool(f"{name}-pool-{spec.name}", IPAddressPoolArgs(metallb=self, spec=spec))
+            for spec in pool_plan
+        }
+        self.l2_advertisements = {
+            spec.name: L2Advertisement(f"{name}-l2-{spec.name}", L2AdvertisementArgs(metallb=self, spec=spec))
+            for spec in plan_advertisements(args.config, pool_plan)
+        }
+        self.register_outputs(
+            {
+                "version": self.version,
+                "pools": {n: list(p.plan.addresses) for n, p in self.pools.items()},
+                "l2_advertisements": list(self.l2_advertisements),
+            }
+        )
+
+    def load_balancer_annotations(self, ip: Optional[str]) -> dict[str, str]:
+        """Annotations that pin a LoadBalancer Service to ``ip`` ({} for no pin)."""
+        return {pin_annotation(self.version): ip} if ip else {}
+
+    def reservation_for(self, ip: str) -> "IPAddressPool":
+        """The ``autoAssign: false`` pool that holds ``ip`` for the Service that pins it."""
+        for pool in self.pools.values():
+            if pool.plan.reserved_for == ip:
+                return pool
+        raise KeyError(f"no reservation pool holds {ip}; pass it as MetalLBArgs.reserved_ip")
+
+
+@dataclass(frozen=True)
+class IPAddressPoolArgs:
+    metallb: MetalLB
+    spec: PoolSpec
+
+
+class IPAddressPool(k8s.apiextensions.CustomResource):
+    """A MetalLB IPAddressPool: the addresses the controller may hand out."""
+
+    def __init__(self, name: str, args: IPAddressPoolArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        metallb = args.metallb
+        super().__init__(
+            name,
+            api_version=API_VERSION,
+            kind="IPAddressPool",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=args.spec.name, namespace=NAMESPACE),
+            spec=args.spec.manifest_spec(),
+            opts=pulumi.ResourceOptions.merge(
+                pulumi.ResourceOptions(
+                    parent=metallb,
+                    provider=metallb.cluster.provider,
+                    # The validating webhook must serve before any MetalLB object is created.
+                    depends_on=[metallb.install],
+                ),
+                opts,
+            ),
+        )
+        self.plan = args.spec
+
+
+@dataclass(frozen=True)
+class L2AdvertisementArgs:
+    metallb: MetalLB
+    spec: L2AdvertisementSpec
+
+
+class L2Advertisement(k8s.apiextensions.CustomResource):
+    """A MetalLB L2Advertisement: announce the named pools by ARP on the host-only NIC only.
+
+    Announcing on every NIC would let VirtualBox's NAT NIC (10.0.2.15 on every VM) answer, or a
+    libvirt management NIC; the speaker must answer on the segment the laptop shares.
+    """
+
+    def __init__(self, name: str, args: L2AdvertisementArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        metallb = args.metallb
+        interfaces: pulumi.Input[list[str]] = (
+            list(args.spec.interfaces) if args.spec.interfaces is not None else metallb.cluster.interfaces
+        )
+        spec = pulumi.Output.from_input(interfaces).apply(
+            lambda names: {
+                **({"ipAddressPools": list(args.spec.pools)} if args.spec.pools else {}),
+                **({"interfaces": list(names)} if names else {}),
+            }
+        )
+        super().__init__(
+            name,
+            api_version=API_VERSION,
+            kind="L2Advertisement",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=args.spec.name, namespace=NAMESPACE),
+            spec=spec,
+            opts=pulumi.ResourceOptions.merge(
+                pulumi.ResourceOptions(
+                    parent=metallb,
+                    provider=metallb.cluster.provider,
+                    # Not on the pools: MetalLB pairs them whenever both exist, so they go in parallel.
+                    depends_on=[metallb.install],
+                ),
+                opts,
+            ),
+        )
+        self.plan = args.spec
