@@ -7,8 +7,12 @@ the one before it as a typed argument; this file only wires them and exports wha
 import pulumi
 
 from components import config as lab_config
+from components.apps import Apps, AppsArgs
 from components.cluster import ExistingCluster, ExistingClusterArgs
+from components.ingress import Ingress, IngressArgs
+from components.kubeadm import KubeadmCluster, KubeadmClusterArgs
 from components.metallb import MetalLB, MetalLBArgs
+from components.selfcheck import CHECK_COMMAND, SelfCheck, SelfCheckArgs, etc_hosts_line
 
 cfg = lab_config.load()
 for warning in cfg.warnings:
@@ -21,16 +25,41 @@ if cfg.cluster is not None:
             kubeconfig=cfg.cluster.kubeconfig.get_secret_value(),
             context=cfg.cluster.context,
             interface=cfg.network.interface,
+            render_yaml_to_directory=cfg.cluster.render_yaml_to_directory,
         ),
     )
-    pulumi.export("kubeconfig", cluster.kubeconfig)
+else:
+    cluster = KubeadmCluster(
+        cfg.stack,
+        KubeadmClusterArgs(
+            stack=cfg.stack,
+            nodes=cfg.nodes,
+            vagrant=cfg.vagrant,
+            kubernetes=cfg.kubernetes,
+            network=cfg.network,
+            write_kubeconfig=cfg.write_kubeconfig,
+        ),
+    )
+    if cluster.kubeconfig_file:
+        pulumi.export("kubeconfig_export", f"export KUBECONFIG={cluster.kubeconfig_file}")
 
-if cfg.cluster is not None:
-    metallb = MetalLB(f"{cfg.stack}-metallb", MetalLBArgs(cluster=cluster, config=cfg.metallb, reserved_ip=cfg.ingress.ip))
+metallb = MetalLB(f"{cfg.stack}-metallb", MetalLBArgs(cluster=cluster, config=cfg.metallb, reserved_ip=cfg.ingress.ip))
+ingress = Ingress(f"{cfg.stack}-ingress", IngressArgs(cluster=cluster, metallb=metallb, config=cfg.ingress))
+apps = Apps(
+    f"{cfg.stack}-apps",
+    AppsArgs(cluster=cluster, ingress=ingress, domain=cfg.domain, apps=cfg.apps, options=cfg.app_options),
+)
+if cfg.self_check.enabled:
+    SelfCheck(
+        f"{cfg.stack}-self-check",
+        SelfCheckArgs(ingress=ingress, apps=apps, config=cfg.self_check, network_cidr=cfg.network.cidr),
+    )
 
+pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("node_ips", {node.name: node.ip for node in cfg.nodes})
+pulumi.export("ingress_ip", ingress.ip)
 pulumi.export("hostnames", list(cfg.hostnames))
-pulumi.export("urls", [f"http://{host}" for host in cfg.hostnames])
-if cfg.ingress.ip:
-    pulumi.export("ingress_ip", cfg.ingress.ip)
-    pulumi.export("etc_hosts", f"{cfg.ingress.ip} {' '.join(cfg.hostnames)}")
+pulumi.export("etc_hosts", ingress.ip.apply(lambda ip: etc_hosts_line(ip, cfg.hostnames)))
+pulumi.export("urls", {app: f"http://{cfg.hostname(app)}" for app in cfg.apps})
+pulumi.export("admin_passwords", apps.admin_passwords)
+pulumi.export("check", CHECK_COMMAND)

@@ -39,6 +39,8 @@ class ExistingClusterArgs:
     context: Optional[str] = None
     interface: Optional[str] = None
     """The nodes' NIC on the lab network, when the user knows it."""
+    render_yaml_to_directory: Optional[str] = None
+    """Write manifests there instead of applying them (no cluster is contacted)."""
 
 
 class ExistingCluster(Cluster):
@@ -51,6 +53,7 @@ class ExistingCluster(Cluster):
             f"{name}-provider",
             kubeconfig=self.kubeconfig,
             context=args.context,
+            render_yaml_to_directory=args.render_yaml_to_directory,
             # Resources of a cluster that vanished can still be removed from state by destroy.
             delete_unreachable=True,
             opts=pulumi.ResourceOptions(parent=self),

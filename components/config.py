@@ -35,7 +35,13 @@ DEFAULT_KUBERNETES_VERSION = "1.36.1"
 DEFAULT_METALLB_VERSION = "0.14.9"
 DEFAULT_VAGRANT_BOX = "bento/ubuntu-24.04"
 DEFAULT_VAGRANT_BOX_VERSION = "202510.26.0"
-DEFAULT_INGRESS_VERSIONS = {"ingress-nginx": "1.15.1", "traefik": "3.6.2"}
+# ingress-nginx: the controller release (its static manifest is tagged controller-v<version>).
+# traefik: the Helm chart release; chart 37.4.0 ships Traefik Proxy v3.6.2. Chart 40 changed the
+# Service values' syntax, so a newer chart needs its values checked before the pin moves.
+DEFAULT_INGRESS_VERSIONS = {"ingress-nginx": "1.15.1", "traefik": "37.4.0"}
+# Traefik's chart versions are far ahead of its proxy versions; below this a chart version is
+# almost surely a proxy version given by mistake.
+OLDEST_TRAEFIK_CHART_MAJOR = 30
 DEFAULT_POD_CIDR = "10.244.0.0/16"  # flannel's own default
 DEFAULT_SERVICE_CIDR = "10.96.0.0/12"  # kubeadm's default
 
@@ -46,6 +52,19 @@ OLDEST_SUPPORTED_KUBERNETES_MINOR = 34
 
 APP_NAMES = ("demo", "argocd", "grafana", "online-boutique")
 APP_HOSTS = {"demo": "app", "argocd": "argocd", "grafana": "grafana", "online-boutique": "boutique"}
+
+# Rough steady-state memory in MB, used only to warn before a lab that cannot fit is built. Apps
+# land on the workers (kubeadm taints the control plane). Figures: the upstream manifests'
+# requests, rounded up to what a fresh idle install uses (Argo CD's manifest requests nothing but
+# its seven pods use 0.7-1 GB; Online Boutique requests 1.1 GB and its Java adservice grows past
+# its request).
+NODE_OVERHEAD_MB = 700  # OS, kubelet, containerd, kube-proxy, CNI pod, MetalLB speaker
+CONTROLLER_MEMORY_MB = {"ingress-nginx": 150, "traefik": 100}
+METALLB_CONTROLLER_MEMORY_MB = 60
+APP_MEMORY_MB = {"demo": 50, "argocd": 900, "grafana": 250, "online-boutique": 1400}
+LOAD_GENERATOR_MEMORY_MB = 300
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -258,9 +277,11 @@ class MetalLBConfig(_Strict):
 
 class IngressConfig(_Strict):
     controller: Literal["ingress-nginx", "traefik"] = "ingress-nginx"
+    # ingress-nginx: the controller version; traefik: the Helm chart version (see DEFAULT_INGRESS_VERSIONS).
     version: Optional[AppVersion] = None
     ip: Optional[Address] = None
-    # A local path (or URL) of the controller's manifest or chart, for offline labs.
+    # For offline labs: ingress-nginx's deploy.yaml, or traefik's chart (a directory or .tgz),
+    # as a local path (relative to the project) or a URL.
     manifest: Optional[str] = None
 
     @property
@@ -278,6 +299,10 @@ class ClusterConfig(_Strict):
     # A kubeconfig file path, or the kubeconfig itself (set it with `pulumi config set --secret`).
     kubeconfig: SecretStr
     context: Optional[str] = None
+    # Write every manifest to this directory instead of applying it (pulumi-kubernetes'
+    # render_yaml_to_directory): no cluster is contacted, nothing is awaited, and Secrets are
+    # written there in plain text, so point it at a private, temporary directory.
+    render_yaml_to_directory: Optional[str] = None
 
 
 class SelfCheckConfig(_Strict):
@@ -287,16 +312,24 @@ class SelfCheckConfig(_Strict):
 
 class ArgoCDOptions(_Strict):
     version: AppVersion = "3.5.1"
+    # install.yaml as a local path or URL, for offline labs. None: the upstream URL of `version`.
     manifest: Optional[str] = None
+    # Export the initial admin password (read from argocd-initial-admin-secret on every `up`).
+    # Turn off before deleting that Secret, or `up` fails reading it.
+    export_admin_password: bool = True
 
 
 class GrafanaOptions(_Strict):
-    chart_version: AppVersion = "10.1.4"
+    # The chart of the grafana-community repository (grafana/helm-charts froze its copy in 2026);
+    # 12.7.2 ships Grafana 13.1.
+    chart_version: AppVersion = "12.7.2"
+    # The chart as a local directory or .tgz, for offline labs. None: the repository above.
     chart: Optional[str] = None
 
 
 class OnlineBoutiqueOptions(_Strict):
     version: AppVersion = "0.10.6"
+    # release/kubernetes-manifests.yaml as a local path or URL, for offline labs.
     manifest: Optional[str] = None
     load_generator: bool = False
     # Keep frontend-external a LoadBalancer (it then takes a pool IP) instead of ClusterIP.
@@ -458,6 +491,20 @@ def check_lab(cfg: LabConfig) -> tuple[list[Problem], list[str]]:
             f"{capacity} ({auto_capacity} assignable automatically); widen a pool's addresses",
         )
 
+    _check_ingress(cfg, add)
+    _check_offline_files(cfg, add)
+    warnings.extend(memory_warnings(cfg))
+
+    # -- render mode: nothing can be read back from a cluster --
+    if cfg.cluster is not None and cfg.cluster.render_yaml_to_directory:
+        if cfg.ingress.ip is None:
+            add("ingress.ip", "is required with cluster.render_yaml_to_directory: the Service's IP cannot be read back from a rendered manifest; pin one from a pool")
+        if "argocd" in cfg.apps and cfg.app_options.argocd.export_admin_password:
+            add(
+                "app_options.argocd.export_admin_password",
+                "cannot be read from a rendered manifest; set it to false with cluster.render_yaml_to_directory",
+            )
+
     # -- domain --
     if cfg.domain.endswith(".local"):
         warnings.append(
@@ -465,6 +512,81 @@ def check_lab(cfg: LabConfig) -> tuple[list[Problem], list[str]]:
             "'lab.test' avoids that"
         )
     return problems, warnings
+
+
+def _check_ingress(cfg: LabConfig, add) -> None:
+    ingress = cfg.ingress
+    if ingress.controller == "traefik" and ingress.version and version_tuple(ingress.version)[0] < OLDEST_TRAEFIK_CHART_MAJOR:
+        add(
+            "ingress.version",
+            f"{ingress.version} looks like a Traefik Proxy version; for traefik this key is the Helm chart "
+            f"version (chart {DEFAULT_INGRESS_VERSIONS['traefik']} ships Traefik Proxy v3.6.2)",
+        )
+
+
+def is_url(location: str) -> bool:
+    return "://" in location
+
+
+def local_path(location: str) -> Path:
+    """A local manifest or chart path as the program sees it: relative paths are from the project root."""
+    path = Path(os.path.expanduser(location))
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def _check_offline_files(cfg: LabConfig, add) -> None:
+    """Local manifests and charts must exist now, not halfway through `pulumi up`."""
+    options = cfg.app_options
+    files = [("ingress.manifest", cfg.ingress.manifest, "chart" if cfg.ingress.controller == "traefik" else "manifest")]
+    if "argocd" in cfg.apps:
+        files.append(("app_options.argocd.manifest", options.argocd.manifest, "manifest"))
+    if "grafana" in cfg.apps:
+        files.append(("app_options.grafana.chart", options.grafana.chart, "chart"))
+    if "online-boutique" in cfg.apps:
+        files.append(("app_options.online-boutique.manifest", options.online_boutique.manifest, "manifest"))
+    for key, location, kind in files:
+        if location is None or is_url(location):
+            continue
+        path = local_path(location)
+        if kind == "manifest" and not path.is_file():
+            add(key, f"{path} is not a file; give the path of the downloaded manifest (relative to the project) or its URL")
+        elif kind == "chart" and not (path.is_file() or (path / "Chart.yaml").is_file()):
+            add(
+                key,
+                f"{path} is neither a chart archive (.tgz) nor a chart directory with a Chart.yaml; "
+                "fetch it with `helm pull <repo>/<chart> --version <version>`",
+            )
+
+
+def app_memory_mb(cfg: LabConfig) -> dict[str, int]:
+    """What the enabled apps and the lab's own controllers need on the workers, by name."""
+    need = {
+        f"{cfg.ingress.controller} controller": CONTROLLER_MEMORY_MB[cfg.ingress.controller],
+        "MetalLB controller": METALLB_CONTROLLER_MEMORY_MB,
+    }
+    for app in cfg.apps:
+        need[app] = APP_MEMORY_MB[app]
+        if app == "online-boutique" and cfg.app_options.online_boutique.load_generator:
+            need[app] += LOAD_GENERATOR_MEMORY_MB
+    return need
+
+
+def memory_warnings(cfg: LabConfig) -> list[str]:
+    """A warning when the enabled apps will not fit the workers' memory (never an error: figures are rough)."""
+    workers = cfg.workers
+    if cfg.existing_cluster or not workers:
+        return []  # an existing cluster's nodes are unknown here; no workers is an error already
+    need = app_memory_mb(cfg)
+    total = sum(need.values())
+    room = sum(max(0, w.memory_mb - NODE_OVERHEAD_MB) for w in workers)
+    if total <= room:
+        return []
+    breakdown = ", ".join(f"{name} ~{mb}" for name, mb in need.items())
+    return [
+        f"apps: the enabled apps need about {total} MB ({breakdown}) but the workers have about {room} MB "
+        f"left after Kubernetes itself (~{NODE_OVERHEAD_MB} MB each); pods would stay Pending or be evicted. "
+        "Raise the workers' memory_mb, add a worker, or enable fewer apps"
+    ]
 
 
 def _check_nodes(cfg: LabConfig, network: IPv4Network, reserved: dict, add) -> None:

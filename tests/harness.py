@@ -77,9 +77,29 @@ class Registered:
     property_dependencies: dict[str, set[str]]
     provider: str
     options: dict
+    transforms: list[Callable] = field(default_factory=list)  # the registered transform functions
 
     def depends_on(self, other: "Registered") -> bool:
         return other.urn in self.dependencies
+
+    def transformed(self, objects: list[dict]) -> list[dict]:
+        """``objects`` as this resource's transforms leave them.
+
+        ConfigFile v2 and Chart v4 expand their objects inside the provider, which mocks do not
+        run; this replays the very functions registered with the resource over given objects
+        (an upstream reference manifest), the way the engine applies them to each child.
+        """
+        result = []
+        for obj in copy.deepcopy(objects):
+            api_version = str(obj.get("apiVersion", "v1"))
+            type_ = f"kubernetes:{api_version if '/' in api_version else 'core/' + api_version}:{obj.get('kind')}"
+            for transform in self.transforms:
+                args = pulumi.ResourceTransformArgs(True, type_, self.name, obj, pulumi.ResourceOptions())
+                outcome = transform(args)
+                if outcome is not None:
+                    obj = outcome.props
+            result.append(obj)
+        return result
 
     def input(self, dotted: str, default: Any = None) -> Any:
         value: Any = self.inputs
@@ -97,9 +117,15 @@ class Run:
     secret_outputs: set[str]
     warnings: list[str]
     errors: list[str] = field(default_factory=list)
+    reads: list[Registered] = field(default_factory=list)  # Resource.get(...) reads; inputs hold the id
+
+    def read(self, name: str) -> Registered:
+        matches = [r for r in self.reads if r.name == name]
+        assert len(matches) == 1, f"expected one read named {name!r}, found {len(matches)}"
+        return matches[0]
 
     def by_urn(self, urn: str) -> Registered:
-        return next(r for r in self.resources if r.urn == urn)
+        return next(r for r in [*self.resources, *self.reads] if r.urn == urn)
 
     def of_type(self, type_: str) -> list[Registered]:
         return [r for r in self.resources if r.type == type_]
@@ -174,8 +200,11 @@ class LabMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
         if args.typ == "command:local:Command":
-            state.setdefault("stdout", f"{args.name}-stdout")
+            # Node preparation prints the host-only NIC's name; the rest print "<name>-stdout".
+            state.setdefault("stdout", "eth1" if args.name.endswith("-prepare") else f"{args.name}-stdout")
             state.setdefault("stderr", "")
+        if args.resource_id:  # a read of an object that exists in the cluster
+            state.update(copy.deepcopy(READ_STATE.get(args.typ, {})))
         if args.typ in self.state_for:
             state.update(self.state_for[args.typ](args))
         return f"{args.name}-id", state
@@ -184,14 +213,35 @@ class LabMocks(pulumi.runtime.Mocks):
         return {}
 
 
+# What reads of existing objects return by default: a LoadBalancer Service with its IP, and
+# Argo CD's initial admin Secret (base64 of "mock-password").
+MOCK_LOAD_BALANCER_IP = "192.168.56.200"
+READ_STATE = {
+    "kubernetes:core/v1:Service": {"status": {"loadBalancer": {"ingress": [{"ip": MOCK_LOAD_BALANCER_IP}]}}},
+    "kubernetes:core/v1:Secret": {"data": {"password": "bW9jay1wYXNzd29yZA=="}},
+}
+
+
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: LabMocks) -> None:
         super().__init__(mocks)
         self.requests: list[tuple[Any, str]] = []
+        self.reads: list[tuple[Any, str]] = []
+        self.transforms: dict[str, Callable] = {}
 
     def RegisterResource(self, request):  # noqa: N802 (gRPC name)
         response = super().RegisterResource(request)
         self.requests.append((request, response.urn))
+        if request.transforms:
+            # The SDK's callback server maps each transform function to the token sent with the
+            # registration; keep the functions, so tests can replay them (Registered.transformed).
+            callbacks = settings.SETTINGS.callbacks
+            self.transforms.update({token: fn for fn, token in getattr(callbacks, "_transforms", {}).items()})
+        return response
+
+    def ReadResource(self, request):  # noqa: N802 (gRPC name)
+        response = super().ReadResource(request)
+        self.reads.append((request, response.urn))
         return response
 
 
@@ -204,13 +254,33 @@ class _Capture(logging.Handler):
         self.records.append((record.levelno, record.getMessage()))
 
 
-def _record(request, urn: str) -> Registered:
+def _record_read(request, urn: str) -> Registered:
+    return Registered(
+        type=request.type,
+        name=request.name,
+        urn=urn,
+        parent=request.parent,
+        custom=True,
+        inputs={"id": request.id},
+        secret_inputs=set(),
+        # Like a registration, a read waits for its explicit provider.
+        dependencies=set(request.dependencies) | ({request.provider.rsplit("::", 1)[0]} if request.provider else set()),
+        property_dependencies={},
+        provider=request.provider,
+        options={"additional_secret_outputs": list(request.additionalSecretOutputs)},
+    )
+
+
+def _record(request, urn: str, transforms: dict[str, Callable]) -> Registered:
     secrets: set[str] = set()
     inputs = _unwrap(json_format.MessageToDict(request.object), "", secrets)
     prop_deps = {k: set(v.urns) for k, v in request.propertyDependencies.items()}
     deps = set(request.dependencies)
     for urns in prop_deps.values():
         deps |= urns
+    if request.provider:
+        # A resource waits for its explicit provider, as the engine does ("<urn>::<id>").
+        deps.add(request.provider.rsplit("::", 1)[0])
     options = {
         "delete_before_replace": request.deleteBeforeReplace,
         "replace_on_changes": list(request.replaceOnChanges),
@@ -233,6 +303,7 @@ def _record(request, urn: str) -> Registered:
         property_dependencies=prop_deps,
         provider=request.provider,
         options=options,
+        transforms=[transforms[cb.token] for cb in request.transforms if cb.token in transforms],
     )
 
 
@@ -349,7 +420,8 @@ def run_program(
         if _sync_await(out.is_secret()):
             secret_outputs.add(name)
 
-    resources = [_record(req, urn) for req, urn in monitor.requests if req.type != "pulumi:pulumi:Stack"]
+    resources = [_record(req, urn, monitor.transforms) for req, urn in monitor.requests if req.type != "pulumi:pulumi:Stack"]
     warnings = [msg for level, msg in capture.records if level == logging.WARNING]
     errors = [msg for level, msg in capture.records if level >= logging.ERROR]
-    return Run(resources, outputs, secret_outputs, warnings, errors)
+    reads = [_record_read(req, urn) for req, urn in monitor.reads]
+    return Run(resources, outputs, secret_outputs, warnings, errors, reads)

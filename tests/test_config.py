@@ -208,3 +208,22 @@ def test_plain_text_kubeconfig_in_stack_file_is_warned_about_and_still_secret():
 def test_secret_kubeconfig_gives_no_plain_text_warning():
     run = run_program("lab", existing(), secret_keys=("cluster",))
     assert not any("plain text" in w for w in run.warnings)
+
+
+# -- render mode (manifests written to a directory, no cluster) --
+
+
+def test_render_mode_reaches_the_provider(tmp_path):
+    run = run_program("lab", existing(render_yaml_to_directory=str(tmp_path)), secret_keys=("cluster",))
+    provider = run.one("pulumi:providers:kubernetes")
+    assert provider.inputs["renderYamlToDirectory"] == str(tmp_path)
+
+
+def test_render_mode_needs_a_pinned_ingress_ip(tmp_path):
+    err = fails({**existing(render_yaml_to_directory=str(tmp_path)), "ingress.ip": DELETE})
+    assert "cannot be read back" in problem(err, "ingress.ip")
+
+
+def test_render_mode_cannot_read_argocd_password(tmp_path):
+    err = fails({**existing(render_yaml_to_directory=str(tmp_path)), "apps": ["demo", "argocd"]})
+    assert "set it to false" in problem(err, "app_options.argocd.export_admin_password")

@@ -92,7 +92,7 @@ def test_every_pool_and_advertisement_waits_for_the_install():
     for cr in crs:
         assert r.waits_for(cr, install), f"{cr.name} does not wait for the MetalLB install"
         assert cr.input("metadata.namespace") == "metallb-system"
-        assert cr.provider == r.one(CONFIGFILE).provider
+        assert cr.provider == r.one(CONFIGFILE, "lab-metallb-install").provider
 
 
 # -- L2 advertisements --
@@ -241,3 +241,19 @@ def test_reservation_keeps_every_address_in_exactly_one_pool(case):
     assert all(IPv4Address(ip) not in net.parse_range(a) for spec in plan if not spec.reserved_for for a in spec.addresses)
     advertised = mlb.plan_advertisements(config, plan)[0].pools
     assert set(advertised) == {spec.name for spec in plan}
+
+
+# -- on the Vagrant lab --
+
+
+def test_on_the_lab_the_advertisement_uses_the_nic_node_preparation_found():
+    r = run_program("lab")
+    assert specs(r, L2)["lab-l2"]["interfaces"] == ["eth1"]
+    assert r.waits_for(r.one(L2), r.named("lab-k8s-cp-prepare"))
+
+
+def test_on_the_lab_metallb_installs_only_once_pods_can_get_ips():
+    r = run_program("lab")
+    install = r.one(CONFIGFILE, "lab-metallb-install")
+    assert r.waits_for(install, r.named("lab-cni"))
+    assert r.waits_for(install, r.named("lab-init"))

@@ -45,7 +45,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 PHASES = (
     "box", "vm", "prep", "init", "kubeconfig", "cni", "join",
-    "metallb", "pool", "l2", "ingress", "ingress-ip", "apps", "selfcheck",
+    "metallb", "pool", "l2", "ingress", "ingress-ip", "apps", "route", "selfcheck",
 )  # fmt: skip
 UNCLASSIFIED = "unclassified"
 CHEAP_PHASES = frozenset({"kubeconfig"})
@@ -75,7 +75,8 @@ _TOKEN_RULES: tuple[tuple[str, frozenset[str]], ...] = (
     ("apps", frozenset(APP_TOKENS) | {"app", "apps"}),
     ("ingress", frozenset({"ingress", "nginx", "traefik"})),
 )
-_KIND_PHASES = {"IPAddressPool": "pool", "L2Advertisement": "l2"}
+# An Ingress object is its app's route; the ingress controller's own objects are not Ingresses.
+_KIND_PHASES = {"IPAddressPool": "pool", "L2Advertisement": "l2", "Ingress": "route"}
 
 
 def _tokens(text: str) -> list[str]:
@@ -117,7 +118,8 @@ def classify(
     and stack names, which resource names carry and which say nothing about the phase.
     """
     ignore = tuple(ignore)
-    phase = _KIND_PHASES.get(type_.rsplit(":", 1)[-1]) or _phase_of_text(_without(name, ignore))
+    kind = type_.rsplit(":", 1)[-1] if type_.startswith("kubernetes:") else ""
+    phase = _KIND_PHASES.get(kind) or _phase_of_text(_without(name, ignore))
     for a_type, a_name in ancestors:
         if phase:
             break
@@ -168,7 +170,7 @@ def instance_of(phase: str, name: str, inputs: Optional[Mapping[str, Any]], name
         metadata = (inputs or {}).get("metadata")
         object_name = metadata.get("name") if isinstance(metadata, Mapping) else None
         return object_name if object_name in known else _named_in(name, known)
-    if phase == "apps":
+    if phase in ("apps", "route"):
         for token in _tokens(_without(name, (names.stack, *names.nodes))):
             if token in APP_TOKENS:
                 return APP_TOKENS[token]
@@ -208,7 +210,7 @@ class Component:
 
 @dataclass
 class StepGraph:
-    steps: dict[str, Step]  # by URN, in registration order
+    steps: dict[str, Step]  # by URN, each after everything it waits for, then by name
     waits: dict[str, frozenset[str]]  # step -> the steps it waits for directly (transitively reduced)
     components: dict[str, Component]
     ancestors: dict[str, frozenset[str]] = field(default_factory=dict)  # step -> every step it waits for
@@ -231,9 +233,8 @@ class StepGraph:
         return {s.phase for s in self.steps.values()}
 
     def order(self) -> list[str]:
-        """Steps so that each comes after everything it waits for (registration order otherwise)."""
-        index = {urn: i for i, urn in enumerate(self.steps)}
-        return sorted(self.steps, key=lambda urn: (len(self.ancestors[urn]), index[urn]))
+        """Steps so that each comes after everything it waits for."""
+        return list(self.steps)
 
 
 def build(run: Any, cfg: Any = None, local_packages: frozenset[str] = LOCAL_PACKAGES) -> StepGraph:
@@ -310,7 +311,7 @@ def build(run: Any, cfg: Any = None, local_packages: frozenset[str] = LOCAL_PACK
         steps[r.urn] = Step(r.urn, r.name, r.type, phase, instance_of(phase, r.name, inputs, names), component)
     components = {
         r.urn: Component(r.urn, r.name, r.type, r.parent if r.parent in by_urn else "")
-        for r in resources
+        for r in sorted(resources, key=lambda r: (r.name, r.urn))
         if is_component(r)
     }
     direct_waits = {urn: nearest_steps(by_urn[urn]) for urn in steps}
@@ -319,7 +320,11 @@ def build(run: Any, cfg: Any = None, local_packages: frozenset[str] = LOCAL_PACK
         urn: frozenset(p for p in preds if not any(p in ancestors[q] for q in preds if q != p))
         for urn, preds in direct_waits.items()
     }
-    return StepGraph(steps, reduced, components, ancestors)
+    # The SDK registers concurrently, so registration order varies from run to run: order the
+    # steps by how deep they sit in the graph, then by name, for pictures that only change
+    # when the graph does.
+    order = sorted(steps, key=lambda urn: (len(ancestors[urn]), steps[urn].name, urn))
+    return StepGraph({urn: steps[urn] for urn in order}, reduced, components, ancestors)
 
 
 def _closure(preds: Mapping[Any, Iterable[Any]]) -> dict[Any, frozenset]:
@@ -404,57 +409,69 @@ def longest_chain(graph: StepGraph, by: str = "steps") -> list[Step]:
 
 
 def inherent_requirements(cfg: Any) -> dict[Stage, frozenset[Stage]]:
-    """What each stage of this configuration needs done first, whatever the program does.
+    """What each stage of this configuration needs done before it can be done, whatever the program.
 
-    - The Vagrant box is fetched before any VM boots. VMs: VirtualBox boots one at a time (no
-      parallel ``vagrant up``), in the order of ``nodes``; libvirt boots them all at once.
+    - The Vagrant box is fetched before any VM boots, and the control plane's VM boots first
+      (it is on the critical path). VirtualBox then boots the workers one at a time, in the
+      order of ``nodes`` (no parallel ``vagrant up``); libvirt boots them all at once (only the
+      first ``vagrant up`` on a host uploads the box, and concurrent ones would race on it).
     - A node is prepared once its VM runs; ``kubeadm init`` needs the control plane prepared;
       the kubeconfig is read after init; the CNI is applied after init.
     - A worker joins once it is prepared and the control plane is up: joins overlap the CNI.
     - "Cluster ready" is the CNI applied and the first worker joined: MetalLB's controller is a
       Deployment without a control-plane toleration, and it, the ingress controller and the
       apps are awaited as rollouts, so they need a schedulable, networked node; later workers
-      get their DaemonSet pods when they join, with no one waiting.
+      get their pods when they join, with no one waiting.
     - MetalLB's install, the ingress controller and the apps need only a ready cluster (and the
       kubeconfig): the ingress controller and the apps install while MetalLB comes up.
-    - Pools and L2 advertisements need MetalLB ready (its webhook validates them).
-    - The ingress IP needs the pool it comes from; the self-check needs the ingress, its IP,
-      the advertisements and the apps.
+    - Pools and L2 advertisements need MetalLB ready (its webhook validates them); an
+      advertisement also needs every node prepared when the host-only NIC's name is found there
+      (``network.interface`` unset).
+    - The ingress IP needs the pool it comes from. An app's route (its Ingress object) needs the
+      ingress controller (its admission webhook, its class), its app's Service and, awaited
+      until its status shows the address, the ingress IP. The self-check needs the ingress, its
+      IP, the advertisements, the apps and their routes.
     """
     req: dict[Stage, set[Stage]] = {}
     kube: set[Stage] = set()
     ready: set[Stage] = set()
+    prepared: set[Stage] = set()
     if not getattr(cfg, "existing_cluster", False) and cfg.nodes:
-        previous: Optional[Stage] = None
-        sequential = cfg.vagrant.provider == "virtualbox"
-        req[("box", None)] = set()
-        for node in cfg.nodes:
-            vm: Stage = ("vm", node.name)
-            req[vm] = {("box", None)} | ({previous} if sequential and previous else set())
-            req[("prep", node.name)] = {vm}
-            previous = vm
         control_plane = next(n for n in cfg.nodes if n.role == "control-plane")
+        workers = [n for n in cfg.nodes if n.role == "worker"]
+        first_vm: Stage = ("vm", control_plane.name)
+        req[("box", None)] = set()
+        req[first_vm] = {("box", None)}
+        previous = first_vm
+        for node in workers:
+            vm: Stage = ("vm", node.name)
+            req[vm] = {("box", None), previous}
+            if cfg.vagrant.provider == "virtualbox":
+                previous = vm
+        for node in cfg.nodes:
+            req[("prep", node.name)] = {("vm", node.name)}
+        prepared = {("prep", n.name) for n in cfg.nodes}
         req[("init", None)] = {("prep", control_plane.name)}
         req[("kubeconfig", None)] = {("init", None)}
         req[("cni", None)] = {("init", None)}
-        joins = {("join", n.name) for n in cfg.nodes if n.role == "worker"}
-        for stage in joins:
-            req[stage] = {("init", None), ("prep", stage[1])}
+        for node in workers:
+            req[("join", node.name)] = {("init", None), ("prep", node.name)}
         kube = {("kubeconfig", None)}
-        first_worker = next((n.name for n in cfg.nodes if n.role == "worker"), None)
-        ready = {("cni", None)} | ({("join", first_worker)} if first_worker else set())
+        ready = {("cni", None)} | ({("join", workers[0].name)} if workers else set())
     installed = kube | ready
     req[("metallb", None)] = set(installed)
-    pools = {p.name: p for p in cfg.metallb.pools}
-    for name in pools:
-        req[("pool", name)] = kube | {("metallb", None)}
+    for pool in cfg.metallb.pools:
+        req[("pool", pool.name)] = kube | {("metallb", None)}
+    nic_from_nodes = prepared if cfg.network.interface is None else set()
     for adv in cfg.metallb.l2_advertisements:
-        req[("l2", adv.name)] = kube | {("metallb", None)}
+        req[("l2", adv.name)] = kube | {("metallb", None)} | nic_from_nodes
     req[("ingress", None)] = set(installed)
     ingress_pools = _pools_of_ingress(cfg)
     req[("ingress-ip", None)] = kube | {("pool", name) for name in ingress_pools}
     for app in cfg.apps:
         req[("apps", app)] = set(installed)
+        # An Ingress names its app's Service: a data edge to the app is no needless wait.
+        req[("route", app)] = kube | {("ingress", None), ("ingress-ip", None), ("apps", app)}
     if cfg.self_check.enabled:
         announcing = {
             ("l2", adv.name)
@@ -462,7 +479,10 @@ def inherent_requirements(cfg: Any) -> dict[Stage, frozenset[Stage]]:
             if not adv.pools or set(adv.pools) & set(ingress_pools)
         }
         req[("selfcheck", None)] = (
-            kube | {("ingress", None), ("ingress-ip", None)} | announcing | {("apps", a) for a in cfg.apps}
+            kube
+            | {("ingress", None), ("ingress-ip", None)}
+            | announcing
+            | {(phase, a) for a in cfg.apps for phase in ("apps", "route")}
         )
     return {stage: frozenset(needs) for stage, needs in req.items()}
 
@@ -668,7 +688,7 @@ def to_mermaid(graph: StepGraph, chain: Sequence[Step] = ()) -> str:
     marked: list[int] = []
     edge = 0
     for urn in graph.steps:
-        for p in sorted(graph.waits[urn], key=ids.get):
+        for p in sorted(graph.waits[urn], key=list(graph.steps).index):
             lines.append(f"  {ids[p]} --> {ids[urn]}")
             if (p, urn) in on_chain:
                 marked.append(edge)
@@ -682,7 +702,7 @@ def to_mermaid(graph: StepGraph, chain: Sequence[Step] = ()) -> str:
 
 
 def _dot_quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def to_dot(graph: StepGraph, chain: Sequence[Step] = (), title: str = "k8s-lab") -> str:
@@ -702,7 +722,7 @@ def to_dot(graph: StepGraph, chain: Sequence[Step] = (), title: str = "k8s-lab")
         for urn in steps_in.get(component, []):
             step = graph.steps[urn]
             style = ', color="#d62728", penwidth=3' if urn in on_chain_steps else ""
-            label = _dot_quote(step.name + "\\n" + step.phase)
+            label = _dot_quote(f"{step.name}\n{step.phase}")
             lines.append(f"{pad}{ids[urn]} [label={label}{style}];")
         for child in sub.get(component, []):
             comp = graph.components[child]
@@ -714,7 +734,7 @@ def to_dot(graph: StepGraph, chain: Sequence[Step] = (), title: str = "k8s-lab")
 
     emit("", 1)
     for urn in graph.steps:
-        for p in sorted(graph.waits[urn], key=ids.get):
+        for p in sorted(graph.waits[urn], key=list(graph.steps).index):
             style = ' [color="#d62728", penwidth=3]' if (p, urn) in on_chain else ""
             lines.append(f"  {ids[p]} -> {ids[urn]}{style};")
     lines.append("}")

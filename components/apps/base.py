@@ -1,0 +1,103 @@
+"""What every app of the lab shares: a namespace, an Ingress at ``<host>.<domain>``, an optional admin password."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.cluster import Cluster
+from components.ingress import Ingress
+
+LABELS = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "k8s-lab"}
+
+
+def ingress_manifest(name: str, namespace: str, host: str, service: str, port: int, class_name: str) -> dict[str, Any]:
+    """An Ingress routing every path of ``host`` to ``service:port``, naming its class explicitly.
+
+    The class is named even though it is the default one: an Ingress without a class is ignored
+    when no default exists (an existing cluster, a second controller), and one with a class is
+    picked up by exactly one controller.
+    """
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(LABELS)},
+        "spec": {
+            "ingressClassName": class_name,
+            "rules": [
+                {
+                    "host": host,
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": service, "port": {"number": port}}},
+                            }
+                        ]
+                    },
+                }
+            ],
+        },
+    }
+
+
+class App(pulumi.ComponentResource):
+    """One app of the lab. Subclasses install it; :meth:`_expose` gives it its Ingress."""
+
+    host: str
+    """``<app host>.<domain>``, e.g. app.lab.local."""
+
+    url: str
+
+    namespace: k8s.core.v1.Namespace
+
+    route: k8s.networking.v1.Ingress
+    """The app's Ingress; it waits for the ingress controller (and its admission webhook) to be ready."""
+
+    admin_password: Optional[pulumi.Output[str]] = None
+    """The admin password (a Pulumi secret), for apps that have one."""
+
+    def _namespace(self, name: str, namespace: str, cluster: Cluster) -> k8s.core.v1.Namespace:
+        """The app's namespace; everything of the app comes after it.
+
+        It waits for the whole cluster component, not just its provider: the provider works as
+        soon as the control plane does, but the app's pods can only run once workers have joined
+        (kubeadm taints the control plane), and Pulumi would sit waiting for them to be ready.
+        """
+        return k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={"name": namespace, "labels": dict(LABELS)},
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[cluster]),
+        )
+
+    def _expose(
+        self,
+        name: str,
+        *,
+        cluster: Cluster,
+        ingress: Ingress,
+        namespace: str,
+        host: str,
+        object_name: str,
+        service: str,
+        port: int,
+        after: list[pulumi.Resource],
+    ) -> k8s.networking.v1.Ingress:
+        """The app's Ingress, created only once the controller is ready and the app's backend exists.
+
+        Waiting for ``ingress`` (the whole component: controller Deployment ready, admission Jobs
+        done) is what keeps ingress-nginx's validating webhook from refusing the Ingress with
+        "connection refused" while its pod starts.
+        """
+        manifest = ingress_manifest(object_name, namespace, host, service, port, ingress.class_name)
+        self.host = host
+        self.url = f"http://{host}"
+        return k8s.networking.v1.Ingress(
+            f"{name}-ingress",
+            metadata=manifest["metadata"],
+            spec=manifest["spec"],
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ingress, *after]),
+        )

@@ -1,0 +1,123 @@
+"""The one way k8s-lab runs a command on the laptop: :func:`command_step`.
+
+pulumi-command's ``local.Command`` has semantics that are easy to get wrong, so every step of the
+lab goes through this helper, which encodes them once:
+
+- A changed input (the command line, its environment) re-runs ``create`` *in place*; nothing is
+  deleted first, and a VM that is already running ignores new CPUs or memory. Only a change of
+  ``triggers`` replaces the resource. So each step's triggers carry a hash of its whole spec
+  (command lines, environment, the content of the scripts it runs) and the ids of the steps it
+  builds on: a replaced upstream step gets a new id, and everything built on it runs again.
+- Steps that own a fixed name or address (a VM, a node's membership, a file) delete before they
+  create, or the new one would collide with the old one.
+- Steps whose stdout is a credential log no stdout (only stderr, which the scripts keep free of
+  secrets), keep stdout secret in the state, do not hand the previous stdout to the next run's
+  environment, and return ``Output.secret``.
+- Every command runs from the project root, found from this file's path, not from the process's
+  working directory.
+
+The scripts themselves are safe to re-run after a half-finished attempt; that is their contract,
+kept in ``scripts/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+import pulumi
+from pulumi_command import local
+
+ROOT = Path(__file__).resolve().parent.parent
+"""The project root: commands run here and script paths are relative to it."""
+
+
+def spec_hash(
+    create: str,
+    delete: Optional[str],
+    environment: Mapping[str, str],
+    scripts: Mapping[str, str],
+) -> str:
+    """A stable digest of everything that defines a step; equal specs give equal hashes."""
+    spec = {
+        "create": create,
+        "delete": delete,
+        "environment": dict(environment),
+        "scripts": {path: hashlib.sha256(text.encode()).hexdigest() for path, text in scripts.items()},
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def read_scripts(paths: Sequence[str]) -> dict[str, str]:
+    """The content of each script (relative to the project root); a missing one is a bug, said at once."""
+    scripts = {}
+    for relative in paths:
+        path = ROOT / relative
+        if not path.is_file():
+            raise FileNotFoundError(f"k8s-lab step script {relative} is missing from {ROOT}")
+        scripts[relative] = path.read_text()
+    return scripts
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command resource and what later steps need from it."""
+
+    command: local.Command
+    stdout: pulumi.Output[str]
+    """The command's stdout; a Pulumi secret when the step is sensitive."""
+
+    @property
+    def id(self) -> pulumi.Output[str]:
+        """Changes whenever the step is replaced (pulumi-command mints a fresh id on create)."""
+        return self.command.id
+
+
+def command_step(
+    name: str,
+    *,
+    parent: pulumi.Resource,
+    create: str,
+    environment: Mapping[str, pulumi.Input[str]],
+    scripts: Sequence[str] = (),
+    delete: Optional[str] = None,
+    builds_on: Sequence[Step] = (),
+    after: Sequence[pulumi.Resource] = (),
+    fixed_identity: bool = False,
+    sensitive: bool = False,
+    stdin: Optional[pulumi.Input[str]] = None,
+) -> Step:
+    """Register one local command with the lab's rules.
+
+    ``builds_on``: steps whose work this one builds on; their ids go into the triggers, so
+    replacing one of them runs this step again. ``after``: ordering only (the VirtualBox chain).
+    ``fixed_identity``: the step owns a name or address that cannot exist twice, so it is deleted
+    before it is created again. ``sensitive``: stdout is a credential. ``stdin`` is passed as is
+    and is not part of the spec hash (a changed stdin re-runs the step in place).
+    """
+    script_text = read_scripts(scripts)
+    digest = pulumi.Output.all(**environment).apply(lambda env: spec_hash(create, delete, env, script_text))
+    triggers = pulumi.Output.all(digest, *[step.id for step in builds_on]).apply(list)
+    command = local.Command(
+        name,
+        create=create,
+        delete=delete,
+        dir=str(ROOT),
+        environment=dict(environment),
+        triggers=triggers,
+        stdin=stdin,
+        # The console would otherwise print a kubeconfig or a token as it streams by.
+        logging=local.Logging.STDERR if sensitive else local.Logging.STDOUT_AND_STDERR,
+        add_previous_output_in_env=not sensitive,
+        opts=pulumi.ResourceOptions(
+            parent=parent,
+            depends_on=[*after, *(step.command for step in builds_on)],
+            delete_before_replace=fixed_identity,
+            additional_secret_outputs=["stdout"] if sensitive else None,
+        ),
+    )
+    stdout = pulumi.Output.secret(command.stdout) if sensitive else command.stdout
+    return Step(command=command, stdout=stdout)

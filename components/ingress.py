@@ -1,0 +1,219 @@
+"""The ingress controller: one LoadBalancer Service on a stable MetalLB IP, routing by hostname.
+
+Two controllers serve the same Ingress objects:
+
+- **ingress-nginx** (the seed's choice), installed from its static manifest
+  (deploy/static/provider/cloud/deploy.yaml) through ``kubernetes.yaml.v2.ConfigFile``. Not its
+  Helm chart through ``helm.v4.Chart``: Chart v4 runs no Helm hooks, and the chart creates the
+  admission webhook's certificate with hook Jobs, so the controller would never become ready. The
+  static manifest ships the same Jobs as plain Jobs. ingress-nginx was retired upstream in March
+  2026 and gets no more security fixes; it stays pinned here for parity with the seed.
+- **traefik** (maintained), installed from its Helm chart through ``helm.v4.Chart``; it has no
+  admission webhook and no hooks the lab needs.
+
+Either way the Service is ``type: LoadBalancer`` with ``externalTrafficPolicy: Cluster``, carries
+MetalLB's IP annotation when ``ingress.ip`` is set (and waits for the reservation pool holding that
+IP), and its IngressClass is the cluster's default. Apps name the class explicitly all the same.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping, Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.cluster import Cluster
+from components.config import IngressConfig
+from components.manifests import (
+    Edit,
+    Obj,
+    as_transform,
+    chain,
+    default_ingress_class,
+    kind_and_name,
+    load_balancer_service,
+    location,
+)
+
+if TYPE_CHECKING:  # the import is for the annotation only; MetalLB builds nothing here
+    from components.metallb import MetalLB
+
+
+@dataclass(frozen=True)
+class Controller:
+    """Where a controller lives and what it is called: the facts apps and the self-check rely on."""
+
+    name: str
+    namespace: str
+    service: str
+    class_name: str
+
+
+INGRESS_NGINX = Controller("ingress-nginx", namespace="ingress-nginx", service="ingress-nginx-controller", class_name="nginx")
+TRAEFIK = Controller("traefik", namespace="traefik", service="traefik", class_name="traefik")
+CONTROLLERS = {c.name: c for c in (INGRESS_NGINX, TRAEFIK)}
+
+TRAEFIK_REPOSITORY = "https://traefik.github.io/charts"
+
+
+def ingress_nginx_manifest_url(version: str) -> str:
+    return (
+        f"https://raw.githubusercontent.com/kubernetes/ingress-nginx/controller-v{version}"
+        "/deploy/static/provider/cloud/deploy.yaml"
+    )
+
+
+def keep_admission_jobs(obj: Obj) -> Optional[Obj]:
+    """Drop ``ttlSecondsAfterFinished: 0`` from the admission-certificate Jobs.
+
+    With it Kubernetes deletes each Job the moment it completes, while Pulumi awaits that
+    completion and then keeps the Job in its state: the next refresh finds it gone and the next
+    `up` runs the certificate generator again. Finished Jobs cost nothing but an object.
+    """
+    kind, _ = kind_and_name(obj)
+    if kind != "Job" or "ttlSecondsAfterFinished" not in (obj.get("spec") or {}):
+        return None
+    obj = copy.deepcopy(obj)
+    del obj["spec"]["ttlSecondsAfterFinished"]
+    return obj
+
+
+def ingress_nginx_edit(service_annotations: Mapping[str, str]) -> Edit:
+    """Every change the lab makes to ingress-nginx's static manifest."""
+    return chain(
+        load_balancer_service(INGRESS_NGINX.service, service_annotations),
+        default_ingress_class(INGRESS_NGINX.class_name),
+        keep_admission_jobs,
+    )
+
+
+def traefik_values(service_annotations: Mapping[str, str]) -> dict[str, Any]:
+    """The Traefik chart's values: the same Service and IngressClass the lab gives ingress-nginx."""
+    return {
+        "service": {
+            "type": "LoadBalancer",
+            "annotations": dict(service_annotations),
+            # Why Cluster and not Local: see components.manifests.load_balancer_service.
+            "spec": {"externalTrafficPolicy": "Cluster"},
+        },
+        "ingressClass": {"enabled": True, "isDefaultClass": True, "name": TRAEFIK.class_name},
+        # Ingress status carries the Service's IP, which Pulumi's Ingress await looks for.
+        "providers": {"kubernetesIngress": {"publishedService": {"enabled": True}}},
+        "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
+    }
+
+
+def first_ip(status: Any) -> Optional[str]:
+    """The first load-balancer IP of a Service status (``None`` until MetalLB assigned one)."""
+    balancer = _field(status, "load_balancer", "loadBalancer")
+    for entry in _field(balancer, "ingress", "ingress") or []:
+        ip = _field(entry, "ip", "ip")
+        if ip:
+            return str(ip)
+    return None
+
+
+def _field(value: Any, snake: str, camel: str) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return value.get(snake, value.get(camel))
+    return getattr(value, snake, None)
+
+
+@dataclass(frozen=True)
+class IngressArgs:
+    cluster: Cluster
+    metallb: "MetalLB"
+    config: IngressConfig
+    # No domain: the controller routes whatever hosts the apps' Ingresses name.
+
+
+class Ingress(pulumi.ComponentResource):
+    """The ingress controller of the lab, ready (controller and admission webhook) once this component is."""
+
+    controller: Controller
+    """Namespace, Service and IngressClass name of the chosen controller."""
+
+    class_name: str
+    """The IngressClass every app's Ingress names."""
+
+    install: pulumi.Resource
+    """The upstream install (ConfigFile or Chart); depending on it waits for every object in it to be ready."""
+
+    ip: pulumi.Output[str]
+    """The ingress IP: ``ingress.ip`` when pinned, else what MetalLB assigned to the Service."""
+
+    service: Optional[k8s.core.v1.Service]
+    """The Service read back after the install, when the IP is not pinned (its status holds the IP)."""
+
+    def __init__(self, name: str, args: IngressArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("k8s-lab:ingress:Ingress", name, None, opts)
+        config = args.config
+        self.controller = CONTROLLERS[config.controller]
+        self.class_name = self.controller.class_name
+        annotations = args.metallb.load_balancer_annotations(config.ip)
+
+        # The Service only gets its IP once MetalLB's pools exist, and the IP only answers once an
+        # L2Advertisement announces it: wait for all of MetalLB, and name the reservation pool
+        # holding a pinned IP so the edge is explicit. The controller pod needs a worker (kubeadm
+        # taints the control plane) and the provider is usable before the workers have joined:
+        # wait for the whole cluster component too.
+        waits_for: list[pulumi.Resource] = [args.cluster, args.metallb]
+        if config.ip is not None:
+            waits_for.append(args.metallb.reservation_for(config.ip))
+
+        if self.controller is INGRESS_NGINX:
+            self.install = k8s.yaml.v2.ConfigFile(
+                f"{name}-install",
+                file=location(config.manifest) if config.manifest else ingress_nginx_manifest_url(config.resolved_version),
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    provider=args.cluster.provider,
+                    depends_on=waits_for,
+                    transforms=[as_transform(ingress_nginx_edit(annotations))],
+                ),
+            )
+        else:
+            namespace = k8s.core.v1.Namespace(
+                f"{name}-namespace",
+                metadata={"name": TRAEFIK.namespace},
+                opts=pulumi.ResourceOptions(parent=self, provider=args.cluster.provider),
+            )
+            local = config.manifest is not None and "://" not in config.manifest
+            self.install = k8s.helm.v4.Chart(
+                f"{name}-install",
+                name="traefik",
+                namespace=TRAEFIK.namespace,
+                chart=location(config.manifest) if config.manifest else "traefik",
+                # A local chart is the version it is; helm ignores `version` for paths anyway.
+                version=None if local else config.resolved_version,
+                repository_opts=None if config.manifest else k8s.helm.v4.RepositoryOptsArgs(repo=TRAEFIK_REPOSITORY),
+                values=traefik_values(annotations),
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    provider=args.cluster.provider,
+                    depends_on=[namespace, *waits_for],
+                ),
+            )
+
+        self.service = None
+        if config.ip is not None:
+            self.ip = pulumi.Output.from_input(config.ip)
+        else:
+            # Read the Service back once the install is done. The id is derived from the install's
+            # output so that a preview, where the install does not exist yet, skips the read.
+            service_id = self.install.resources.apply(  # type: ignore[attr-defined]
+                lambda _: f"{self.controller.namespace}/{self.controller.service}"
+            )
+            self.service = k8s.core.v1.Service.get(
+                f"{name}-service",
+                service_id,
+                opts=pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=[self.install]),
+            )
+            self.ip = self.service.status.apply(first_ip)  # type: ignore[assignment]
+
+        self.register_outputs({"ip": self.ip, "class_name": self.class_name})

@@ -1,0 +1,335 @@
+"""The lab's own cluster: Vagrant machines bootstrapped with kubeadm, one command step each.
+
+The graph, and why it has this shape (the critical path is what the user waits for):
+
+    box ─> VM per node ─> prepare per node ─> init (control plane) ─┬─> CNI ──────┐
+           (control plane first;              (as soon as that      ├─> joins      ├─> provider
+            VirtualBox: a chain,               node's VM is up)     └─> kubeconfig ┘
+            libvirt: workers in parallel)
+
+Joins and the CNI both wait for init only, so workers join while the CNI rolls out. The
+provider's kubeconfig is an Output of the kubeconfig read-back *and* the CNI step, so no workload
+is applied before pods can get IPs. Depending on this component waits for every join as well.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+
+from components.cluster import Cluster
+from components.command_step import Step, command_step
+from components.config import KubernetesConfig, NetworkConfig, NodeConfig, VagrantConfig
+from components.vm import VAGRANT_SCRIPT, VirtualMachine, VirtualMachineArgs, vagrant_command, vagrant_environment
+
+# Pins of what node preparation installs besides the Kubernetes packages.
+CONTAINERD_VERSION = "2.1.4"  # Kubernetes 1.36 needs containerd 2.x; Ubuntu 24.04 ships 1.7
+RUNC_VERSION = "1.3.2"
+FLANNEL_VERSION = "0.27.4"
+CALICO_VERSION = "3.30.3"
+
+API_SERVER_PORT = 6443
+CRI_SOCKET = "unix:///run/containerd/containerd.sock"
+
+PREPARE_SCRIPT = "scripts/node/prepare.sh"
+INIT_SCRIPT = "scripts/node/init.sh"
+JOIN_SCRIPT = "scripts/node/join.sh"
+CNI_SCRIPT = "scripts/node/cni.sh"
+KUBECONFIG_FILE_SCRIPT = "scripts/kubeconfig-file.sh"
+
+
+# --------------------------------------------------------------------------------------------
+# Pure helpers
+
+
+def cni_manifest(kubernetes: KubernetesConfig) -> tuple[str, str]:
+    """(URL, file name on the node) of the pinned CNI manifest."""
+    if kubernetes.cni == "calico":
+        url = f"https://raw.githubusercontent.com/projectcalico/calico/v{CALICO_VERSION}/manifests/calico.yaml"
+        return url, f"calico-v{CALICO_VERSION}.yaml"
+    url = f"https://github.com/flannel-io/flannel/releases/download/v{FLANNEL_VERSION}/kube-flannel.yml"
+    return url, f"flannel-v{FLANNEL_VERSION}.yaml"
+
+
+def api_server_url(control_plane: NodeConfig) -> str:
+    """What the kubeconfig points at: the control plane's host-only IP, which the laptop reaches."""
+    return f"https://{control_plane.ip}:{API_SERVER_PORT}"
+
+
+def kubeadm_config(stack: str, control_plane: NodeConfig, kubernetes: KubernetesConfig) -> str:
+    """The kubeadm configuration of ``kubeadm init``, as a multi-document YAML string."""
+    init = {
+        "apiVersion": "kubeadm.k8s.io/v1beta4",
+        "kind": "InitConfiguration",
+        # The host-only IP, never the NAT NIC's 10.0.2.15 that every VirtualBox VM shares.
+        "localAPIEndpoint": {"advertiseAddress": control_plane.ip, "bindPort": API_SERVER_PORT},
+        "nodeRegistration": {
+            "name": control_plane.name,
+            "criSocket": CRI_SOCKET,
+            "kubeletExtraArgs": [{"name": "node-ip", "value": control_plane.ip}],
+        },
+    }
+    cluster = {
+        "apiVersion": "kubeadm.k8s.io/v1beta4",
+        "kind": "ClusterConfiguration",
+        "clusterName": stack,
+        "kubernetesVersion": f"v{kubernetes.version}",
+        # admin.conf's server: the address the laptop uses too.
+        "controlPlaneEndpoint": f"{control_plane.ip}:{API_SERVER_PORT}",
+        "apiServer": {"certSANs": [control_plane.ip]},
+        "networking": {"podSubnet": kubernetes.pod_cidr, "serviceSubnet": kubernetes.service_cidr},
+    }
+    proxy: dict = {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "mode": kubernetes.kube_proxy_mode,
+    }
+    if kubernetes.kube_proxy_mode == "ipvs":
+        # MetalLB's L2 mode answers ARP itself; IPVS must not answer for every VIP on every node.
+        proxy["ipvs"] = {"strictARP": True}
+    kubelet = {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "cgroupDriver": "systemd",
+    }
+    return yaml.safe_dump_all([init, cluster, proxy, kubelet], sort_keys=False)
+
+
+def node_script_environment(variables: Mapping[str, pulumi.Input[str]]) -> dict[str, pulumi.Input[str]]:
+    """Variables for a script run inside a VM, plus the list of names scripts/vagrant.sh forwards."""
+    return {**variables, "K8S_LAB_FORWARD": " ".join(sorted(variables))}
+
+
+def parse_interface(stdout: str) -> str:
+    """Node preparation prints the host-only NIC's name as its last line."""
+    lines = [line.strip() for line in stdout.replace("\r", "").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def unique_interfaces(stdouts: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(name for name in map(parse_interface, stdouts) if name))
+
+
+def kubeconfig_path(stack: str) -> Path:
+    return Path.home() / ".kube" / f"k8s-lab-{stack}"
+
+
+def vagrant_missing_warning() -> Optional[str]:
+    if shutil.which("vagrant"):
+        return None
+    return (
+        "vagrant is not on PATH: `pulumi up` will fail at the first VM step. Install Vagrant "
+        "(https://developer.hashicorp.com/vagrant/install) with VirtualBox, or vagrant-libvirt for "
+        "vagrant.provider: libvirt"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The component
+
+
+@dataclass(frozen=True)
+class KubeadmClusterArgs:
+    stack: str
+    nodes: tuple[NodeConfig, ...]
+    vagrant: VagrantConfig
+    kubernetes: KubernetesConfig
+    network: NetworkConfig
+    write_kubeconfig: bool = False
+
+
+class KubeadmCluster(Cluster):
+    """Three (or more) Vagrant VMs with Kubernetes bootstrapped by kubeadm."""
+
+    vms: dict[str, VirtualMachine]
+    prepared: dict[str, Step]
+    """Node preparation per node; its stdout is the node's host-only NIC."""
+    init: Step
+    joins: dict[str, Step]
+    """One join per worker; depending on the component waits for all of them."""
+    cni: Step
+    kubeconfig_file: Optional[str]
+    """Where the kubeconfig was written, when write_kubeconfig is on."""
+
+    def __init__(self, name: str, args: KubeadmClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("k8s-lab:kubeadm:KubeadmCluster", name, None, opts)
+        warning = vagrant_missing_warning()
+        if warning:
+            pulumi.log.warn(warning, resource=self)
+
+        control_plane = next(n for n in args.nodes if n.role == "control-plane")
+        workers = [n for n in args.nodes if n.role == "worker"]
+
+        def env(nodes: Sequence[NodeConfig], variables: Optional[Mapping[str, pulumi.Input[str]]] = None) -> dict:
+            return {
+                **vagrant_environment(args.stack, nodes, args.vagrant, args.network.cidr),
+                **node_script_environment(variables or {}),
+            }
+
+        # -- machines --
+        box = command_step(
+            f"{name}-box",
+            parent=self,
+            # Downloaded once, before any machine, so parallel `vagrant up`s never race on it.
+            create=vagrant_command("box", args.vagrant.box, args.vagrant.box_version),
+            environment=env([]),
+            scripts=[VAGRANT_SCRIPT],
+        )
+        self.vms = {}
+        previous: Optional[VirtualMachine] = None
+        # The control plane boots first wherever it is listed: it is on the critical path.
+        for node in [control_plane, *workers]:
+            after: list[pulumi.Resource] = [box.command]
+            if previous is not None:
+                if args.vagrant.provider == "virtualbox":
+                    # VirtualBox cannot boot machines of one environment concurrently: a chain.
+                    after.append(previous.step.command)
+                else:
+                    # libvirt boots in parallel, but the first `vagrant up` on a host uploads the
+                    # box into the storage pool under an in-process lock only; concurrent first
+                    # ups race on it. So the control plane goes first, then all workers at once
+                    # (they are needed only after init, so the critical path does not move).
+                    after.append(self.vms[control_plane.name].step.command)
+            vm = VirtualMachine(
+                f"{name}-{node.name}",
+                VirtualMachineArgs(
+                    stack=args.stack, node=node, vagrant=args.vagrant, network_cidr=args.network.cidr, after=after
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.vms[node.name] = vm
+            previous = vm
+
+        # -- node preparation, each as soon as its own VM is up --
+        cni_url, cni_file = cni_manifest(args.kubernetes)
+        self.prepared = {}
+        for node in args.nodes:
+            self.prepared[node.name] = command_step(
+                f"{name}-{node.name}-prepare",
+                parent=self,
+                create=vagrant_command("run", node.name, PREPARE_SCRIPT),
+                environment=env(
+                    [node],
+                    {
+                        "NODE_NAME": node.name,
+                        "NODE_IP": node.ip,
+                        "NODE_ROLE": node.role,
+                        "NETWORK_INTERFACE": args.network.interface or "",
+                        "K8S_VERSION": args.kubernetes.version,
+                        "K8S_MINOR": args.kubernetes.minor,
+                        "KUBE_PROXY_MODE": args.kubernetes.kube_proxy_mode,
+                        "CONTAINERD_VERSION": CONTAINERD_VERSION,
+                        "RUNC_VERSION": RUNC_VERSION,
+                        "CNI_MANIFEST_URL": cni_url,
+                        "CNI_MANIFEST_FILE": cni_file,
+                    },
+                ),
+                scripts=[VAGRANT_SCRIPT, PREPARE_SCRIPT],
+                builds_on=[self.vms[node.name].step],
+            )
+
+        # -- control plane --
+        self.init = command_step(
+            f"{name}-init",
+            parent=self,
+            create=vagrant_command("run", control_plane.name, INIT_SCRIPT),
+            environment=env(
+                [control_plane],
+                {
+                    "NODE_NAME": control_plane.name,
+                    "KUBEADM_CONFIG": kubeadm_config(args.stack, control_plane, args.kubernetes),
+                    # A cluster cannot swap its CNI in place: another CNI means a new cluster.
+                    "CNI": args.kubernetes.cni,
+                },
+            ),
+            scripts=[VAGRANT_SCRIPT, INIT_SCRIPT],
+            builds_on=[self.prepared[control_plane.name]],
+        )
+
+        # -- CNI and joins, side by side once init is done --
+        control_plane_nic = self.prepared[control_plane.name].stdout.apply(parse_interface)
+        self.cni = command_step(
+            f"{name}-cni",
+            parent=self,
+            create=vagrant_command("run", control_plane.name, CNI_SCRIPT),
+            environment=env(
+                [control_plane],
+                {
+                    "NODE_NAME": control_plane.name,
+                    "CNI": args.kubernetes.cni,
+                    "CNI_MANIFEST_URL": cni_url,
+                    "CNI_MANIFEST_FILE": cni_file,
+                    "POD_CIDR": args.kubernetes.pod_cidr,
+                    # Every node runs the same box, so the control plane's NIC name is everyone's.
+                    "IFACE": control_plane_nic,
+                },
+            ),
+            scripts=[VAGRANT_SCRIPT, CNI_SCRIPT],
+            builds_on=[self.init],
+        )
+        self.joins = {}
+        for worker in workers:
+            self.joins[worker.name] = command_step(
+                f"{name}-{worker.name}-join",
+                parent=self,
+                # Each join mints its own short-lived token on the control plane: one captured
+                # at init would be dead a day later.
+                create=vagrant_command("join", control_plane.name, worker.name),
+                delete=vagrant_command("leave", control_plane.name, worker.name),
+                environment=env([control_plane, worker], {"NODE_NAME": worker.name}),
+                scripts=[VAGRANT_SCRIPT, JOIN_SCRIPT],
+                builds_on=[self.init, self.prepared[worker.name]],
+                # The node name is fixed: leave the cluster before joining it again.
+                fixed_identity=True,
+                sensitive=True,
+            )
+
+        # -- the kubeconfig, read back as a secret --
+        readback = command_step(
+            f"{name}-kubeconfig",
+            parent=self,
+            create=vagrant_command("kubeconfig", control_plane.name, api_server_url(control_plane)),
+            environment=env([control_plane]),
+            scripts=[VAGRANT_SCRIPT],
+            builds_on=[self.init],
+            sensitive=True,
+        )
+        # Carries the CNI step as a data edge: whatever uses the provider waits for pod networking.
+        self.kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(readback.stdout, self.cni.id).apply(lambda values: values[0])
+        )
+        self.provider = k8s.Provider(
+            f"{name}-provider",
+            kubeconfig=self.kubeconfig,
+            # Lets destroy drop objects of a cluster whose VMs are already gone.
+            delete_unreachable=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        self.kubeconfig_file = None
+        if args.write_kubeconfig:
+            path = str(kubeconfig_path(args.stack))
+            command_step(
+                f"{name}-kubeconfig-file",
+                parent=self,
+                create=shlex.join(["bash", KUBECONFIG_FILE_SCRIPT, "write", path]),
+                delete=shlex.join(["bash", KUBECONFIG_FILE_SCRIPT, "remove", path]),
+                environment={},
+                scripts=[KUBECONFIG_FILE_SCRIPT],
+                builds_on=[readback],
+                stdin=readback.stdout,
+                fixed_identity=True,
+                sensitive=True,
+            )
+            self.kubeconfig_file = path
+
+        self.interfaces = pulumi.Output.all(*[step.stdout for step in self.prepared.values()]).apply(unique_interfaces)
+        self.node_ips = pulumi.Output.from_input([node.ip for node in args.nodes])
+        self.register_outputs({"interfaces": self.interfaces, "node_ips": self.node_ips})

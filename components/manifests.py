@@ -1,0 +1,145 @@
+"""Pure edits of upstream Kubernetes objects, and the adapter that applies them as Pulumi transforms.
+
+Upstream manifests and charts (ingress-nginx's deploy.yaml, Argo CD's install.yaml, Online
+Boutique's release manifests, the Traefik and Grafana charts) are installed unmodified through
+``kubernetes.yaml.v2.ConfigFile`` or ``kubernetes.helm.v4.Chart``. Both expand the objects inside
+the Kubernetes provider, so the lab's changes to single objects travel as the ``transforms``
+resource option. Each change is a plain function ``edit(obj) -> obj | None`` over the object's
+dict (``None``: leave it alone), so tests can run it over the real upstream files.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Callable, Iterable, Mapping, Optional
+
+import pulumi
+
+Obj = dict
+Edit = Callable[[Obj], Optional[Obj]]
+
+# Kinds without a namespace among those the lab's upstream manifests ship. Anything else is
+# namespaced and, when its manifest leaves the namespace out (Argo CD's and Online Boutique's
+# do: they expect `kubectl apply -n`), it must be given one or it lands in "default".
+CLUSTER_SCOPED_KINDS = frozenset(
+    {
+        "Namespace",
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "IngressClass",
+        "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
+        "PriorityClass",
+        "StorageClass",
+        "APIService",
+    }
+)
+
+
+def kind_and_name(obj: Mapping) -> tuple[str, str]:
+    return str(obj.get("kind", "")), str((obj.get("metadata") or {}).get("name", ""))
+
+
+def chain(*edits: Edit) -> Edit:
+    """One edit that applies each of ``edits`` in turn; ``None`` when none changed anything."""
+
+    def edit(obj: Obj) -> Optional[Obj]:
+        changed = False
+        for step in edits:
+            result = step(obj)
+            if result is not None:
+                obj, changed = result, True
+        return obj if changed else None
+
+    return edit
+
+
+def into_namespace(namespace: str) -> Edit:
+    """Put namespaced objects that name no namespace into ``namespace``."""
+
+    def edit(obj: Obj) -> Optional[Obj]:
+        kind, _ = kind_and_name(obj)
+        metadata = obj.get("metadata") or {}
+        if kind in CLUSTER_SCOPED_KINDS or metadata.get("namespace"):
+            return None
+        obj = copy.deepcopy(obj)
+        obj.setdefault("metadata", {})["namespace"] = namespace
+        return obj
+
+    return edit
+
+
+def load_balancer_service(name: str, annotations: Mapping[str, str]) -> Edit:
+    """The ingress controller's Service: MetalLB's IP annotation and ``externalTrafficPolicy: Cluster``.
+
+    Cluster, not Local (the upstream default): with Local only a node running a controller pod may
+    announce the IP, and MetalLB skips nodes labelled
+    node.kubernetes.io/exclude-from-external-load-balancers (kubeadm's control plane), so a
+    controller pod scheduled there leaves the IP unannounced. Cluster lets any worker's speaker
+    answer ARP and kube-proxy forwards the connection; the price is that pods see a node IP as the
+    client address, which a lab does not need.
+    """
+
+    def edit(obj: Obj) -> Optional[Obj]:
+        if kind_and_name(obj) != ("Service", name):
+            return None
+        obj = copy.deepcopy(obj)
+        metadata = obj.setdefault("metadata", {})
+        metadata["annotations"] = {**(metadata.get("annotations") or {}), **annotations}
+        spec = obj.setdefault("spec", {})
+        spec["type"] = "LoadBalancer"
+        spec["externalTrafficPolicy"] = "Cluster"
+        return obj
+
+    return edit
+
+
+DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
+
+
+def default_ingress_class(name: str) -> Edit:
+    """Mark the IngressClass ``name`` as the cluster's default, for Ingresses that name no class."""
+
+    def edit(obj: Obj) -> Optional[Obj]:
+        if kind_and_name(obj) != ("IngressClass", name):
+            return None
+        obj = copy.deepcopy(obj)
+        metadata = obj.setdefault("metadata", {})
+        metadata["annotations"] = {**(metadata.get("annotations") or {}), DEFAULT_CLASS_ANNOTATION: "true"}
+        return obj
+
+    return edit
+
+
+def as_transform(edit: Edit) -> pulumi.ResourceTransform:
+    """A Pulumi transform that applies ``edit`` to every Kubernetes object a ConfigFile or Chart registers.
+
+    The ConfigFile or Chart itself passes through the same transform; it has no ``kind``.
+    """
+
+    def transform(args: pulumi.ResourceTransformArgs) -> Optional[pulumi.ResourceTransformResult]:
+        props = args.props
+        if not isinstance(props, Mapping) or "kind" not in props:
+            return None
+        edited = edit(copy.deepcopy(dict(props)))
+        if edited is None:
+            return None
+        return pulumi.ResourceTransformResult(props=edited, opts=args.opts)
+
+    return transform
+
+
+def apply_edit(edit: Edit, objects: Iterable[Obj]) -> list[Obj]:
+    """What the objects look like after ``edit``: how tests see a transform's effect."""
+    return [edit(copy.deepcopy(o)) or o for o in objects]
+
+
+def location(value: str) -> str:
+    """A manifest or chart location as the provider takes it: URLs as given, ``~`` expanded.
+
+    Relative paths stay relative: Pulumi runs the provider in the project directory, and an
+    absolute path would differ between two clones of the same lab and show as a change.
+    """
+    return value if "://" in value else os.path.expanduser(value)

@@ -1,0 +1,87 @@
+"""The self-check: after `pulumi up`, every lab hostname must answer through the ingress IP.
+
+It runs ``scripts/self-check.sh`` on the laptop (a ``command.local.Command``), the same script
+``./lab check`` runs any time. The script sends ``GET /`` to the ingress IP with each hostname as
+the Host header, retries until its timeout, and on failure exits non-zero with the likely cause,
+which fails `pulumi up` with that message.
+
+It runs again only when the ingress IP or the hostnames change (``triggers``), so an unchanged
+lab shows no diff; a failed run leaves nothing in the state, so the next `up` tries again.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+import pulumi
+import pulumi_command as command
+
+from components.apps import Apps
+from components.config import SelfCheckConfig
+from components.ingress import Ingress
+
+# Relative to the project: Pulumi runs the program and its providers there, and an absolute path
+# would differ between two clones of the lab and show as a change.
+SCRIPT = "scripts/self-check.sh"
+CHECK_COMMAND = "./lab check"
+
+
+def etc_hosts_line(ip: Optional[str], hostnames: Iterable[str]) -> Optional[str]:
+    """The one line for /etc/hosts that sends every lab hostname to the ingress IP."""
+    hosts = list(hostnames)
+    if not ip or not hosts:
+        return None
+    return f"{ip} {' '.join(hosts)}"
+
+
+def check_environment(ip: str, hostnames: Iterable[str], config: SelfCheckConfig, controller: str, network_cidr: str) -> dict[str, str]:
+    """The script's environment (see the header of scripts/self-check.sh)."""
+    return {
+        "LAB_INGRESS_IP": ip,
+        "LAB_HOSTNAMES": " ".join(hostnames),
+        "LAB_TIMEOUT_SECONDS": str(config.timeout_seconds),
+        "LAB_CONTROLLER": controller,
+        "LAB_NETWORK_CIDR": network_cidr,
+    }
+
+
+def check_command() -> str:
+    return f"bash {shlex.quote(SCRIPT)}"
+
+
+@dataclass(frozen=True)
+class SelfCheckArgs:
+    ingress: Ingress
+    apps: Apps
+    config: SelfCheckConfig
+    network_cidr: str
+
+
+class SelfCheck(pulumi.ComponentResource):
+    """Fails `pulumi up`, naming the likely cause, when a lab hostname does not answer through the ingress."""
+
+    run: command.local.Command
+
+    def __init__(self, name: str, args: SelfCheckArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("k8s-lab:selfcheck:SelfCheck", name, None, opts)
+        hostnames = list(args.apps.hostnames.values())
+        environment = args.ingress.ip.apply(
+            lambda ip: check_environment(ip, hostnames, args.config, args.ingress.controller.name, args.network_cidr)
+        )
+        self.run = command.local.Command(
+            f"{name}-run",
+            create=check_command(),
+            environment=environment,
+            # A change of the IP or of the hostnames replaces the command, which runs it again.
+            triggers=[args.ingress.ip, *hostnames],
+            # Nothing secret here, and the result is what the user wants to see.
+            logging=command.local.Logging.STDOUT_AND_STDERR,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # After the controller is ready and every app's Ingress exists (and was admitted).
+                depends_on=[args.ingress, args.apps],
+            ),
+        )
+        self.register_outputs({"stdout": self.run.stdout})

@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# k8s-lab self-check: does every lab hostname answer through the ingress IP, as the laptop sees it?
+#
+# For each hostname it sends `GET /` to the ingress IP with that Host header (what the browser
+# sends once /etc/hosts has the lab's line), retrying until every one answers 2xx/3xx or the
+# timeout passes. On failure it names the likely cause from what it saw: no answer at all (the IP
+# is not announced, or the laptop has no path to the host-only network), a refused connection
+# (the controller is not ready), 404 (the controller has no rule for that host) or 5xx (the app
+# behind it is not ready). It reads the laptop's own route and ARP tables; it sends nothing but
+# the HTTP requests.
+#
+# `pulumi up` runs it after every change of the IP or the hostnames; `./lab check` runs it any time.
+#
+# Environment:
+#   LAB_INGRESS_IP        the ingress IP (required)
+#   LAB_HOSTNAMES         space-separated hostnames (required)
+#   LAB_TIMEOUT_SECONDS   give up after this long (default 300)
+#   LAB_RETRY_SECONDS     pause between rounds (default 5)
+#   LAB_INGRESS_PORT      HTTP port of the ingress (default 80)
+#   LAB_NETWORK_CIDR      the host-only network, for the diagnosis (optional)
+#   LAB_CONTROLLER        ingress-nginx or traefik, for the diagnosis (optional)
+#
+# Exit status: 0 all hostnames answer; 1 some do not (the reason is printed); 2 bad usage or no curl.
+set -euo pipefail
+
+ip=${LAB_INGRESS_IP:-}
+hostnames=${LAB_HOSTNAMES:-}
+timeout=${LAB_TIMEOUT_SECONDS:-300}
+retry=${LAB_RETRY_SECONDS:-5}
+port=${LAB_INGRESS_PORT:-80}
+cidr=${LAB_NETWORK_CIDR:-}
+controller=${LAB_CONTROLLER:-the ingress controller}
+
+usage_error() {
+  echo "self-check: $*" >&2
+  echo "usage: LAB_INGRESS_IP=192.168.56.200 LAB_HOSTNAMES='app.lab.local grafana.lab.local' $0" >&2
+  exit 2
+}
+
+[ -n "$ip" ] || usage_error "LAB_INGRESS_IP is not set"
+[ -n "$hostnames" ] || usage_error "LAB_HOSTNAMES is not set"
+read -r -a hosts <<<"$hostnames"
+[[ $timeout =~ ^[0-9]+$ ]] || usage_error "LAB_TIMEOUT_SECONDS must be a whole number of seconds, not '$timeout'"
+[[ $retry =~ ^[0-9]+$ ]] || usage_error "LAB_RETRY_SECONDS must be a whole number of seconds, not '$retry'"
+
+if ! command -v curl >/dev/null 2>&1; then
+  echo "self-check: curl is not installed on this machine, so the lab cannot be checked." >&2
+  echo "  Install it (Debian/Ubuntu: sudo apt-get install curl; macOS ships it; Fedora: sudo dnf install curl)," >&2
+  echo "  or turn the check off: pulumi config set --path self_check.enabled false" >&2
+  exit 2
+fi
+
+# -- the laptop's view of the network (read-only lookups) ----------------------------------------
+
+ip_to_int() {
+  local a b c d
+  IFS=. read -r a b c d <<<"$1"
+  echo $(((a << 24) | (b << 16) | (c << 8) | d))
+}
+
+# in_cidr 192.168.56.200 192.168.56.0/24
+in_cidr() {
+  local address=$1 network=${2%/*} bits=${2#*/}
+  local mask=$(((0xffffffff << (32 - bits)) & 0xffffffff))
+  [ $(($(ip_to_int "$address") & mask)) -eq $(($(ip_to_int "$network") & mask)) ]
+}
+
+# The IPv4 addresses of this machine's interfaces, one a line.
+local_addresses() {
+  if command -v ip >/dev/null 2>&1; then
+    ip -o -4 addr show 2>/dev/null | awk '{split($4, a, "/"); print a[1]}'
+  elif command -v ifconfig >/dev/null 2>&1; then
+    ifconfig 2>/dev/null | awk '$1 == "inet" {sub("addr:", "", $2); print $2}'
+  fi
+}
+
+# How packets to $1 leave this machine: "local", "gateway", "direct <interface>" or "unknown".
+route_to() {
+  local out dev
+  if command -v ip >/dev/null 2>&1; then
+    out=$(ip -o route get "$1" 2>/dev/null) || { echo unknown; return; }
+    case "$out" in
+      local* | *" dev lo "*) echo local ;;
+      *" via "*) echo gateway ;;
+      *)
+        dev=$(awk '{for (i = 1; i < NF; i++) if ($i == "dev") print $(i + 1)}' <<<"$out")
+        echo "direct ${dev:-?}"
+        ;;
+    esac
+  elif command -v route >/dev/null 2>&1; then
+    out=$(route -n get "$1" 2>/dev/null) || { echo unknown; return; }
+    dev=$(awk '$1 == "interface:" {print $2}' <<<"$out")
+    if [[ $dev == lo* ]]; then
+      echo local
+    elif grep -q "gateway:" <<<"$out"; then
+      echo gateway
+    else
+      echo "direct ${dev:-?}"
+    fi
+  else
+    echo unknown
+  fi
+}
+
+# The MAC address that answered ARP for $1, empty when nobody did (or the tools are missing).
+neighbour_mac() {
+  local out
+  if command -v ip >/dev/null 2>&1; then
+    out=$(ip neigh show "$1" 2>/dev/null || true)
+    awk '/lladdr/ && !/FAILED|INCOMPLETE/ {for (i = 1; i < NF; i++) if ($i == "lladdr") print $(i + 1)}' <<<"$out"
+  elif command -v arp >/dev/null 2>&1; then
+    out=$(arp -n "$1" 2>/dev/null || true)
+    awk '/ at / && !/incomplete/ {for (i = 1; i < NF; i++) if ($i == "at") print $(i + 1)}' <<<"$out"
+  fi
+}
+
+# -- probing ---------------------------------------------------------------------------------------
+
+# result[i] is what hosts[i] last gave: "ok 200", "http 404", "refused", "unreachable", "timeout"
+# or "error <text>". (Indexed arrays, not associative ones: macOS still ships bash 3.2.)
+result=()
+
+probe() {
+  local i=$1 host=${hosts[$1]} code err status=0
+  err=$(mktemp)
+  code=$(curl --silent --show-error --output /dev/null --write-out '%{http_code}' \
+    --connect-timeout 3 --max-time 10 --header "Host: $host" "http://$ip:$port/" 2>"$err") || status=$?
+  if [ "$status" -eq 0 ]; then
+    if [[ $code =~ ^[23] ]]; then
+      result[i]="ok $code"
+    else
+      result[i]="http $code"
+    fi
+  elif grep -qiE "no route|unreachable" "$err"; then
+    result[i]=unreachable
+  elif [ "$status" -eq 7 ]; then
+    # Newer curl words a refused connection "Couldn't connect to server": exit 7 it is.
+    result[i]=refused
+  elif [ "$status" -eq 28 ]; then
+    result[i]=timeout
+  else
+    result[i]="error $(tr '\n' ' ' <"$err")"
+  fi
+  rm -f "$err"
+}
+
+all_ok() {
+  local i
+  for i in "${!hosts[@]}"; do
+    [[ ${result[$i]:-} == ok* ]] || return 1
+  done
+}
+
+# -- diagnosis -------------------------------------------------------------------------------------
+
+# Why no HTTP connection reaches $ip:$port, from the laptop's own tables.
+connection_cause() {
+  local route mac address on_segment=""
+  if [ -n "$cidr" ]; then
+    if ! in_cidr "$ip" "$cidr"; then
+      echo "$ip is not inside the host-only network $cidr: MetalLB hands it out but nothing on the VMs' segment can answer for it. Move the pool (metallb.pools) and ingress.ip inside $cidr."
+      return
+    fi
+    for address in $(local_addresses); do
+      if in_cidr "$address" "$cidr"; then
+        on_segment=$address
+      fi
+    done
+    if [ -z "$on_segment" ]; then
+      echo "this machine has no address on the host-only network $cidr, so it cannot reach the lab: the host-only adapter (VirtualBox: vboxnet0; libvirt: its network) is down or has another range. Start the VMs (vagrant up) or fix the adapter's range."
+      return
+    fi
+  fi
+  route=$(route_to "$ip")
+  case "$route" in
+    gateway)
+      echo "packets to $ip leave through your default gateway, not the host-only network: the pool is off the host-only segment, or the host-only adapter is down."
+      return
+      ;;
+    local)
+      echo "$ip is an address of this machine itself, and nothing listens on port $port there."
+      return
+      ;;
+  esac
+  mac=$(neighbour_mac "$ip")
+  if [ -n "$mac" ]; then
+    echo "$ip is announced ($mac answered ARP) but no connection reaches $controller on port $port: the controller is not ready (a Service without ready endpoints is refused by kube-proxy), or another machine on the network owns $ip. Check: $not_ready_hint."
+  elif [ "${route%% *}" = direct ]; then
+    echo "nobody answered ARP for $ip (${route#direct } on this machine): MetalLB has not announced it. $not_announced_hint."
+  else
+    echo "no connection reaches $ip:$port. Either MetalLB has not announced $ip ($not_announced_hint) or $controller is not ready ($not_ready_hint)."
+  fi
+}
+
+not_announced_hint="Check that the speakers run on the workers (kubectl -n metallb-system get pods -o wide), that the L2Advertisement's interfaces name the host-only NIC, and that the ingress Service has the IP (kubectl get svc -A | grep LoadBalancer)"
+not_ready_hint="kubectl get pods -A | grep -E 'ingress|traefik'"
+
+report_failure() {
+  local i host outcome refused=0 silent=0 missing=0 backend=0 other=0
+  echo "self-check FAILED after $((SECONDS - start))s (timeout ${timeout}s): not every lab hostname answers through $ip:$port"
+  for i in "${!hosts[@]}"; do
+    host=${hosts[$i]}
+    outcome=${result[$i]:-untried}
+    case "$outcome" in
+      ok*) echo "  ok    http://$host -> HTTP ${outcome#ok }" ;;
+      "http 404")
+        echo "  FAIL  http://$host -> HTTP 404 from the ingress: no rule for this host"
+        missing=$((missing + 1))
+        ;;
+      "http 5"*)
+        echo "  FAIL  http://$host -> HTTP ${outcome#http } from the ingress: the app behind it is not ready"
+        backend=$((backend + 1))
+        ;;
+      "http "*)
+        echo "  FAIL  http://$host -> HTTP ${outcome#http }"
+        other=$((other + 1))
+        ;;
+      refused)
+        echo "  FAIL  http://$host -> connection refused"
+        refused=$((refused + 1))
+        ;;
+      unreachable | timeout)
+        echo "  FAIL  http://$host -> no answer ($outcome)"
+        silent=$((silent + 1))
+        ;;
+      *)
+        echo "  FAIL  http://$host -> $outcome"
+        other=$((other + 1))
+        ;;
+    esac
+  done
+  echo
+  if [ $((silent + refused)) -gt 0 ]; then
+    echo "Likely cause: $(connection_cause)"
+  elif [ "$missing" -gt 0 ]; then
+    echo "Likely cause: $controller answers on $ip but has no rule for the failing hostnames: their Ingress is missing, names another class, or was not loaded yet. Check: kubectl get ingress -A."
+  elif [ "$backend" -gt 0 ]; then
+    echo "Likely cause: the ingress routes the hostnames, but the apps' pods are not ready yet (HTTP 5xx). Check: kubectl get pods -A | grep -v Running."
+  else
+    echo "Likely cause: unexpected answers (above); try: curl -v -H 'Host: <hostname>' http://$ip:$port/"
+  fi
+  echo "Re-run this check with ./lab check once fixed."
+}
+
+# -- main ------------------------------------------------------------------------------------------
+
+start=$SECONDS
+while :; do
+  for i in "${!hosts[@]}"; do
+    [[ ${result[$i]:-} == ok* ]] || probe "$i"
+  done
+  if all_ok; then
+    for i in "${!hosts[@]}"; do
+      echo "self-check ok: http://${hosts[$i]} -> HTTP ${result[$i]#ok } through $ip:$port"
+    done
+    exit 0
+  fi
+  if [ $((SECONDS - start + retry)) -ge "$timeout" ]; then
+    report_failure
+    exit 1
+  fi
+  sleep "$retry"
+done

@@ -1,0 +1,56 @@
+"""Whole-program runs shared by the ingress, apps, self-check and output tests.
+
+The seed's MetalLB and ingress settings on an existing cluster (so no VM layer is needed), with
+overrides in ``pulumi config set --path`` form. A run is cached by its overrides: the program is
+deterministic under mocks and tests only read what it registered.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from harness import DELETE, Run, run_program
+
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: kind, cluster: {server: 'https://127.0.0.1:6443'}}]
+contexts: [{name: kind-lab, context: {cluster: kind, user: admin}}]
+users: [{name: admin, user: {token: abc}}]
+"""
+ALL_APPS = ["demo", "argocd", "grafana", "online-boutique"]
+
+CONFIGFILE = "kubernetes:yaml/v2:ConfigFile"
+CHART = "kubernetes:helm.sh/v4:Chart"
+INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+COMMAND = "command:local:Command"
+SERVICE = "kubernetes:core/v1:Service"
+SECRET = "kubernetes:core/v1:Secret"
+NAMESPACE = "kubernetes:core/v1:Namespace"
+
+_cache: dict[str, Run] = {}
+
+
+def existing(**overrides: Any) -> dict[str, Any]:
+    return {
+        "nodes": DELETE,
+        "vagrant": DELETE,
+        "cluster": {"kubeconfig": KUBECONFIG},
+        "network.interface": "eth1",
+        **overrides,
+    }
+
+
+def run_lab(**overrides: Any) -> Run:
+    """The program on an existing cluster with ``overrides`` (``apps=[...]``, ``**{"ingress.ip": DELETE}``)."""
+    key = json.dumps({k: ("<delete>" if v is DELETE else v) for k, v in sorted(overrides.items())}, sort_keys=True)
+    if key not in _cache:
+        _cache[key] = run_program("lab", existing(**overrides), secret_keys=("cluster",))
+    return _cache[key]
+
+
+def ingress_of(run: Run, host: str):
+    """The app Ingress that routes ``host``."""
+    matches = [r for r in run.of_type(INGRESS) if r.input("spec.rules")[0]["host"] == host]
+    assert len(matches) == 1, f"expected one Ingress for {host}, found {[m.name for m in matches]}"
+    return matches[0]

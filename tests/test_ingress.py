@@ -1,0 +1,224 @@
+"""The ingress controller: what is installed, how its Service is pinned, and what it waits for.
+
+ConfigFile v2 and Chart v4 expand their objects inside the provider, which mocks do not run; the
+transforms registered with them are replayed over the upstream reference manifests instead.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from components import ingress as ing
+from components.manifests import DEFAULT_CLASS_ANNOTATION, apply_edit
+from harness import DELETE, MOCK_LOAD_BALANCER_IP, reference_docs
+from labruns import CHART, CONFIGFILE, INGRESS, NAMESPACE, run_lab
+
+NGINX_CLOUD = "ingress-nginx/deploy-cloud-controller-v1.15.1.yaml"
+PINNED = "192.168.56.200"
+POOL = "kubernetes:metallb.io/v1beta1:IPAddressPool"
+
+
+def find(objects, kind, name):
+    matches = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind} {name}"
+    return matches[0]
+
+
+def nginx_objects(run):
+    """ingress-nginx's upstream objects as the registered transforms leave them."""
+    return run.one(CONFIGFILE, "lab-ingress-install").transformed(reference_docs(NGINX_CLOUD))
+
+
+# -- ingress-nginx --
+
+
+def test_ingress_nginx_is_the_pinned_static_manifest_through_the_lab_provider():
+    r = run_lab()
+    install = r.one(CONFIGFILE, "lab-ingress-install")
+    assert install.inputs["file"] == (
+        "https://raw.githubusercontent.com/kubernetes/ingress-nginx/controller-v1.15.1/deploy/static/provider/cloud/deploy.yaml"
+    )
+    assert install.provider.startswith(r.one("pulumi:providers:kubernetes").urn)
+    assert install.parent == r.one("k8s-lab:ingress:Ingress").urn
+    assert install.options["transforms"] == 1
+    assert "lab-ingress-install" not in [c.name for c in r.of_type(CHART)]
+
+
+def test_ingress_nginx_version_picks_the_manifest_tag():
+    install = run_lab(**{"ingress.version": "1.14.3"}).one(CONFIGFILE, "lab-ingress-install")
+    assert "/controller-v1.14.3/deploy/static/provider/cloud/deploy.yaml" in install.inputs["file"]
+
+
+def test_ingress_nginx_service_is_pinned_by_metallb_annotation_with_cluster_traffic_policy():
+    service = find(nginx_objects(run_lab()), "Service", "ingress-nginx-controller")
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["metadata"]["annotations"] == {"metallb.io/loadBalancerIPs": PINNED}
+    # Upstream says Local; a controller pod on a node MetalLB does not announce from would be unreachable.
+    assert service["spec"]["externalTrafficPolicy"] == "Cluster"
+    assert "loadBalancerIP" not in service["spec"]  # deprecated since Kubernetes 1.24
+
+
+@pytest.mark.parametrize(
+    "version,annotation",
+    [("0.14.9", "metallb.io/loadBalancerIPs"), ("0.14.8", "metallb.universe.tf/loadBalancerIPs")],
+)
+def test_pin_annotation_follows_the_metallb_version(version, annotation):
+    r = run_lab(**{"metallb.version": version})
+    service = find(nginx_objects(r), "Service", "ingress-nginx-controller")
+    assert service["metadata"]["annotations"] == {annotation: PINNED}
+    traefik = run_lab(**{"metallb.version": version, "ingress.controller": "traefik"}).one(CHART, "lab-ingress-install")
+    assert traefik.input("values.service.annotations") == {annotation: PINNED}
+
+
+def test_only_the_controller_service_is_changed():
+    before = reference_docs(NGINX_CLOUD)
+    after = nginx_objects(run_lab())
+    admission = find(after, "Service", "ingress-nginx-controller-admission")
+    assert admission == find(before, "Service", "ingress-nginx-controller-admission")
+    assert find(after, "Deployment", "ingress-nginx-controller") == find(before, "Deployment", "ingress-nginx-controller")
+    assert len(after) == len(before)
+
+
+def test_ingress_nginx_class_becomes_the_default():
+    objects = nginx_objects(run_lab())
+    classes = [o for o in objects if o["kind"] == "IngressClass"]
+    assert [c["metadata"]["name"] for c in classes] == ["nginx"]
+    assert classes[0]["metadata"]["annotations"][DEFAULT_CLASS_ANNOTATION] == "true"
+
+
+def test_admission_jobs_are_plain_jobs_kept_after_they_finish():
+    objects = nginx_objects(run_lab())
+    jobs = [o for o in objects if o["kind"] == "Job"]
+    assert {j["metadata"]["name"] for j in jobs} == {"ingress-nginx-admission-create", "ingress-nginx-admission-patch"}
+    for job in jobs:
+        # Plain Jobs (not Helm hooks, which Chart v4 would skip): they run, and stay for Pulumi's state.
+        assert "helm.sh/hook" not in (job["metadata"].get("annotations") or {})
+        assert "ttlSecondsAfterFinished" not in job["spec"]
+    assert any(o["kind"] == "ValidatingWebhookConfiguration" for o in objects)
+
+
+def test_controller_facts_match_the_upstream_manifest():
+    objects = reference_docs(NGINX_CLOUD)
+    controller = find(objects, "Deployment", "ingress-nginx-controller")
+    args = controller["spec"]["template"]["spec"]["containers"][0]["args"]
+    # Ingress status (which Pulumi's Ingress await reads) is copied from the Service the lab pins.
+    assert f"--publish-service=$(POD_NAMESPACE)/{ing.INGRESS_NGINX.service}" in args
+    assert f"--ingress-class={ing.INGRESS_NGINX.class_name}" in args
+    assert controller["metadata"]["namespace"] == ing.INGRESS_NGINX.namespace
+
+
+def test_edit_is_pure_and_leaves_its_input_alone():
+    objects = reference_docs(NGINX_CLOUD)
+    snapshot = reference_docs(NGINX_CLOUD)
+    edited = apply_edit(ing.ingress_nginx_edit({"metallb.io/loadBalancerIPs": PINNED}), objects)
+    assert objects == snapshot
+    assert edited != snapshot
+
+
+def test_install_waits_for_metallb_and_the_reservation_of_its_ip():
+    r = run_lab()
+    install = r.one(CONFIGFILE, "lab-ingress-install")
+    reservation = r.named("lab-metallb-pool-lab-pool-reserved")
+    assert install.depends_on(reservation)
+    assert reservation.input("spec") == {"addresses": [f"{PINNED}/32"], "autoAssign": False}
+    assert r.waits_for(install, r.named("lab-metallb-l2-lab-l2"))
+    assert r.waits_for(install, r.one(CONFIGFILE, "lab-metallb-install"))
+
+
+def test_unpinned_ip_is_read_back_from_the_service_after_the_install():
+    r = run_lab(**{"ingress.ip": DELETE})
+    service = find(nginx_objects(r), "Service", "ingress-nginx-controller")
+    assert not service["metadata"].get("annotations")
+    assert service["spec"]["externalTrafficPolicy"] == "Cluster"
+    read = r.read("lab-ingress-service")
+    assert read.inputs["id"] == "ingress-nginx/ingress-nginx-controller"
+    assert r.one(CONFIGFILE, "lab-ingress-install").urn in read.dependencies
+    assert r.outputs["ingress_ip"] == MOCK_LOAD_BALANCER_IP
+    assert r.of_type(POOL) and not any(p.name.endswith("-reserved") for p in r.of_type(POOL))
+
+
+def test_pinned_ip_needs_no_read():
+    assert "lab-ingress-service" not in [x.name for x in run_lab().reads]
+    assert run_lab().outputs["ingress_ip"] == PINNED
+
+
+def test_offline_manifest_is_used_as_given(tmp_path):
+    manifest = tmp_path / "deploy.yaml"
+    manifest.write_text("# a downloaded deploy.yaml\n")
+    assert run_lab(**{"ingress.manifest": str(manifest)}).one(CONFIGFILE, "lab-ingress-install").inputs["file"] == str(manifest)
+
+
+# -- traefik --
+
+
+def test_traefik_is_the_pinned_chart_with_the_same_service_and_default_class():
+    r = run_lab(**{"ingress.controller": "traefik"})
+    chart = r.one(CHART, "lab-ingress-install")
+    assert chart.inputs["chart"] == "traefik"
+    assert chart.inputs["version"] == "37.4.0"
+    assert chart.input("repositoryOpts.repo") == "https://traefik.github.io/charts"
+    assert chart.inputs["namespace"] == "traefik"
+    values = chart.inputs["values"]
+    assert values["service"]["type"] == "LoadBalancer"
+    assert values["service"]["annotations"] == {"metallb.io/loadBalancerIPs": PINNED}
+    assert values["service"]["spec"] == {"externalTrafficPolicy": "Cluster"}
+    assert values["ingressClass"] == {"enabled": True, "isDefaultClass": True, "name": "traefik"}
+    assert values["providers"]["kubernetesIngress"]["publishedService"]["enabled"] is True
+    namespace = r.one(NAMESPACE, "lab-ingress-namespace")
+    assert namespace.input("metadata.name") == "traefik"
+    assert chart.depends_on(namespace)
+    assert chart.depends_on(r.named("lab-metallb-pool-lab-pool-reserved"))
+    assert not [c for c in r.of_type(CONFIGFILE) if c.name == "lab-ingress-install"]
+
+
+def test_traefik_unpinned_reads_its_own_service():
+    r = run_lab(**{"ingress.controller": "traefik", "ingress.ip": DELETE})
+    assert r.read("lab-ingress-service").inputs["id"] == "traefik/traefik"
+    assert r.one(CHART, "lab-ingress-install").input("values.service.annotations") == {}
+
+
+def test_traefik_offline_chart_is_a_local_path_without_repository(tmp_path):
+    (tmp_path / "Chart.yaml").write_text("name: traefik\nversion: 37.4.0\n")
+    chart = run_lab(**{"ingress.controller": "traefik", "ingress.manifest": str(tmp_path)}).one(CHART, "lab-ingress-install")
+    assert chart.inputs["chart"] == str(tmp_path)
+    assert "repositoryOpts" not in chart.inputs and "version" not in chart.inputs
+
+
+@pytest.mark.parametrize("controller,class_name", [("ingress-nginx", "nginx"), ("traefik", "traefik")])
+def test_every_app_ingress_names_the_controllers_class(controller, class_name):
+    r = run_lab(**{"ingress.controller": controller, "apps": ["demo", "argocd", "grafana", "online-boutique"]})
+    ingresses = r.of_type(INGRESS)
+    assert len(ingresses) == 4
+    assert {i.input("spec.ingressClassName") for i in ingresses} == {class_name}
+
+
+# -- configuration errors, before anything is registered --
+
+
+def config_error(**overrides):
+    from components.config import ConfigError
+    from labruns import existing
+    from harness import run_program
+
+    with pytest.raises(ConfigError) as caught:
+        run_program("lab", existing(**overrides))
+    assert caught.value.registered == []
+    return {p.path: p.message for p in caught.value.problems}
+
+
+def test_a_traefik_proxy_version_in_place_of_the_chart_version_is_refused():
+    problems = config_error(**{"ingress.controller": "traefik", "ingress.version": "3.6.2"})
+    assert "Helm chart version" in problems["ingress.version"] and "37.4.0" in problems["ingress.version"]
+
+
+def test_missing_offline_files_are_refused(tmp_path):
+    problems = config_error(**{"ingress.manifest": str(tmp_path / "deploy.yaml")})
+    assert "is not a file" in problems["ingress.manifest"]
+    problems = config_error(**{"ingress.controller": "traefik", "ingress.manifest": str(tmp_path)})
+    assert "Chart.yaml" in problems["ingress.manifest"] and "helm pull" in problems["ingress.manifest"]
+    problems = config_error(apps=["argocd"], **{"app_options.argocd.manifest": "offline/install.yaml"})
+    assert "offline/install.yaml" in problems["app_options.argocd.manifest"]
+
+
+def test_offline_files_of_apps_that_are_off_are_not_checked():
+    run_lab(**{"app_options.argocd.manifest": "offline/missing.yaml"})  # demo only: no error

@@ -1,0 +1,130 @@
+"""The stack outputs: what tells the user what to do after `pulumi up`."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import stat
+import subprocess
+import threading
+
+import pytest
+
+from harness import DELETE, MOCK_LOAD_BALANCER_IP, ROOT, run_program
+from labruns import ALL_APPS, run_lab
+
+
+def test_outputs_of_a_lab_with_every_app():
+    r = run_lab(apps=ALL_APPS, domain="lab.test")
+    assert r.outputs["ingress_ip"] == "192.168.56.200"
+    assert r.outputs["etc_hosts"] == "192.168.56.200 app.lab.test argocd.lab.test grafana.lab.test boutique.lab.test"
+    assert r.outputs["hostnames"] == ["app.lab.test", "argocd.lab.test", "grafana.lab.test", "boutique.lab.test"]
+    assert r.outputs["urls"] == {
+        "demo": "http://app.lab.test",
+        "argocd": "http://argocd.lab.test",
+        "grafana": "http://grafana.lab.test",
+        "online-boutique": "http://boutique.lab.test",
+    }
+    assert r.outputs["check"] == "./lab check"
+    assert set(r.outputs["admin_passwords"]) == {"argocd", "grafana"}
+
+
+def test_credentials_are_secret_and_nothing_else_is():
+    r = run_lab(apps=ALL_APPS)
+    assert r.secret_outputs == {"kubeconfig", "admin_passwords"}
+    assert r.outputs["kubeconfig"].startswith("apiVersion: v1")
+
+
+def test_a_lab_without_passwords_still_exports_an_empty_secret_map():
+    r = run_lab()
+    assert r.outputs["admin_passwords"] == {}
+    assert "admin_passwords" in r.secret_outputs
+
+
+def test_unpinned_ingress_ip_comes_from_metallb():
+    r = run_lab(**{"ingress.ip": DELETE})
+    assert r.outputs["ingress_ip"] == MOCK_LOAD_BALANCER_IP
+    assert r.outputs["etc_hosts"] == f"{MOCK_LOAD_BALANCER_IP} app.lab.local"
+
+
+def test_the_seed_lab_on_its_own_vms():
+    r = run_program("lab")
+    assert r.outputs["node_ips"] == {"k8s-cp": "192.168.56.10", "k8s-w1": "192.168.56.11", "k8s-w2": "192.168.56.12"}
+    assert r.outputs["ingress_ip"] == "192.168.56.200"
+    assert r.outputs["etc_hosts"] == "192.168.56.200 app.lab.local"
+    assert r.secret_outputs == {"kubeconfig", "admin_passwords"}
+    # The ingress goes in once the cluster can run it (workers joined, CNI up) and MetalLB is ready;
+    # the self-check runs last.
+    install = r.one("kubernetes:yaml/v2:ConfigFile", "lab-ingress-install")
+    for step in ("lab-k8s-w1-join", "lab-k8s-w2-join", "lab-cni"):
+        assert r.waits_for(install, r.named(step)), step
+    assert r.waits_for(install, r.one("kubernetes:yaml/v2:ConfigFile", "lab-metallb-install"))
+    # So do the apps: their pods need the workers too.
+    for app_step in ("lab-apps-demo-deployment", "lab-apps-demo-namespace"):
+        assert r.waits_for(r.named(app_step), r.named("lab-k8s-w2-join")), app_step
+    check = r.named("lab-self-check-run")
+    assert r.waits_for(check, r.named("lab-apps-demo-ingress"))
+
+
+# -- ./lab check: the same script, on the stack's outputs --
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed here; the self-check script needs it")
+def test_lab_check_runs_the_self_check_on_the_stack_outputs(tmp_path):
+    class Ingress(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200 if self.headers.get("Host") == "app.lab.test" else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ingress)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    # A stand-in for the Pulumi CLI that knows one stack output and no config.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    pulumi = bin_dir / "pulumi"
+    pulumi.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in\n'
+        "  'stack output --stack lab etc_hosts') echo '127.0.0.1 app.lab.test' ;;\n"
+        "  *) exit 1 ;;\n"
+        "esac\n"
+    )
+    pulumi.chmod(pulumi.stat().st_mode | stat.S_IEXEC)
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "PULUMI_BACKEND_URL": f"file://{tmp_path}",
+        "PULUMI_CONFIG_PASSPHRASE": "test",
+        "LAB_INGRESS_PORT": str(server.server_port),
+        "LAB_TIMEOUT_SECONDS": "0",
+    }
+    bash = shutil.which("bash") or "/bin/bash"
+    try:
+        result = subprocess.run([bash, str(ROOT / "lab"), "check"], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "self-check ok: http://app.lab.test -> HTTP 200 through 127.0.0.1" in result.stdout
+
+
+def test_lab_check_before_up_says_what_to_do(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    pulumi = bin_dir / "pulumi"
+    pulumi.write_text("#!/bin/sh\nexit 1\n")
+    pulumi.chmod(pulumi.stat().st_mode | stat.S_IEXEC)
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "PULUMI_BACKEND_URL": f"file://{tmp_path}",
+        "PULUMI_CONFIG_PASSPHRASE": "test",
+    }
+    result = subprocess.run([shutil.which("bash") or "/bin/bash", str(ROOT / "lab"), "check"], env=env, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "run ./lab up first" in result.stderr

