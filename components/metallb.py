@@ -40,6 +40,7 @@ import pulumi_kubernetes as k8s
 from components import network as net
 from components.cluster import Cluster
 from components.config import MetalLBConfig, version_tuple
+from components.manifests import as_transform, location
 
 NAMESPACE = "metallb-system"
 API_VERSION = "metallb.io/v1beta1"
@@ -132,13 +133,6 @@ def drop_placeholder_ca_bundle(obj: dict[str, Any]) -> dict[str, Any]:
     return copy
 
 
-def _transform_install(args: pulumi.ResourceTransformArgs) -> Optional[pulumi.ResourceTransformResult]:
-    if args.type_ != "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition":
-        return None
-    props = drop_placeholder_ca_bundle(dict(args.props))
-    return pulumi.ResourceTransformResult(props=props, opts=args.opts)
-
-
 # ----------------------------------------------------------------------------------------------
 # Components
 
@@ -166,8 +160,10 @@ class MetalLB(pulumi.ComponentResource):
         self.version = args.config.version
         self.install = k8s.yaml.v2.ConfigFile(
             f"{name}-install",
-            file=args.config.manifest_url,
-            opts=pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, transforms=[_transform_install]),
+            file=location(args.config.manifest_url),
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=args.cluster.provider, transforms=[as_transform(drop_placeholder_ca_bundle)]
+            ),
         )
         pool_plan = plan_pools(args.config, args.reserved_ip)
         self.pools = {

@@ -6,7 +6,7 @@ The node scripts' pure parts (finding the NIC, patching CNI manifests, validatin
 run here too; nothing touches this machine's system configuration.
 """
 
-import json
+
 import os
 import shutil
 import subprocess

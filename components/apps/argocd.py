@@ -20,7 +20,7 @@ from components.apps.base import App
 from components.cluster import Cluster
 from components.config import ArgoCDOptions
 from components.ingress import Ingress
-from components.manifests import Edit, Obj, as_transform, chain, into_namespace, kind_and_name, location
+from components.manifests import Edit, Obj, chain, into_namespace, kind_and_name, location
 
 # install.yaml's ClusterRoleBindings name this namespace; it cannot be another.
 NAMESPACE = "argocd"
@@ -76,15 +76,12 @@ class ArgoCD(App):
         super().__init__("k8s-lab:apps:ArgoCD", name, None, opts)
         options = args.options
         self.namespace = self._namespace(name, NAMESPACE, args.cluster)
-        self.install = k8s.yaml.v2.ConfigFile(
-            f"{name}-install",
+        self.install = self._install_manifest(
+            name,
             file=location(options.manifest) if options.manifest else install_manifest_url(options.version),
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                provider=args.cluster.provider,
-                depends_on=[self.namespace],
-                transforms=[as_transform(argocd_edit())],
-            ),
+            cluster=args.cluster,
+            depends_on=[self.namespace],
+            edit=argocd_edit(),
         )
         self.route = self._expose(
             name,

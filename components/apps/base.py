@@ -9,6 +9,7 @@ import pulumi_kubernetes as k8s
 
 from components.cluster import Cluster
 from components.ingress import Ingress
+from components.manifests import Edit, as_transform
 
 LABELS = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "k8s-lab"}
 
@@ -71,6 +72,18 @@ class App(pulumi.ComponentResource):
             f"{name}-namespace",
             metadata={"name": namespace, "labels": dict(LABELS)},
             opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[cluster]),
+        )
+
+    def _install_manifest(
+        self, name: str, *, file: str, cluster: Cluster, depends_on: list[pulumi.Resource], edit: Edit
+    ) -> k8s.yaml.v2.ConfigFile:
+        """The app's upstream manifest, unmodified but for ``edit`` (applied as a transform)."""
+        return k8s.yaml.v2.ConfigFile(
+            f"{name}-install",
+            file=file,
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=cluster.provider, depends_on=depends_on, transforms=[as_transform(edit)]
+            ),
         )
 
     def _expose(

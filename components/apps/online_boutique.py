@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from components.apps.base import App
 from components.cluster import Cluster
 from components.config import OnlineBoutiqueOptions
 from components.ingress import Ingress
-from components.manifests import Edit, Obj, as_transform, chain, into_namespace, kind_and_name, location
+from components.manifests import Edit, Obj, chain, into_namespace, kind_and_name, location
 
 NAMESPACE = "online-boutique"
 
@@ -83,15 +82,12 @@ class OnlineBoutique(App):
             # Then frontend-external takes a pool IP: let MetalLB's pools exist first, as the
             # ingress does, so the Service does not sit <pending> while Pulumi waits for its IP.
             waits_for.append(args.ingress)
-        self.install = k8s.yaml.v2.ConfigFile(
-            f"{name}-install",
+        self.install = self._install_manifest(
+            name,
             file=location(options.manifest) if options.manifest else release_manifest_url(options.version),
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                provider=args.cluster.provider,
-                depends_on=waits_for,
-                transforms=[as_transform(online_boutique_edit(options))],
-            ),
+            cluster=args.cluster,
+            depends_on=waits_for,
+            edit=online_boutique_edit(options),
         )
         self.route = self._expose(
             name,

@@ -1,0 +1,243 @@
+"""The real Pulumi engine: preview, up, a no-op re-run and destroy, not only mocks.
+
+Mocks prove the graph the program builds; these prove that the Pulumi CLI accepts it: the
+project file, the stack config, the Python language host, the providers' input checks, secrets,
+URNs. They need `pulumi` and the command and kubernetes plugins (`tools/build-pulumi-toolchain.sh`
+builds them from source; an ordinary Pulumi install works too) and skip without them.
+
+Render mode (existing-cluster mode with `cluster.render_yaml_to_directory`) proves the manifests
+and transforms: every object is written to a directory instead of a cluster. It proves nothing
+about ordering: nothing is awaited, no webhook is called. Rendered Secrets are plain text, so they
+only ever go to a temporary directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness import REFERENCE, ROOT, reference_file
+
+pytestmark = pytest.mark.engine
+
+PULUMI = shutil.which("pulumi")
+if PULUMI is None:
+    pytest.skip(
+        "the Pulumi CLI is not on PATH (tools/build-pulumi-toolchain.sh builds it; .ci/run does)",
+        allow_module_level=True,
+    )
+
+PROJECT_FILES = ("__main__.py", "Pulumi.yaml", "Vagrantfile", "requirements.txt", "components", "scripts")
+METALLB_MANIFEST = "metallb/metallb-native-v0.14.9.yaml"
+INGRESS_MANIFEST = "ingress-nginx/deploy-cloud-controller-v1.15.1.yaml"
+DUMMY_KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: render, cluster: {server: 'https://127.0.0.1:1'}}]
+contexts: [{name: render, context: {cluster: render, user: render}}]
+users: [{name: render, user: {token: not-used}}]
+current-context: render
+"""
+
+
+class Project:
+    """A copy of the project in a temporary directory, with its own file backend."""
+
+    def __init__(self, root: Path):
+        self.dir = root / "k8s-lab"
+        self.dir.mkdir()
+        for name in PROJECT_FILES:
+            source = ROOT / name
+            if source.is_dir():
+                shutil.copytree(source, self.dir / name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(source, self.dir / name)
+        # Use this interpreter (it has the SDKs) rather than creating .venv in the copy.
+        project = yaml.safe_load((self.dir / "Pulumi.yaml").read_text())
+        project["runtime"] = {"name": "python", "options": {"toolchain": "pip"}}
+        (self.dir / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
+        state = root / "state"
+        state.mkdir()
+        self.env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("KUBECONFIG", "PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE_FILE")
+        }
+        self.env.update(
+            PULUMI_BACKEND_URL=f"file://{state}",
+            PULUMI_CONFIG_PASSPHRASE="k8s-lab-test-passphrase",
+            PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION="true",
+            PULUMI_SKIP_UPDATE_CHECK="true",
+            PULUMI_PYTHON_CMD=sys.executable,
+            PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK="true",
+        )
+
+    def pulumi(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [PULUMI, *args, "--non-interactive"],
+            cwd=self.dir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"pulumi {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def stack(self, name: str, config: dict) -> None:
+        (self.dir / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}, sort_keys=False))
+        self.pulumi("stack", "init", name)
+
+
+def lab_config(**overrides) -> dict:
+    config = yaml.safe_load((ROOT / "Pulumi.lab.yaml").read_text())["config"]
+    config["k8s-lab:metallb"]["manifest"] = str(REFERENCE / METALLB_MANIFEST)
+    config["k8s-lab:ingress"]["manifest"] = str(REFERENCE / INGRESS_MANIFEST)
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture(scope="module")
+def references():
+    reference_file(METALLB_MANIFEST)
+    reference_file(INGRESS_MANIFEST)
+
+
+def planned(preview_json: str) -> dict[str, str]:
+    """URN -> op from `pulumi preview --json`."""
+    steps = json.loads(preview_json).get("steps", [])
+    return {step["urn"]: step["op"] for step in steps}
+
+
+def test_preview_of_the_lab_plans_the_whole_lab(tmp_path, references):
+    project = Project(tmp_path)
+    project.stack("lab", lab_config())
+    result = project.pulumi("preview", "--stack", "lab", "--json")
+    plan = planned(result.stdout)
+    names = {urn.rsplit("::", 1)[1] for urn in plan}
+    for expected in (
+        "lab-k8s-cp-vm",
+        "lab-k8s-w1-vm",
+        "lab-k8s-w2-vm",
+        "lab-init",
+        "lab-cni",
+        "lab-k8s-w1-join",
+        "lab-provider",
+        "lab-metallb-install",
+        "lab-metallb-pool-lab-pool",
+        "lab-metallb-pool-lab-pool-reserved",
+        "lab-metallb-l2-lab-l2",
+    ):
+        assert expected in names, f"{expected} not planned; planned: {sorted(names)}"
+    assert set(plan.values()) == {"create"}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory, references):
+    """One render-mode stack taken through up, a no-op preview and destroy."""
+    root = tmp_path_factory.mktemp("engine")
+    out = root / "rendered"
+    project = Project(root)
+    config = lab_config(
+        **{
+            "k8s-lab:cluster": {"kubeconfig": DUMMY_KUBECONFIG, "render_yaml_to_directory": str(out)},
+            "k8s-lab:network": {"cidr": "192.168.56.0/24", "interface": "eth1"},
+            "k8s-lab:self_check": {"enabled": False},
+        }
+    )
+    del config["k8s-lab:nodes"], config["k8s-lab:vagrant"]
+    project.stack("render", config)
+    up = project.pulumi("up", "--stack", "render", "--yes", "--skip-preview")
+    noop = project.pulumi("preview", "--stack", "render", "--expect-no-changes", check=False)
+    outputs = json.loads(project.pulumi("stack", "output", "--stack", "render", "--json").stdout)
+    state = json.loads(project.pulumi("stack", "export", "--stack", "render").stdout)
+    manifests = [doc for path in sorted(out.rglob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
+    destroy = project.pulumi("destroy", "--stack", "render", "--yes", "--skip-preview")
+    after = json.loads(project.pulumi("stack", "export", "--stack", "render").stdout)
+    return {
+        "up": up,
+        "noop": noop,
+        "outputs": outputs,
+        "state": state,
+        "manifests": manifests,
+        "destroy": destroy,
+        "after": after,
+    }
+
+
+def _objects(rendered, kind):
+    return [m for m in rendered["manifests"] if m.get("kind") == kind]
+
+
+def test_up_renders_metallb_pools_advertisement_ingress_and_app(rendered):
+    pools = {m["metadata"]["name"]: m["spec"] for m in _objects(rendered, "IPAddressPool")}
+    assert pools == {
+        "lab-pool": {"addresses": ["192.168.56.201-192.168.56.250"], "autoAssign": True},
+        "lab-pool-reserved": {"addresses": ["192.168.56.200/32"], "autoAssign": False},
+    }
+    (l2,) = _objects(rendered, "L2Advertisement")
+    assert l2["spec"] == {"ipAddressPools": ["lab-pool", "lab-pool-reserved"], "interfaces": ["eth1"]}
+    assert any(m["metadata"]["name"] == "controller" for m in _objects(rendered, "Deployment"))
+    assert any(m["metadata"]["name"] == "speaker" for m in _objects(rendered, "DaemonSet"))
+    ingresses = _objects(rendered, "Ingress")
+    assert [rule["host"] for i in ingresses for rule in i["spec"]["rules"]] == ["app.lab.local"]
+    assert all(i["spec"].get("ingressClassName") for i in ingresses)
+
+
+def test_transforms_reach_the_rendered_upstream_objects(rendered):
+    services = [s for s in _objects(rendered, "Service") if s["spec"].get("type") == "LoadBalancer"]
+    assert len(services) == 1, [s["metadata"]["name"] for s in services]
+    service = services[0]
+    assert service["metadata"]["annotations"]["metallb.io/loadBalancerIPs"] == "192.168.56.200"
+    assert service["spec"]["externalTrafficPolicy"] == "Cluster"
+    classes = _objects(rendered, "IngressClass")
+    assert any(c["metadata"].get("annotations", {}).get("ingressclass.kubernetes.io/is-default-class") == "true" for c in classes)
+    bgppeers = [c for c in _objects(rendered, "CustomResourceDefinition") if c["metadata"]["name"] == "bgppeers.metallb.io"]
+    assert bgppeers and "caBundle" not in bgppeers[0]["spec"]["conversion"]["webhook"]["clientConfig"]
+
+
+def test_rendered_core_objects_validate_against_kubernetes_schemas(rendered):
+    import kubernetes_validate
+
+    version = "1.36.0"
+    checked = 0
+    for obj in rendered["manifests"]:
+        group = obj["apiVersion"].split("/")[0] if "/" in obj["apiVersion"] else ""
+        if group.endswith("metallb.io"):
+            continue
+        kubernetes_validate.validate(obj, version, strict=True)
+        checked += 1
+    assert checked > 20
+
+
+def test_rendered_metallb_objects_validate_against_metallb_crds(rendered):
+    import jsonschema
+
+    from test_metallb import crd_schema
+
+    for kind in ("IPAddressPool", "L2Advertisement"):
+        for obj in _objects(rendered, kind):
+            jsonschema.validate(obj, crd_schema("0.14.9", kind))
+
+
+def test_second_preview_has_no_changes(rendered):
+    assert rendered["noop"].returncode == 0, rendered["noop"].stdout + rendered["noop"].stderr
+
+
+def test_kubeconfig_stays_secret_in_state_and_outputs(rendered):
+    state_text = json.dumps(rendered["state"])
+    assert "not-used" not in state_text, "the kubeconfig's token is in the state in plain text"
+    assert rendered["outputs"]["kubeconfig"] == "[secret]"
+
+
+def test_destroy_leaves_the_stack_empty(rendered):
+    resources = rendered["after"]["deployment"].get("resources") or []
+    assert resources == []
