@@ -1,6 +1,6 @@
 """Time per phase of a real ``pulumi up``, from its engine event log.
 
-    PULUMI_DEBUG_COMMANDS=true pulumi up --stack lab --event-log up.jsonl
+    PULUMI_DEBUG_COMMANDS=true ./lab up --event-log up.jsonl      # or pulumi up --stack lab ...
     python3 -m tools.eventlog up.jsonl [--stack lab]
 
 The CLI offers ``--event-log`` only with ``PULUMI_DEBUG_COMMANDS=true``. The file holds one JSON
@@ -11,8 +11,9 @@ engine event per line (``sdk/go/common/apitype/events.go``'s ``EngineEvent``): `
 
 A phase (see :mod:`tools.stepgraph`) lasts from the first pre-event of its steps to the last
 outputs (or failure) event of its steps. The time to the first successful curl is when the
-self-check step's outputs arrive, counted from the update's first event. Preview events
-(``planning``, or a run whose summary says ``isPreview``) are left out.
+self-check step's outputs arrive, counted from the update's first event. ``pulumi up --yes``
+logs the update alone; preview events, should a log hold any (``planning``, or a run whose
+summary says ``isPreview``), are left out.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def _kind(event: dict) -> Optional[str]:
 
 
 def update_events(events: list[dict]) -> list[dict]:
-    """The events of the (last) update: a log of ``up`` without ``--skip-preview`` holds the
-    preview first, each run opening with a prelude and closing with a summary."""
+    """The events of the (last) update in a log: each run opens with a prelude and closes with a
+    summary, and one whose summary says ``isPreview`` is a preview."""
     runs: list[list[dict]] = [[]]
     for event in events:
         if "preludeEvent" in event and runs[-1]:
@@ -89,7 +90,7 @@ class Report:
     phases: dict[str, Phase]
     first_curl: Optional[int]  # seconds from origin to the self-check's outputs; None: none succeeded
     self_check: str  # "ok", "failed", or "absent"
-    errors: list[str]
+    errors: list[tuple[str, str]]  # (resource name, message) of each error a resource reported
     result: str  # "succeeded", "failed", or "incomplete" (no summary: interrupted)
 
 
@@ -133,8 +134,8 @@ def report(events: Iterable[dict], cfg: Any = None, local_packages: frozenset[st
         stamp = event.get("timestamp")
         if kind == "summaryEvent":
             summary = event["summaryEvent"]
-        if kind == "diagnosticEvent" and event[kind].get("severity") == "error":
-            errors.append(event[kind].get("message", "").strip())
+        if kind == "diagnosticEvent" and event[kind].get("severity") == "error" and event[kind].get("urn"):
+            errors.append((split_urn(event[kind]["urn"])[1], event[kind].get("message", "")))
         if kind not in RESOURCE_EVENTS or stamp is None:
             continue
         metadata = event[kind].get("metadata") or {}
@@ -166,7 +167,10 @@ def report(events: Iterable[dict], cfg: Any = None, local_packages: frozenset[st
         last = max((e["timestamp"] for e in events if "timestamp" in e), default=None)
         total = None if origin is None else last - origin
     failed = bool(errors) or any(p.failed for p in phases.values())
-    result = "incomplete" if summary is None else ("failed" if failed else "succeeded")
+    if summary is None:
+        result = "incomplete"
+    else:  # newer CLIs say so in the summary
+        result = summary.get("result") or ("failed" if failed else "succeeded")
     ordered = {p: phases[p] for p in (*sg.PHASES, sg.UNCLASSIFIED) if p in phases}
     return Report(origin, total, ordered, first_curl, self_check, errors, result)
 
@@ -197,7 +201,9 @@ def format_report(r: Report) -> str:
         f"update {r.result}, {_seconds(r.total_seconds)} in all (event times are whole seconds)",
         f"first successful curl: {curl}",
     ]
-    lines += [f"error: {e.splitlines()[0]}" for e in r.errors if e]
+    for name, message in r.errors:
+        text = " | ".join(line.strip() for line in message.splitlines() if line.strip())
+        lines.append(f"error in {name}: {text[:300]}")
     return "\n".join(lines)
 
 
