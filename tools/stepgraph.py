@@ -31,7 +31,7 @@ chain
     consecutive steps of one stage counts once; reading the kubeconfig counts 0: it takes a
     second next to minutes of VM boots, image pulls and rollouts).
 inherent chain
-    The longest chain of stages that physics imposes on this configuration
+    The longest chain of stages that the configuration and the tools impose
     (:func:`inherent_requirements`). A program whose longest chain in stages is longer makes
     some work wait that could overlap; :func:`needless_waits` names those waits.
 """
@@ -215,11 +215,6 @@ class StepGraph:
     components: dict[str, Component]
     ancestors: dict[str, frozenset[str]] = field(default_factory=dict)  # step -> every step it waits for
 
-    def step(self, name: str) -> Step:
-        matches = [s for s in self.steps.values() if s.name == name]
-        assert len(matches) == 1, f"expected one step named {name!r}, found {len(matches)}"
-        return matches[0]
-
     def waits_for(self, later: str, earlier: str) -> bool:
         """True when step ``later`` (a URN) cannot start before step ``earlier`` is done."""
         return earlier in self.ancestors[later]
@@ -231,10 +226,6 @@ class StepGraph:
     @property
     def phases(self) -> set[str]:
         return {s.phase for s in self.steps.values()}
-
-    def order(self) -> list[str]:
-        """Steps so that each comes after everything it waits for."""
-        return list(self.steps)
 
 
 def build(run: Any, cfg: Any = None, local_packages: frozenset[str] = LOCAL_PACKAGES) -> StepGraph:
@@ -401,7 +392,7 @@ def longest_chain(graph: StepGraph, by: str = "steps") -> list[Step]:
         return gains if by == "steps" else gains[::-1]
 
     index = {urn: i for i, urn in enumerate(graph.steps)}
-    return [graph.steps[u] for u in _longest(graph.order(), graph.waits, score, index)]
+    return [graph.steps[u] for u in _longest(list(graph.steps), graph.waits, score, index)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -413,8 +404,8 @@ def inherent_requirements(cfg: Any) -> dict[Stage, frozenset[Stage]]:
 
     - The Vagrant box is fetched before any VM boots, and the control plane's VM boots first
       (it is on the critical path). VirtualBox then boots the workers one at a time, in the
-      order of ``nodes`` (no parallel ``vagrant up``); libvirt boots them all at once (only the
-      first ``vagrant up`` on a host uploads the box, and concurrent ones would race on it).
+      order of ``nodes`` (no parallel ``vagrant up``); libvirt boots them all together (after
+      the first ``vagrant up``, which uploads the box: concurrent first ones race on it).
     - A node is prepared once its VM runs; ``kubeadm init`` needs the control plane prepared;
       the kubeconfig is read after init; the CNI is applied after init.
     - A worker joins once it is prepared and the control plane is up: joins overlap the CNI.
