@@ -380,8 +380,9 @@ def run_program(
     secret_keys: tuple[str, ...] = (),
     preview: bool = False,
     mocks: Optional[LabMocks] = None,
+    program: Optional[Path] = None,
 ) -> Run:
-    """Run ``__main__.py`` under mocks. Exceptions from the program (ConfigError) propagate."""
+    """Run ``__main__.py`` (or ``program``) under mocks. Exceptions from the program (ConfigError) propagate."""
     config = copy.deepcopy(stack_config(stack, stack_file))
     for path, value in (overrides or {}).items():
         set_path(config, path, value if value is DELETE else copy.deepcopy(value))
@@ -404,7 +405,7 @@ def run_program(
     )
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()
-    main = str(ROOT / "__main__.py")
+    main = str(program or ROOT / "__main__.py")
     try:
         _sync_await(run_pulumi_func(lambda: runpy.run_path(main, run_name="__main__")))
     except Exception as err:

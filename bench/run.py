@@ -1,0 +1,142 @@
+"""k8s-lab's benchmark: ``python3 bench/run.py [--stack lab] [--samples 7] [--event-log FILE]``.
+
+Prints one table:
+- program evaluation under the test mocks, the stack beside a one-resource program with the
+  same imports (every module the stack's run loads), each sample a fresh process (target:
+  ratio at most 1.5);
+- the whole test suite's wall time (target: under 20 s on 2 cores);
+- per VM provider, the bring-up graph's longest chain beside the serial count of its steps and
+  the chain the configuration itself imposes (target: no longer, and no needless wait);
+- with ``--event-log``, the phases of a real ``pulumi up --event-log FILE``.
+See bench/README.md for what each number means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tools import eventlog  # noqa: E402
+from tools import graph  # noqa: E402
+from tools import stepgraph as sg  # noqa: E402
+
+RATIO_TARGET = 1.5
+SUITE_TARGET_SECONDS = 20.0
+PROVIDERS = ("virtualbox", "libvirt")
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
+    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def _evaluate(program: str, stack: str, *extra: str, env: Optional[dict] = None) -> dict:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "evaluate.py"), program, "--stack", stack, *extra],
+        cwd=ROOT, capture_output=True, text=True, check=True, env=env,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def evaluation(stack: str, samples: int) -> list[list[str]]:
+    """Median seconds of fresh-process evaluations, the programs interleaved so drift hits all.
+
+    Besides the yardstick with the same modules, one with only ``__main__.py``'s import lines
+    shows what pulumi-kubernetes' lazily loaded API groups cost the program.
+    """
+    times: dict[str, list[float]] = {"lab": [], "baseline": [], "import-lines": []}
+    resources: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        modules = Path(tmp) / "modules.txt"
+        _evaluate("lab", stack, "--modules-out", str(modules))  # untimed: records what the lab imports
+        same_modules = {**os.environ, "K8S_LAB_BENCH_MODULES": str(modules)}
+        for _ in range(samples):
+            for variant in times:
+                program = "lab" if variant == "lab" else "baseline"
+                result = _evaluate(program, stack, env=same_modules if variant == "baseline" else None)
+                times[variant].append(result["seconds"])
+                resources[variant] = result["resources"]
+    lab, base, lines = (statistics.median(times[v]) for v in ("lab", "baseline", "import-lines"))
+    ratio = lab / base
+    return [
+        [f"stack {stack} under mocks ({resources['lab']} resources)", f"{lab:.2f} s", ""],
+        ["one resource, the same modules loaded", f"{base:.2f} s", ""],
+        ["ratio", f"{ratio:.2f}", f"<= {RATIO_TARGET}: {_met(ratio <= RATIO_TARGET)}"],
+        ["(one resource, __main__.py's import lines only)", f"{lines:.2f} s", "lazy API groups not loaded"],
+    ]
+
+
+def test_suite() -> list[list[str]]:
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    summary = (out.stdout.strip().splitlines() or ["(no output)"])[-1].strip("= ")
+    summary = re.sub(r" in [\d.]+s.*$", "", summary)
+    ok = out.returncode == 0 and seconds < SUITE_TARGET_SECONDS
+    return [[f"python3 -m pytest -q ({summary})", f"{seconds:.1f} s", f"< {SUITE_TARGET_SECONDS:.0f} s: {_met(ok)}"]]
+
+
+def chains(stack: str) -> tuple[list[list[str]], list[str]]:
+    rows, details = [], []
+    for provider in PROVIDERS:
+        run, cfg = graph.load(stack, {"vagrant.provider": provider})
+        result = sg.report(sg.build(run, cfg), cfg)
+        rows.append([
+            provider,
+            f"{result.steps} / {result.serial_stages}",
+            f"{len(result.chain)} / {result.chain_stages}",
+            f"{result.inherent_length} ({sg.stage_length(result.inherent_all_phases)} with every phase)",
+            _met(result.meets_target) if result.steps else "no steps yet",
+        ])  # fmt: skip
+        details.append(graph.chain_text(result, f"{stack} ({provider})"))
+    return rows, details
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 bench/run.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", default="lab")
+    parser.add_argument("--samples", type=int, default=7, help="fresh processes per program (default 7)")
+    parser.add_argument("--event-log", type=Path, help="a `pulumi up --event-log` file to report on")
+    parser.add_argument("--skip-suite", action="store_true", help="do not time the test suite")
+    args = parser.parse_args(argv)
+
+    print(f"k8s-lab bench: stack {args.stack}, {os.cpu_count()} cores, Python {platform.python_version()}\n")
+    print(f"Program evaluation (median of {args.samples} fresh processes each)")
+    print(table(["program", "time", "target"], evaluation(args.stack, args.samples)))
+    if not args.skip_suite:
+        print("\nTest suite")
+        print(table(["run", "wall time", "target"], test_suite()))
+    rows, details = chains(args.stack)
+    print("\nBring-up chain (steps / stages; target: longest chain no longer than inherent, no needless wait)")
+    print(table(["provider", "serial", "longest chain", "inherent", "target"], rows))
+    for text in details:
+        print("\n" + text)
+    if args.event_log:
+        print(f"\nEvent log {args.event_log}")
+        print(eventlog.format_report(eventlog.report(eventlog.read(args.event_log), graph.config(args.stack))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

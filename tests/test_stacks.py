@@ -1,0 +1,94 @@
+"""The example stacks: each validates, and any two can run side by side on one laptop."""
+
+import itertools
+
+import pytest
+
+from components import config as lab_config
+from components import network as net
+from harness import ROOT, run_program, stack_config
+from tools import stepgraph as sg
+
+STACKS = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
+
+
+def load(stack: str) -> lab_config.LabConfig:
+    raw = {k.split(":", 1)[1]: v for k, v in stack_config(stack).items() if k.startswith("k8s-lab:")}
+    return lab_config.parse(raw, stack=stack)
+
+
+def addresses(cfg: lab_config.LabConfig):
+    return [r for pool in cfg.metallb.pools for r in pool.ranges]
+
+
+def test_lab2_is_a_small_traefik_lab_of_its_own():
+    cfg = load("lab2")
+    assert [(n.name, n.role, n.ip) for n in cfg.nodes] == [
+        ("lab2-cp", "control-plane", "192.168.56.20"),
+        ("lab2-w1", "worker", "192.168.56.21"),
+    ]
+    assert cfg.ingress.controller == "traefik" and cfg.ingress.ip == "192.168.56.160"
+    assert [(p.name, p.addresses) for p in cfg.metallb.pools] == [("lab2-pool", ("192.168.56.160-192.168.56.180",))]
+    assert [(a.name, a.pools) for a in cfg.metallb.l2_advertisements] == [("lab2-l2", ("lab2-pool",))]
+    assert sum(n.memory_mb for n in cfg.nodes) < sum(n.memory_mb for n in load("lab").nodes)
+    assert cfg.warnings == ()  # lab2.test: no mDNS detour, network inside VirtualBox's default range
+
+
+def test_lab2_evaluates_under_mocks_with_its_outputs():
+    run = run_program("lab2")
+    assert run.outputs["node_ips"] == {"lab2-cp": "192.168.56.20", "lab2-w1": "192.168.56.21"}
+    assert run.outputs["etc_hosts"] == "192.168.56.160 app.lab2.test"
+
+
+def collisions(left: lab_config.LabConfig, right: lab_config.LabConfig) -> list[str]:
+    """What would clash if both stacks ran on one laptop and one host-only network."""
+    found = []
+    if {n.name for n in left.nodes} & {n.name for n in right.nodes}:
+        found.append("node (VM) names")
+    if {n.ip for n in left.nodes} & {n.ip for n in right.nodes}:
+        found.append("node IPs")
+    for one, other in ((left, right), (right, left)):
+        if any(n.address in r for r in addresses(one) for n in other.nodes):
+            found.append(f"{one.stack}'s pool holds a node IP of {other.stack}")
+    if net.first_overlap(addresses(left), addresses(right)):
+        found.append("pools (both MetalLBs would answer ARP for the same IP)")
+    if set(left.hostnames) & set(right.hostnames):
+        found.append("hostnames in /etc/hosts")
+    return found
+
+
+@pytest.mark.parametrize("a,b", list(itertools.combinations(STACKS, 2)))
+def test_two_stacks_side_by_side_share_no_node_address_or_name(a, b):
+    assert collisions(load(a), load(b)) == []
+
+
+def test_the_check_names_each_clash():
+    lab = load("lab")
+    assert collisions(lab, lab.model_copy(update={"stack": "copy"})) == [
+        "node (VM) names",
+        "node IPs",
+        "pools (both MetalLBs would answer ARP for the same IP)",
+        "hostnames in /etc/hosts",
+    ]
+    raw = {k.split(":", 1)[1]: v for k, v in stack_config("lab2").items() if k.startswith("k8s-lab:")}
+    raw["metallb"]["pools"][0]["addresses"] = ["192.168.56.11-192.168.56.15"]
+    raw["ingress"]["ip"] = "192.168.56.13"
+    wide = lab_config.parse(raw, stack="lab2")
+    assert collisions(lab, wide) == ["lab2's pool holds a node IP of lab"]
+
+
+def vm_environments(stack: str) -> list[dict]:
+    run = run_program(stack)
+    cfg = load(stack)
+    graph = sg.build(run, cfg)
+    vm_urns = {s.urn for s in graph.steps.values() if s.phase == "vm"}
+    return [r.inputs.get("environment") or {} for r in run.resources if r.urn in vm_urns]
+
+
+def test_lab_and_lab2_keep_separate_vagrant_state():
+    lab, lab2 = vm_environments("lab"), vm_environments("lab2")
+    if not lab or not lab2:
+        pytest.skip("the program boots no VMs yet (no cluster component)")
+    state = lambda envs: {env.get("VAGRANT_DOTFILE_PATH") for env in envs}  # noqa: E731
+    assert None not in state(lab) | state(lab2), "every vagrant command needs its stack's VAGRANT_DOTFILE_PATH"
+    assert not state(lab) & state(lab2), "two stacks in one folder would share one Vagrant state"
