@@ -52,7 +52,7 @@ apps = Apps(
 if cfg.self_check.enabled:
     SelfCheck(
         f"{cfg.stack}-self-check",
-        SelfCheckArgs(ingress=ingress, apps=apps, config=cfg.self_check, network_cidr=cfg.network.cidr),
+        SelfCheckArgs(cluster=cluster, metallb=metallb, ingress=ingress, apps=apps, config=cfg.self_check, network_cidr=cfg.network.cidr),
     )
 
 if cluster.kubeconfig is not None:

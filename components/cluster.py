@@ -31,6 +31,15 @@ class Cluster(pulumi.ComponentResource):
     node_ips: pulumi.Output[list[str]]
     """The nodes' addresses on the host-only network (empty when unknown)."""
 
+    schedulable: list[pulumi.Resource]
+    """What must be done before a workload pod can run: the first worker's join.
+
+    kubeadm taints the control plane, and the provider works as soon as the control plane does;
+    a Deployment applied before a worker has joined would sit unscheduled while Pulumi awaits it.
+    Waiting for the first worker only (not all of them) lets installs overlap the other joins.
+    Empty for an existing cluster.
+    """
+
 
 @dataclass(frozen=True)
 class ExistingClusterArgs:
@@ -60,6 +69,7 @@ class ExistingCluster(Cluster):
         )
         self.interfaces = pulumi.Output.from_input([args.interface] if args.interface else [])
         self.node_ips = pulumi.Output.from_input([])
+        self.schedulable = []
         self.register_outputs({"interfaces": self.interfaces})
 
 

@@ -12,8 +12,10 @@ Two controllers serve the same Ingress objects:
   admission webhook and no hooks the lab needs.
 
 Either way the Service is ``type: LoadBalancer`` with ``externalTrafficPolicy: Cluster``, carries
-MetalLB's IP annotation when ``ingress.ip`` is set (and waits for the reservation pool holding that
-IP), and its IngressClass is the cluster's default. Apps name the class explicitly all the same.
+MetalLB's IP annotation when ``ingress.ip`` is set (the IP sits in an ``autoAssign: false``
+reservation pool, so no other Service can take it), and its IngressClass is the cluster's default.
+The controller installs while MetalLB comes up; Pulumi awaits its Service until MetalLB assigns the
+IP. Apps name the class explicitly all the same.
 """
 
 from __future__ import annotations
@@ -157,14 +159,13 @@ class Ingress(pulumi.ComponentResource):
         self.class_name = self.controller.class_name
         annotations = args.metallb.load_balancer_annotations(config.ip)
 
-        # The Service only gets its IP once MetalLB's pools exist, and the IP only answers once an
-        # L2Advertisement announces it: wait for all of MetalLB, and name the reservation pool
-        # holding a pinned IP so the edge is explicit. The controller pod needs a worker (kubeadm
-        # taints the control plane) and the provider is usable before the workers have joined:
-        # wait for the whole cluster component too.
-        waits_for: list[pulumi.Resource] = [args.cluster, args.metallb]
-        if config.ip is not None:
-            waits_for.append(args.metallb.reservation_for(config.ip))
+        # The controller installs while MetalLB comes up: nothing in it needs MetalLB, and its
+        # LoadBalancer Service simply waits (Pulumi awaits it) until MetalLB's controller runs and
+        # the pool holding its IP exists; a pinned IP sits in an autoAssign:false reservation, so
+        # nothing else can take it meanwhile. What it does need is a worker to run on (kubeadm
+        # taints the control plane; the provider is usable before workers join).
+        waits_for: list[pulumi.Resource] = list(args.cluster.schedulable)
+        self.metallb = args.metallb
 
         if self.controller is INGRESS_NGINX:
             self.install = k8s.yaml.v2.ConfigFile(

@@ -330,6 +330,7 @@ class KubeadmCluster(Cluster):
             )
             self.kubeconfig_file = path
 
+        self.schedulable = [self.joins[workers[0].name].command] if workers else []
         self.interfaces = pulumi.Output.all(*[step.stdout for step in self.prepared.values()]).apply(unique_interfaces)
         self.node_ips = pulumi.Output.from_input([node.ip for node in args.nodes])
         self.register_outputs({"interfaces": self.interfaces, "node_ips": self.node_ips})

@@ -20,6 +20,8 @@ import pulumi_command as command
 
 from components.apps import Apps
 from components.config import SelfCheckConfig
+from components.cluster import Cluster
+from components.metallb import MetalLB
 from components.ingress import Ingress
 
 # Relative to the project: Pulumi runs the program and its providers there, and an absolute path
@@ -53,6 +55,8 @@ def check_command() -> str:
 
 @dataclass(frozen=True)
 class SelfCheckArgs:
+    cluster: Cluster
+    metallb: MetalLB
     ingress: Ingress
     apps: Apps
     config: SelfCheckConfig
@@ -81,7 +85,10 @@ class SelfCheck(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # After the controller is ready and every app's Ingress exists (and was admitted).
-                depends_on=[args.ingress, args.apps],
+                # Everything on the path from the laptop to an app: a worker to announce and run
+                # the pods, MetalLB's pools and advertisements, the controller, every app's
+                # Ingress. Not every join: the first curl need not wait for the last worker.
+                depends_on=[*args.cluster.schedulable, args.metallb, args.ingress, args.apps],
             ),
         )
         self.register_outputs({"stdout": self.run.stdout})

@@ -219,10 +219,11 @@ def test_boutique_frontend_external_and_load_generator_on_request():
     assert find(objects, "Deployment", "loadgenerator")["spec"]["replicas"] == 1
 
 
-def test_boutique_with_frontend_external_waits_for_metallb():
+def test_boutique_with_frontend_external_installs_beside_metallb():
     r = run_lab(apps=["online-boutique"], **{"app_options.online-boutique.frontend_external": True})
     install = r.one(CONFIGFILE, "lab-apps-online-boutique-install")
-    assert r.waits_for(install, r.one(CONFIGFILE, "lab-metallb-install"))
+    assert not r.waits_for(install, r.one(CONFIGFILE, "lab-metallb-install"))
+    assert r.waits_for(r.named("lab-self-check-run"), install)
     assert r.outputs["urls"] == {"online-boutique": "http://boutique.lab.local"}
 
 

@@ -72,20 +72,14 @@ def test_the_apps_install_while_metallb_comes_up(provider):
     assert serialised(g, {"apps"}, {"metallb", "pool", "l2"}) == []
 
 
-KNOWN_INGRESS_WAIT = (
-    "components/ingress.py makes the ingress install wait for all of MetalLB (its pools and "
-    "advertisement): the controller's rollout queues behind MetalLB's instead of overlapping it"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_INGRESS_WAIT)
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_the_ingress_controller_installs_while_metallb_comes_up(provider):
     g, _ = lab_graph(provider)
     assert serialised(g, {"ingress"}, {"metallb", "pool", "l2"}) == []
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_INGRESS_WAIT + "; the ingress and the apps also wait for every join")
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_no_step_of_the_lab_waits_for_what_it_does_not_need(provider):
     g, cfg = lab_graph(provider)

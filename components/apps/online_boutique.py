@@ -77,11 +77,9 @@ class OnlineBoutique(App):
         super().__init__("k8s-lab:apps:OnlineBoutique", name, None, opts)
         options = args.options
         self.namespace = self._namespace(name, NAMESPACE, args.cluster)
+        # With frontend_external its LoadBalancer Service waits (awaited by Pulumi) for MetalLB
+        # to assign a pool IP, like the ingress's: no need to hold the whole install back.
         waits_for: list[pulumi.Resource] = [self.namespace]
-        if options.frontend_external:
-            # Then frontend-external takes a pool IP: let MetalLB's pools exist first, as the
-            # ingress does, so the Service does not sit <pending> while Pulumi waits for its IP.
-            waits_for.append(args.ingress)
         self.install = self._install_manifest(
             name,
             file=location(options.manifest) if options.manifest else release_manifest_url(options.version),
