@@ -372,6 +372,17 @@ def _encode(value: Any) -> str:
 # Running the program
 
 
+def _fresh_event_loop() -> None:
+    """A new event loop per run, closing the previous one (a dangling loop complains when collected)."""
+    try:
+        previous = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        previous = None
+    if previous is not None and not previous.is_running():
+        previous.close()
+    asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def run_program(
     stack: str = "lab",
     overrides: Optional[dict[str, Any]] = None,
@@ -395,7 +406,7 @@ def run_program(
     logger.propagate = False
     logger.addHandler(capture)
 
-    asyncio.set_event_loop(asyncio.new_event_loop())
+    _fresh_event_loop()
     # A fresh root stack per run, or stack outputs of an earlier run would leak into this one.
     settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=logger)

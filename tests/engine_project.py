@@ -1,0 +1,78 @@
+"""A copy of the project driven by the real Pulumi CLI: used by the engine tests and the bench."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from harness import REFERENCE, ROOT
+
+PROJECT_FILES = ("__main__.py", "Pulumi.yaml", "Vagrantfile", "requirements.txt", "components", "scripts")
+METALLB_MANIFEST = "metallb/metallb-native-v0.14.9.yaml"
+INGRESS_MANIFEST = "ingress-nginx/deploy-cloud-controller-v1.15.1.yaml"
+
+
+class Project:
+    """A copy of the project in a temporary directory, with its own file backend."""
+
+    def __init__(self, root: Path):
+        self.dir = root / "k8s-lab"
+        self.dir.mkdir()
+        for name in PROJECT_FILES:
+            source = ROOT / name
+            if source.is_dir():
+                shutil.copytree(source, self.dir / name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(source, self.dir / name)
+        # Use this interpreter (it has the SDKs) rather than creating .venv in the copy.
+        project = yaml.safe_load((self.dir / "Pulumi.yaml").read_text())
+        project["runtime"] = {"name": "python", "options": {"toolchain": "pip"}}
+        (self.dir / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
+        state = root / "state"
+        state.mkdir()
+        self.env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("KUBECONFIG", "PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE_FILE")
+        }
+        self.env.update(
+            PULUMI_BACKEND_URL=f"file://{state}",
+            PULUMI_CONFIG_PASSPHRASE="k8s-lab-test-passphrase",
+            PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION="true",
+            PULUMI_SKIP_UPDATE_CHECK="true",
+            PULUMI_PYTHON_CMD=sys.executable,
+            PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK="true",
+        )
+
+    def pulumi(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [shutil.which("pulumi") or "pulumi", *args, "--non-interactive"],
+            cwd=self.dir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"pulumi {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def stack(self, name: str, config: dict) -> None:
+        (self.dir / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}, sort_keys=False))
+        self.pulumi("stack", "init", name)
+
+
+def lab_config(**overrides) -> dict:
+    config = yaml.safe_load((ROOT / "Pulumi.lab.yaml").read_text())["config"]
+    config["k8s-lab:metallb"]["manifest"] = str(REFERENCE / METALLB_MANIFEST)
+    config["k8s-lab:ingress"]["manifest"] = str(REFERENCE / INGRESS_MANIFEST)
+    config.update(overrides)
+    return config
+
+
