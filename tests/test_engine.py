@@ -22,7 +22,8 @@ import yaml
 from engine_project import INGRESS_MANIFEST, METALLB_MANIFEST, Project, lab_config
 from harness import reference_file
 
-pytestmark = pytest.mark.engine
+# One worker runs them all, so the render-mode stack is brought up once.
+pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engine")]
 
 if shutil.which("pulumi") is None:
     pytest.skip(
