@@ -16,10 +16,8 @@ from typing import Any, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.apps.base import App
-from components.cluster import Cluster
+from components.apps.base import App, AppArgs
 from components.config import ArgoCDOptions
-from components.ingress import Ingress
 from components.manifests import Edit, Obj, chain, into_namespace, kind_and_name, location
 
 # install.yaml's ClusterRoleBindings name this namespace; it cannot be another.
@@ -64,10 +62,7 @@ def decode_password(data: Any) -> str:
 
 
 @dataclass(frozen=True)
-class ArgoCDArgs:
-    cluster: Cluster
-    ingress: Ingress
-    host: str
+class ArgoCDArgs(AppArgs):
     options: ArgoCDOptions = ArgoCDOptions()
 
 

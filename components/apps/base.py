@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import pulumi
@@ -43,6 +44,15 @@ def ingress_manifest(name: str, namespace: str, host: str, service: str, port: i
             ],
         },
     }
+
+
+@dataclass(frozen=True)
+class AppArgs:
+    """What every app takes: the cluster it runs in, the ingress that serves it, its hostname."""
+
+    cluster: Cluster
+    ingress: Ingress
+    host: str
 
 
 class App(pulumi.ComponentResource):

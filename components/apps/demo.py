@@ -13,10 +13,8 @@ from typing import Any, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.apps.base import LABELS, App
-from components.cluster import Cluster
+from components.apps.base import App, AppArgs, LABELS
 from components.config import DemoOptions
-from components.ingress import Ingress
 
 NAMESPACE = "demo"
 IMAGE = "docker.io/traefik/whoami:v1.11.0"
@@ -63,10 +61,7 @@ def demo_manifests(replicas: int) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 @dataclass(frozen=True)
-class DemoArgs:
-    cluster: Cluster
-    ingress: Ingress
-    host: str
+class DemoArgs(AppArgs):
     options: DemoOptions = DemoOptions()
 
 

@@ -23,10 +23,8 @@ import pulumi
 import pulumi_command as command
 import pulumi_kubernetes as k8s
 
-from components.apps.base import LABELS, App
-from components.cluster import Cluster
+from components.apps.base import App, AppArgs, LABELS
 from components.config import GrafanaOptions
-from components.ingress import Ingress
 from components.manifests import location
 
 NAMESPACE = "grafana"
@@ -57,10 +55,7 @@ def grafana_values(host: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class GrafanaArgs:
-    cluster: Cluster
-    ingress: Ingress
-    host: str
+class GrafanaArgs(AppArgs):
     options: GrafanaOptions = GrafanaOptions()
 
 

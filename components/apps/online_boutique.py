@@ -18,10 +18,8 @@ from typing import Optional
 
 import pulumi
 
-from components.apps.base import App
-from components.cluster import Cluster
+from components.apps.base import App, AppArgs
 from components.config import OnlineBoutiqueOptions
-from components.ingress import Ingress
 from components.manifests import Edit, Obj, chain, into_namespace, kind_and_name, location
 
 NAMESPACE = "online-boutique"
@@ -65,10 +63,7 @@ def online_boutique_edit(options: OnlineBoutiqueOptions) -> Edit:
 
 
 @dataclass(frozen=True)
-class OnlineBoutiqueArgs:
-    cluster: Cluster
-    ingress: Ingress
-    host: str
+class OnlineBoutiqueArgs(AppArgs):
     options: OnlineBoutiqueOptions = OnlineBoutiqueOptions()
 
 
