@@ -78,17 +78,7 @@ class ArgoCD(App):
             depends_on=[self.namespace],
             edit=argocd_edit(),
         )
-        self.route = self._expose(
-            name,
-            cluster=args.cluster,
-            ingress=args.ingress,
-            namespace=NAMESPACE,
-            host=args.host,
-            object_name="argocd-server",
-            service="argocd-server",
-            port=80,
-            after=[self.install],
-        )
+        self.route = self._expose(name, args, namespace=NAMESPACE, service="argocd-server", after=[self.install])
         self.initial_admin_secret = None
         if options.export_admin_password:
             # argocd-server writes a random admin password into this Secret on its first start (the

@@ -99,15 +99,13 @@ class App(pulumi.ComponentResource):
     def _expose(
         self,
         name: str,
+        args: AppArgs,
         *,
-        cluster: Cluster,
-        ingress: Ingress,
         namespace: str,
-        host: str,
-        object_name: str,
         service: str,
-        port: int,
         after: list[pulumi.Resource],
+        port: int = 80,
+        object_name: Optional[str] = None,
     ) -> k8s.networking.v1.Ingress:
         """The app's Ingress, created only once the controller is ready and the app's backend exists.
 
@@ -115,12 +113,12 @@ class App(pulumi.ComponentResource):
         done) is what keeps ingress-nginx's validating webhook from refusing the Ingress with
         "connection refused" while its pod starts.
         """
-        manifest = ingress_manifest(object_name, namespace, host, service, port, ingress.class_name)
-        self.host = host
-        self.url = f"http://{host}"
+        manifest = ingress_manifest(object_name or service, namespace, args.host, service, port, args.ingress.class_name)
+        self.host = args.host
+        self.url = f"http://{args.host}"
         return k8s.networking.v1.Ingress(
             f"{name}-ingress",
             metadata=manifest["metadata"],
             spec=manifest["spec"],
-            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ingress, *after]),
+            opts=pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=[args.ingress, *after]),
         )

@@ -73,15 +73,5 @@ class Demo(App):
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=[self.namespace])
         self.deployment = k8s.apps.v1.Deployment(f"{name}-deployment", metadata=deployment["metadata"], spec=deployment["spec"], opts=k8s_opts)
         self.service = k8s.core.v1.Service(f"{name}-service", metadata=service["metadata"], spec=service["spec"], opts=k8s_opts)
-        self.route = self._expose(
-            name,
-            cluster=args.cluster,
-            ingress=args.ingress,
-            namespace=NAMESPACE,
-            host=args.host,
-            object_name="demo",
-            service="demo",
-            port=80,
-            after=[self.service],
-        )
+        self.route = self._expose(name, args, namespace=NAMESPACE, service="demo", after=[self.service])
         self.register_outputs({"url": self.url})

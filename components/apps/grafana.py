@@ -89,15 +89,5 @@ class Grafana(App):
             values=grafana_values(args.host),
             opts=pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=[self.admin_secret]),
         )
-        self.route = self._expose(
-            name,
-            cluster=args.cluster,
-            ingress=args.ingress,
-            namespace=NAMESPACE,
-            host=args.host,
-            object_name="grafana",
-            service=RELEASE,
-            port=80,
-            after=[self.install],
-        )
+        self.route = self._expose(name, args, namespace=NAMESPACE, service=RELEASE, after=[self.install], object_name="grafana")
         self.register_outputs({"url": self.url})

@@ -74,23 +74,12 @@ class OnlineBoutique(App):
         self.namespace = self._namespace(name, NAMESPACE, args.cluster)
         # With frontend_external its LoadBalancer Service waits (awaited by Pulumi) for MetalLB
         # to assign a pool IP, like the ingress's: no need to hold the whole install back.
-        waits_for: list[pulumi.Resource] = [self.namespace]
         self.install = self._install_manifest(
             name,
             file=location(options.manifest) if options.manifest else release_manifest_url(options.version),
             cluster=args.cluster,
-            depends_on=waits_for,
+            depends_on=[self.namespace],
             edit=online_boutique_edit(options),
         )
-        self.route = self._expose(
-            name,
-            cluster=args.cluster,
-            ingress=args.ingress,
-            namespace=NAMESPACE,
-            host=args.host,
-            object_name="frontend",
-            service="frontend",
-            port=80,
-            after=[self.install],
-        )
+        self.route = self._expose(name, args, namespace=NAMESPACE, service="frontend", after=[self.install])
         self.register_outputs({"url": self.url})
