@@ -537,7 +537,10 @@ def local_path(location: str) -> Path:
 def _check_offline_files(cfg: LabConfig, add) -> None:
     """Local manifests and charts must exist now, not halfway through `pulumi up`."""
     options = cfg.app_options
-    files = [("ingress.manifest", cfg.ingress.manifest, "chart" if cfg.ingress.controller == "traefik" else "manifest")]
+    files = [
+        ("metallb.manifest", cfg.metallb.manifest, "manifest"),
+        ("ingress.manifest", cfg.ingress.manifest, "chart" if cfg.ingress.controller == "traefik" else "manifest"),
+    ]
     if "argocd" in cfg.apps:
         files.append(("app_options.argocd.manifest", options.argocd.manifest, "manifest"))
     if "grafana" in cfg.apps:

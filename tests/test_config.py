@@ -120,6 +120,7 @@ BAD = [
     ("network-missing", {"network": DELETE}, "network.cidr", ["required"]),
     ("bad-node-name", {"nodes[1].name": "K8S_W1"}, "nodes[1].name", ["host name"]),
     ("bad-pool-name", {"metallb.pools[0].name": "Lab Pool"}, "metallb.pools[0].name", ["object name"]),
+    ("missing-metallb-manifest", {"metallb.manifest": "offline/metallb-native.yaml"}, "metallb.manifest", ["is not a file"]),
     ("bad-interface", {"network.interface": "eth 1"}, "network.interface", ["interface name"]),
     ("program-owned-key", {"stack": "other"}, "stack", ["set by the program"]),
 ]

@@ -65,6 +65,7 @@ def test_version_and_offline_manifest_come_from_config(tmp_path):
         "/v0.16.1/config/manifests/metallb-native.yaml"
     )
     local = tmp_path / "metallb-native.yaml"
+    local.write_text("# an offline copy\n")
     assert run(**{"metallb.manifest": str(local)}).one(CONFIGFILE, "lab-metallb-install").inputs["file"] == str(local)
 
 
