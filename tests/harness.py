@@ -33,6 +33,15 @@ PROJECT = "k8s-lab"
 SHARED = ROOT.parent / "shared"
 REFERENCE = SHARED / "reference"
 
+# A kubeconfig for existing-cluster runs: never contacted under mocks.
+TEST_KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: kind, cluster: {server: 'https://127.0.0.1:6443'}}]
+contexts: [{name: kind-lab, context: {cluster: kind, user: admin}}]
+users: [{name: admin, user: {token: abc}}]
+current-context: kind-lab
+"""
+
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 _SIG = "4dabf18193072939515e22adb298388d"
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"

@@ -10,14 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from harness import DELETE, Run, run_program
+from harness import DELETE, TEST_KUBECONFIG, Run, run_program
 
-KUBECONFIG = """apiVersion: v1
-kind: Config
-clusters: [{name: kind, cluster: {server: 'https://127.0.0.1:6443'}}]
-contexts: [{name: kind-lab, context: {cluster: kind, user: admin}}]
-users: [{name: admin, user: {token: abc}}]
-"""
 ALL_APPS = ["demo", "argocd", "grafana", "online-boutique"]
 
 CONFIGFILE = "kubernetes:yaml/v2:ConfigFile"
@@ -35,7 +29,7 @@ def existing(**overrides: Any) -> dict[str, Any]:
     return {
         "nodes": DELETE,
         "vagrant": DELETE,
-        "cluster": {"kubeconfig": KUBECONFIG},
+        "cluster": {"kubeconfig": TEST_KUBECONFIG},
         "network.interface": "eth1",
         **overrides,
     }

@@ -18,18 +18,11 @@ from pulumi.runtime import settings
 from components import kubeadm
 from components.command_step import ROOT, read_scripts, spec_hash
 from components.config import KubernetesConfig, NodeConfig
-from harness import DELETE, LabMocks, run_program
+from harness import DELETE, TEST_KUBECONFIG, LabMocks, run_program
 
 COMMAND = "command:local:Command"
 NODES = {"k8s-cp": "192.168.56.10", "k8s-w1": "192.168.56.11", "k8s-w2": "192.168.56.12"}
-KUBECONFIG = """apiVersion: v1
-kind: Config
-clusters: [{name: kind, cluster: {server: 'https://127.0.0.1:6443'}}]
-contexts: [{name: kind-lab, context: {cluster: kind, user: admin}}]
-users: [{name: admin, user: {token: abc}}]
-current-context: kind-lab
-"""
-EXISTING = {"nodes": DELETE, "vagrant": DELETE, "cluster": {"kubeconfig": KUBECONFIG}}
+EXISTING = {"nodes": DELETE, "vagrant": DELETE, "cluster": {"kubeconfig": TEST_KUBECONFIG}}
 
 
 @pytest.fixture(scope="module")
@@ -415,7 +408,7 @@ def test_existing_cluster_mode_registers_no_command():
     # The only command is the laptop-side self-check.
     assert [r.name for r in run.resources if r.type.startswith("command:")] == ["lab-self-check-run"]
     assert not run.of_type("k8s-lab:kubeadm:KubeadmCluster")
-    assert run.one("pulumi:providers:kubernetes").inputs["kubeconfig"] == KUBECONFIG.strip()
+    assert run.one("pulumi:providers:kubernetes").inputs["kubeconfig"] == TEST_KUBECONFIG.strip()
     assert "kubeconfig" in run.secret_outputs
 
 

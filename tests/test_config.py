@@ -7,15 +7,8 @@ path, saying what is wrong, and registering nothing.
 import pytest
 
 from components import config as lab_config
-from harness import DELETE, run_program
+from harness import DELETE, TEST_KUBECONFIG, run_program
 
-KUBECONFIG = """apiVersion: v1
-kind: Config
-clusters: [{name: kind, cluster: {server: 'https://127.0.0.1:6443'}}]
-contexts: [{name: kind-lab, context: {cluster: kind, user: admin}}]
-users: [{name: admin, user: {token: abc}}]
-current-context: kind-lab
-"""
 
 
 def fails(overrides, stack="lab", **kwargs) -> lab_config.ConfigError:
@@ -168,12 +161,12 @@ def test_seed_network_gives_no_virtualbox_warning():
 # -- existing-cluster mode --
 
 
-def existing(kubeconfig=KUBECONFIG, **cluster):
+def existing(kubeconfig=TEST_KUBECONFIG, **cluster):
     return {"nodes": DELETE, "vagrant": DELETE, "cluster": {"kubeconfig": kubeconfig, **cluster}}
 
 
 def test_existing_cluster_with_nodes_is_refused():
-    err = fails({"cluster": {"kubeconfig": KUBECONFIG}})
+    err = fails({"cluster": {"kubeconfig": TEST_KUBECONFIG}})
     assert "existing cluster replaces the VMs" in problem(err, "nodes")
 
 
@@ -189,7 +182,7 @@ def test_existing_cluster_kubeconfig_path_must_exist(tmp_path):
 
 def test_existing_cluster_context_must_exist(tmp_path):
     path = tmp_path / "config"
-    path.write_text(KUBECONFIG)
+    path.write_text(TEST_KUBECONFIG)
     err = fails(existing(str(path), context="kind-lbe"))
     message = problem(err, "cluster.context")
     assert "kind-lab" in message and "did you mean" in message

@@ -13,32 +13,17 @@ from components import config as lab_config
 from components import metallb as mlb
 from components import network as net
 from harness import DELETE, reference_docs, run_program
+from labruns import run_lab
 
-KUBECONFIG = """apiVersion: v1
-kind: Config
-clusters: [{name: kind, cluster: {server: 'https://127.0.0.1:6443'}}]
-contexts: [{name: kind-lab, context: {cluster: kind, user: admin}}]
-users: [{name: admin, user: {token: abc}}]
-"""
 POOL = "kubernetes:metallb.io/v1beta1:IPAddressPool"
 L2 = "kubernetes:metallb.io/v1beta1:L2Advertisement"
 CONFIGFILE = "kubernetes:yaml/v2:ConfigFile"
 VERSIONS = ["0.14.9", "0.15.3", "0.16.1"]
 
 
-def existing(**overrides):
-    """The seed's MetalLB and ingress settings on an existing cluster whose NIC is eth1."""
-    return {
-        "nodes": DELETE,
-        "vagrant": DELETE,
-        "cluster": {"kubeconfig": KUBECONFIG},
-        "network.interface": "eth1",
-        **overrides,
-    }
-
-
 def run(**overrides):
-    return run_program("lab", existing(**overrides), secret_keys=("cluster",))
+    """The seed's MetalLB on an existing cluster whose NIC is eth1 (cached per overrides)."""
+    return run_lab(**overrides)
 
 
 def specs(run_, type_):
