@@ -194,6 +194,16 @@ class MetalLB(pulumi.ComponentResource):
         raise KeyError(f"no reservation pool holds {ip}; pass it as MetalLBArgs.reserved_ip")
 
 
+def _after_install(metallb: MetalLB, opts: Optional[pulumi.ResourceOptions]) -> pulumi.ResourceOptions:
+    """Options of every MetalLB object: a child of the component, on the lab's provider, and
+    created only once the install is ready, since the validating webhook must serve first.
+
+    Advertisements do not wait for the pools they name: MetalLB pairs them whenever both exist.
+    """
+    own = pulumi.ResourceOptions(parent=metallb, provider=metallb.cluster.provider, depends_on=[metallb.install])
+    return pulumi.ResourceOptions.merge(own, opts)
+
+
 @dataclass(frozen=True)
 class IPAddressPoolArgs:
     metallb: MetalLB
@@ -211,15 +221,7 @@ class IPAddressPool(k8s.apiextensions.CustomResource):
             kind="IPAddressPool",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=args.spec.name, namespace=NAMESPACE),
             spec=args.spec.manifest_spec(),
-            opts=pulumi.ResourceOptions.merge(
-                pulumi.ResourceOptions(
-                    parent=metallb,
-                    provider=metallb.cluster.provider,
-                    # The validating webhook must serve before any MetalLB object is created.
-                    depends_on=[metallb.install],
-                ),
-                opts,
-            ),
+            opts=_after_install(metallb, opts),
         )
         self.plan = args.spec
 
@@ -254,14 +256,6 @@ class L2Advertisement(k8s.apiextensions.CustomResource):
             kind="L2Advertisement",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=args.spec.name, namespace=NAMESPACE),
             spec=spec,
-            opts=pulumi.ResourceOptions.merge(
-                pulumi.ResourceOptions(
-                    parent=metallb,
-                    provider=metallb.cluster.provider,
-                    # Not on the pools: MetalLB pairs them whenever both exist, so they go in parallel.
-                    depends_on=[metallb.install],
-                ),
-                opts,
-            ),
+            opts=_after_install(metallb, opts),
         )
         self.plan = args.spec
