@@ -16,10 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from engine_project import INGRESS_MANIFEST, METALLB_MANIFEST, Project, lab_config
-from harness import ROOT, reference_file
+from engine_project import INGRESS_MANIFEST, METALLB_MANIFEST, Project
+from harness import REFERENCE, ROOT, reference_file
 
 pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engine")]
 
@@ -47,8 +46,17 @@ def clone(tmp_path_factory):
     if not (VENV / "bin" / "python").exists() or not (VENV / ".requirements.txt.sha").exists():
         pytest.skip(f"{VENV} is not a .venv made by ./lab (run the suite with ./lab test)")
     (project.dir / ".venv").symlink_to(VENV)
-    # Offline, the manifests come from the local reference copies (README: Offline labs).
-    (project.dir / "Pulumi.lab.yaml").write_text(yaml.safe_dump({"config": lab_config()}, sort_keys=False))
+    # Offline, the manifests come from the local reference copies (README: Offline labs). Edited
+    # as text, as a user would, so the file keeps the layout Pulumi writes it back in.
+    stack_file = project.dir / "Pulumi.lab.yaml"
+    text = stack_file.read_text()
+    for anchor, key, path in (
+        ('  k8s-lab:metallb:\n    version: "0.14.9"\n', "manifest", REFERENCE / METALLB_MANIFEST),
+        ("  k8s-lab:ingress:\n    controller: ingress-nginx\n", "manifest", REFERENCE / INGRESS_MANIFEST),
+    ):
+        assert anchor in text, f"Pulumi.lab.yaml no longer has {anchor!r}"
+        text = text.replace(anchor, f"{anchor}    {key}: {path}\n")
+    stack_file.write_text(text)
     env = {**project.env, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
     env.pop("PULUMI_PYTHON_CMD", None)
 
