@@ -507,3 +507,18 @@ def test_join_fails_clearly_when_the_node_never_registers(worker):
     result = worker.run(NEVER_LISTED="1")
     assert result.returncode == 1
     assert "is not listed by the API server" in result.stderr
+
+
+def test_toolchain_build_without_upstream_sources_says_how_to_get_the_official_cli(tmp_path):
+    # A user's clone has no ../shared: the script must stop before building anything and say so.
+    if shutil.which("go") is None:
+        pytest.skip("go is not installed here; the toolchain script needs it before anything else")
+    result = subprocess.run(
+        ["bash", str(ROOT / "tools/build-pulumi-toolchain.sh"), "--no-plugin-install"],
+        env={**os.environ, "K8S_LAB_UPSTREAM_DIR": str(tmp_path / "none"), "K8S_LAB_TOOLCHAIN_DIR": str(tmp_path / "cache")},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "pulumi-command-v1.2.1/provider" in result.stderr
+    assert "https://www.pulumi.com/docs/install/" in result.stderr
+    assert not list((tmp_path / "cache").glob("*/bin/*"))
