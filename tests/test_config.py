@@ -116,6 +116,37 @@ BAD = [
     ("missing-metallb-manifest", {"metallb.manifest": "offline/metallb-native.yaml"}, "metallb.manifest", ["is not a file"]),
     ("bad-interface", {"network.interface": "eth 1"}, "network.interface", ["interface name"]),
     ("program-owned-key", {"stack": "other"}, "stack", ["set by the program"]),
+    # kubeadm would refuse these, or the nodes' apt would find no repository
+    ("k8s-before-v1beta4", {"kubernetes.version": "1.30.5"}, "kubernetes.version", ["v1beta4", "1.31.0 or newer"]),
+    ("k8s-leading-zero", {"kubernetes.version": "1.036.1"}, "kubernetes.version", ["MAJOR.MINOR.PATCH", "no leading zeros: 1.36.1"]),
+    ("service-cidr-too-large", {"kubernetes.service_cidr": "10.0.0.0/8"}, "kubernetes.service_cidr", ["too large", "/12"]),
+    ("service-cidr-too-small", {"kubernetes.service_cidr": "10.96.0.0/29"}, "kubernetes.service_cidr", ["too small", "tenth"]),
+    ("pod-cidr-smaller-than-a-node", {"kubernetes.pod_cidr": "10.244.0.0/25"}, "kubernetes.pod_cidr", ["holds 0 node ranges of /24", "3 nodes", "/22"]),
+    ("pod-cidr-one-node", {"kubernetes.pod_cidr": "10.244.0.0/24"}, "kubernetes.pod_cidr", ["holds 1 node range of /24", "3 nodes"]),
+    # MetalLB would assign an IP that nobody announces
+    (
+        "ingress-pool-unannounced",
+        {"metallb.pools[1]": {"name": "other", "addresses": ["192.168.56.100-192.168.56.110"]}, "metallb.l2_advertisements[0].pools": ["other"]},
+        "metallb.l2_advertisements",
+        ["'lab-pool'", "ingress.ip 192.168.56.200", "nobody would answer ARP"],
+    ),
+    (
+        "auto-pools-unannounced",
+        {"ingress.ip": DELETE, "metallb.pools[0].auto_assign": False,
+         "metallb.pools[1]": {"name": "other", "addresses": ["192.168.56.100-192.168.56.110"]},
+         "metallb.l2_advertisements[0].pools": ["lab-pool"]},
+        "metallb.l2_advertisements",
+        ["auto_assign", "ingress controller's IP"],
+    ),
+    ("interfaces-empty", {"metallb.l2_advertisements[0].interfaces": []}, "metallb.l2_advertisements[0].interfaces", ["every interface", "NAT", "remove the key"]),
+    ("hostname-too-long", {"domain": ".".join(["a" * 63] * 3 + ["b" * 57]), "apps": ["demo", "online-boutique"]}, "domain", ["boutique.", "258 characters", "253"]),
+    ("domain-too-long", {"domain": ".".join(["a" * 63] * 4)}, "domain", ["255 characters", "253"]),
+    # messages: what is wrong, and only that
+    ("pools-as-mapping", {"metallb.pools": {"lab-pool": {"addresses": ["192.168.56.200-192.168.56.250"]}}}, "metallb.pools", ["expected a list", "a mapping"]),
+    ("nodes-as-mapping", {"nodes": {"k8s-cp": {"role": "control-plane", "ip": "192.168.56.10"}}}, "nodes", ["expected a list"]),
+    ("memory-with-unit", {"nodes[1].memory_mb": "4G"}, "nodes[1].memory_mb", ["whole number", "megabytes", "4096"]),
+    ("memory-with-mi", {"nodes[1].memory_mb": "3584Mi"}, "nodes[1].memory_mb", ["write 3584"]),
+    ("cpus-boolean", {"nodes[1].cpus": True}, "nodes[1].cpus", ["whole number", "true"]),
 ]
 
 
@@ -193,6 +224,43 @@ def test_existing_cluster_kubeconfig_must_be_a_kubeconfig():
     assert "no clusters" in problem(err, "cluster.kubeconfig")
 
 
+@pytest.fixture
+def kubeconfig_values(tmp_path):
+    """Kubeconfigs a user might give by mistake, each with a word its problem must name."""
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfe\x00kube")
+    return {
+        "base64": (__import__("base64").b64encode(TEST_KUBECONFIG.encode()).decode(), "base64"),
+        "not-utf8": (str(binary), "UTF-8"),
+        "contexts-a-number": (TEST_KUBECONFIG.replace("contexts: [{name: kind-lab, context: {cluster: kind, user: admin}}]", "contexts: 5"), "contexts"),
+        "directory": (str(tmp_path), "is a directory"),
+        "a-token": ("eyJhbGciOiJSUzI1NiIsImtpZCI6IjEyMyJ9", "neither the path"),
+        "a-number": (5, "as a string"),
+    }
+
+
+@pytest.mark.parametrize("case", ["base64", "not-utf8", "contexts-a-number", "directory", "a-token", "a-number"])
+def test_a_kubeconfig_that_is_not_one_is_a_config_error_that_never_shows_it(case, kubeconfig_values):
+    value, word = kubeconfig_values[case]
+    err = fails(existing(value))
+    assert word in problem(err, "cluster.kubeconfig")
+    if case in ("base64", "a-token"):
+        assert str(value) not in str(err)
+    assert "token: abc" not in str(err)
+
+
+def test_existing_cluster_ignores_the_unused_pod_and_service_ranges():
+    # A LAN inside the defaults 10.96.0.0/12 and 10.244.0.0/16: the cluster chose its own ranges.
+    for lan in ("10.100.0.0/24", "10.244.7.0/24"):
+        prefix = lan.rsplit(".", 1)[0]
+        run_program("lab", {**existing(), "network.cidr": lan, "metallb.pools[0].addresses": [f"{prefix}.200-{prefix}.250"],
+                            "ingress.ip": f"{prefix}.200"})  # fmt: skip
+
+
+def test_kubernetes_version_is_not_checked_against_kubeadm_on_an_existing_cluster():
+    run_program("lab", {**existing(), "kubernetes.version": "1.30.5"})
+
+
 def test_plain_text_kubeconfig_in_stack_file_is_warned_about_and_still_secret():
     run = run_program("lab", existing())
     assert any("--secret" in w for w in run.warnings)
@@ -231,3 +299,41 @@ def test_render_mode_needs_a_pinned_ingress_ip(tmp_path):
 def test_render_mode_cannot_read_argocd_password(tmp_path):
     err = fails({**rendering(tmp_path), "apps": ["demo", "argocd"]})
     assert "set it to false" in problem(err, "app_options.argocd.export_admin_password")
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["192.168.56.250-192.168.56.200", "fd00::1-fd00::5"],
+    ids=["reversed", "ipv6"],
+)
+def test_a_bad_pool_entry_is_one_problem_not_two(entry):
+    err = fails({"metallb.pools[0].addresses[0]": entry})
+    assert err.paths() == ["metallb.pools[0].addresses[0]"], [str(p) for p in err.problems]
+    assert "Tuple" not in str(err)
+
+
+def test_a_list_given_as_a_mapping_is_not_a_list_of_unknown_keys():
+    err = fails({"metallb.pools": {"lab-pool": {"addresses": ["192.168.56.200/29"]}, "second": {}}})
+    assert "unknown key" not in str(err)
+
+
+def test_shape_problems_do_not_hide_problems_of_the_lab_as_a_whole():
+    # An unknown key, an ill-typed value and a cross-key problem, all reported at once.
+    err = fails({"nodes[1].memory": 2048, "nodes[2].cpus": "two", "kubernetes.pod_cidr": "192.168.0.0/16", "vagrant.provider": "hyperv"})
+    assert {"nodes[1].memory", "nodes[2].cpus", "kubernetes.pod_cidr", "vagrant.provider"} <= set(err.paths()), err.paths()
+
+
+def test_an_ill_shaped_value_does_not_make_up_lab_problems_from_its_absence():
+    # With the pool's only range left out, the ingress IP would be "outside every pool": it is not said.
+    err = fails({"metallb.pools[0].addresses[0]": "192.168.56.250-192.168.56.200"})
+    assert err.paths() == ["metallb.pools[0].addresses[0]"]
+
+
+def test_a_pool_no_advertisement_names_is_a_warning():
+    run = run_program("lab", {"metallb.pools[1]": {"name": "spare", "addresses": ["192.168.56.100-192.168.56.110"]}})
+    assert any("metallb.pools[1] (spare)" in w and "never answered" in w for w in run.warnings), run.warnings
+
+
+def test_an_advertisement_of_every_pool_covers_the_ingress_pool():
+    run = run_program("lab", {"metallb.l2_advertisements[0].pools": []})
+    assert not any("L2 advertisement" in w for w in run.warnings)
