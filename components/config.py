@@ -413,6 +413,16 @@ class LabConfig(_Strict):
         return self.cluster is not None
 
     @property
+    def rendering(self) -> bool:
+        """Render mode: manifests are written to a directory, and nothing is contacted."""
+        return self.cluster is not None and bool(self.cluster.render_yaml_to_directory)
+
+    @property
+    def runs_self_check(self) -> bool:
+        """The self-check curls the ingress IP, which render mode never does."""
+        return self.self_check.enabled and not self.rendering
+
+    @property
     def control_plane(self) -> NodeConfig:
         return next(n for n in self.nodes if n.role == "control-plane")
 
@@ -521,7 +531,13 @@ def check_lab(cfg: LabConfig) -> tuple[list[Problem], list[str]]:
     warnings.extend(memory_warnings(cfg))
 
     # -- render mode: nothing can be read back from a cluster --
-    if cfg.cluster is not None and cfg.cluster.render_yaml_to_directory:
+    if cfg.rendering:
+        if cfg.self_check.enabled and "enabled" in cfg.self_check.model_fields_set:
+            add(
+                "self_check.enabled",
+                "cannot run with cluster.render_yaml_to_directory: render mode contacts nothing, so no self-check "
+                "is run; set it to false or remove it",
+            )
         if cfg.ingress.ip is None:
             add("ingress.ip", "is required with cluster.render_yaml_to_directory: the Service's IP cannot be read back from a rendered manifest; pin one from a pool")
         if "argocd" in cfg.apps and cfg.app_options.argocd.export_admin_password:

@@ -283,7 +283,29 @@ def test_render_mode_reaches_the_provider_without_a_kubeconfig(tmp_path):
     run = run_program("lab", rendering(tmp_path))
     provider = run.one("pulumi:providers:kubernetes")
     assert provider.inputs["renderYamlToDirectory"] == str(tmp_path)
-    assert "kubeconfig" not in provider.inputs and "kubeconfig" not in run.outputs
+    assert not provider.inputs.get("kubeconfig") and "kubeconfig" not in run.outputs
+
+
+def test_render_mode_ignores_the_shells_kubeconfig(tmp_path, monkeypatch):
+    # The SDK fills an unset Provider kubeconfig from $KUBECONFIG; the provider then refuses it
+    # beside renderYamlToDirectory ("kubeconfig arg is not compatible with renderYamlToDirectory").
+    shell_config = tmp_path / "shell-kubeconfig"
+    shell_config.write_text(TEST_KUBECONFIG)
+    monkeypatch.setenv("KUBECONFIG", str(shell_config))
+    provider = run_program("lab", rendering(tmp_path / "out")).one("pulumi:providers:kubernetes")
+    assert not provider.inputs.get("kubeconfig"), provider.inputs.get("kubeconfig")
+    assert not provider.inputs.get("context")
+
+
+def test_render_mode_runs_no_self_check_and_no_command(tmp_path):
+    run = run_program("lab", rendering(tmp_path))
+    assert run.of_type("command:local:Command") == [], [c.name for c in run.of_type("command:local:Command")]
+    assert not run.of_type("k8s-lab:selfcheck:SelfCheck")
+
+
+def test_render_mode_refuses_a_self_check_asked_for(tmp_path):
+    err = fails({**rendering(tmp_path), "self_check": {"enabled": True}})
+    assert "contacts nothing" in problem(err, "self_check.enabled")
 
 
 def test_render_mode_refuses_a_kubeconfig_too(tmp_path):
