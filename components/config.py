@@ -119,6 +119,20 @@ class ConfigError(pulumi.RunError):
         return [p.path for p in self.problems]
 
 
+# pulumi-language-python-exec's exit code for "the user was shown an actionable message": the
+# CLI then adds nothing of its own. (A RunError is printed too, but the executor exits 1 and the
+# CLI follows the list with "an unhandled error occurred: Program exited with non-zero exit code".)
+EXIT_AFTER_MESSAGE = 32
+
+
+class ConfigReported(SystemExit):
+    """Ends the program after :func:`load` has logged the problem list as the run's error."""
+
+    def __init__(self, error: ConfigError):
+        super().__init__(EXIT_AFTER_MESSAGE)
+        self.error = error
+
+
 # --------------------------------------------------------------------------------------------
 # The typed shape of each key
 
@@ -1227,6 +1241,13 @@ def read_stack_config() -> tuple[dict[str, Any], frozenset[str]]:
 
 
 def load() -> LabConfig:
-    """Read and validate the running stack's configuration. Call once, from ``__main__.py``."""
+    """Read and validate the running stack's configuration. Call once, from ``__main__.py``.
+
+    On a problem the list is logged as the run's one error and the program ends (:class:`ConfigReported`).
+    """
     raw, secret_keys = read_stack_config()
-    return parse(raw, stack=pulumi.get_stack(), secret_keys=secret_keys)
+    try:
+        return parse(raw, stack=pulumi.get_stack(), secret_keys=secret_keys)
+    except ConfigError as err:
+        pulumi.log.error(str(err))
+        raise ConfigReported(err) from None

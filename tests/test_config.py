@@ -4,6 +4,8 @@ Each bad config runs the whole program under mocks and must raise ConfigError na
 path, saying what is wrong, and registering nothing.
 """
 
+import logging
+
 import pytest
 
 from components import config as lab_config
@@ -159,6 +161,15 @@ def test_bad_config_fails_before_anything_is_registered(overrides, path, words):
     assert str(err).startswith("the k8s-lab stack configuration has")
     assert f"{path}: " in str(err)
     assert not isinstance(err, (KeyError, TypeError))
+
+
+def test_the_problem_list_is_the_runs_one_error_and_the_program_ends_quietly():
+    # pulumi-language-python-exec exits 1 after a RunError, and the CLI then adds "an unhandled
+    # error occurred"; exit code 32 tells it the user has been shown the message already.
+    err = fails({"nodes[2].ip": "192.168.56.11", "ingress.ip": "192.168.56.100"})
+    errors = [message for level, message in err.logged if level >= logging.ERROR]
+    assert errors == [str(err)]
+    assert err.exit_code == 32
 
 
 def test_all_problems_are_reported_together():
