@@ -1042,7 +1042,12 @@ def parse(raw: Mapping[str, Any], *, stack: str, secret_keys: frozenset[str] = f
     # the config with each ill-shaped value left out (its default, or its entry dropped).
     # Problems of the lab stage under a key that was left out are not reported: they could
     # stem from the omission.
-    left_out: list[tuple] = [(p.path.split(".")[0].split("[")[0],) for p in problems]
+    left_out: list[tuple] = []
+    for p in problems:
+        top = _top_key(p.path)
+        left_out.append((top,))
+        # A misspelt section (metalb) leaves the real one (metallb) at its defaults: not a problem of its own.
+        left_out += [(close,) for close in difflib.get_close_matches(top, list(LabConfig.model_fields), n=1, cutoff=0.6)]
     candidate: dict = data
     cfg = None
     for attempt in range(4):
@@ -1052,7 +1057,8 @@ def parse(raw: Mapping[str, Any], *, stack: str, secret_keys: frozenset[str] = f
         except ValidationError as err:
             errors = err.errors()
             if attempt == 0:
-                problems += _shape_problems(errors)
+                reported = {p.path for p in problems}
+                problems += [p for p in _shape_problems(errors) if p.path not in reported]
             locs = [_repair_loc(e) for e in errors]
             left_out += locs
             candidate = _without(candidate, locs)
@@ -1061,10 +1067,15 @@ def parse(raw: Mapping[str, Any], *, stack: str, secret_keys: frozenset[str] = f
 
     lab_problems, lab_warnings = check_lab(cfg)
     hidden = {_section(loc[0]) for loc in left_out if loc}
-    problems += [p for p in lab_problems if _section(p.path.split(".")[0].split("[")[0]) not in hidden]
+    problems += [p for p in lab_problems if _section(_top_key(p.path)) not in hidden]
     if problems:
         raise ConfigError(problems)
     return cfg.model_copy(update={"warnings": tuple(warnings + lab_warnings)})
+
+
+def _top_key(path: str) -> str:
+    """``metallb.pools[0].name`` -> ``metallb``."""
+    return path.split(".")[0].split("[")[0]
 
 
 def _section(key: Any) -> str:

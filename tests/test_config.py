@@ -356,6 +356,11 @@ def test_shape_problems_do_not_hide_problems_of_the_lab_as_a_whole():
     assert {"nodes[1].memory", "nodes[2].cpus", "kubernetes.pod_cidr", "vagrant.provider"} <= set(err.paths()), err.paths()
 
 
+def test_a_misspelt_section_is_one_problem_not_the_real_sections_absence():
+    err = fails({"metalb": {"version": "0.14.9"}, "metallb": DELETE})
+    assert err.paths() == ["metalb"], [str(p) for p in err.problems]
+
+
 def test_an_ill_shaped_value_does_not_make_up_lab_problems_from_its_absence():
     # With the pool's only range left out, the ingress IP would be "outside every pool": it is not said.
     err = fails({"metallb.pools[0].addresses[0]": "192.168.56.250-192.168.56.200"})
