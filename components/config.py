@@ -1262,3 +1262,53 @@ def load() -> LabConfig:
     except ConfigError as err:
         pulumi.log.error(str(err))
         raise ConfigReported(err) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Before the engine: `./lab up` and `./lab preview` check the stack's config first, so that a
+# mistake ends with the problem list alone rather than followed by the CLI's resource summary.
+
+PROBLEMS_EXIT_CODE = 65  # EX_DATAERR: anything else lets ./lab go on and pulumi report it
+
+
+def raw_from_cli_json(text: str) -> tuple[dict[str, Any], frozenset[str]]:
+    """The ``k8s-lab:*`` keys of ``pulumi config --json --show-secrets``, decoded, and the secret ones."""
+    listed = json.loads(text)
+    prefix = f"{NAMESPACE}:"
+    raw: dict[str, Any] = {}
+    secret: set[str] = set()
+    for full_key, entry in listed.items():
+        if not full_key.startswith(prefix):
+            continue
+        if not isinstance(entry, Mapping) or "value" not in entry or entry["value"] == "[unknown]":
+            # A secret pulumi did not decrypt, or a value from an environment it did not open.
+            raise ValueError(f"{full_key} has no value to check here")
+        key = full_key[len(prefix) :]
+        raw[key] = entry["objectValue"] if "objectValue" in entry else _decode(key, entry["value"])
+        if entry.get("secret"):
+            secret.add(key)
+    return raw, frozenset(secret)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """``pulumi config --json --show-secrets | python -m components.config --stack lab``."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="Check a k8s-lab stack's config as `pulumi config --json` lists it.")
+    parser.add_argument("--stack", required=True)
+    args = parser.parse_args(argv)
+    try:
+        raw, secret_keys = raw_from_cli_json(sys.stdin.read())
+    except (ValueError, AttributeError):
+        return 0  # not what was expected: the program checks it again under pulumi
+    try:
+        parse(raw, stack=args.stack, secret_keys=secret_keys)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return PROBLEMS_EXIT_CODE
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -4,12 +4,15 @@ Each bad config runs the whole program under mocks and must raise ConfigError na
 path, saying what is wrong, and registering nothing.
 """
 
+import json
 import logging
+import os
+import subprocess
 
 import pytest
 
 from components import config as lab_config
-from harness import DELETE, TEST_KUBECONFIG, run_program
+from harness import DELETE, ROOT, TEST_KUBECONFIG, run_program, stack_config
 
 
 
@@ -170,6 +173,45 @@ def test_the_problem_list_is_the_runs_one_error_and_the_program_ends_quietly():
     errors = [message for level, message in err.logged if level >= logging.ERROR]
     assert errors == [str(err)]
     assert err.exit_code == 32
+
+
+def _lab_preview_with_stack_config(tmp_path, config: dict) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """`./lab preview` with a stand-in Pulumi CLI that lists ``config`` and records every call."""
+    listing = {key: {"value": v if isinstance(v, str) else json.dumps(v), **({} if isinstance(v, str) else {"objectValue": v}),
+                     "secret": False} for key, v in config.items()}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(listing))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    pulumi = bin_dir / "pulumi"
+    pulumi.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >>{tmp_path}/calls\n'
+        'case "$*" in\n'
+        f"  'config --stack lab --json --show-secrets') cat {tmp_path}/config.json ;;\n"
+        "esac\n"
+    )
+    pulumi.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "K8S_LAB_STACK": "lab",
+           "PULUMI_BACKEND_URL": f"file://{tmp_path}", "PULUMI_CONFIG_PASSPHRASE": "test"}  # fmt: skip
+    result = subprocess.run(["bash", str(ROOT / "lab"), "preview"], env=env, capture_output=True, text=True, timeout=60)
+    return result, (tmp_path / "calls").read_text().splitlines()
+
+
+@pytest.mark.skipif(not (ROOT / ".venv/bin/python").exists(), reason="./lab checks the config with .venv, which ./lab test creates")
+def test_lab_preview_of_an_invalid_config_ends_with_the_problem_list_alone(tmp_path):
+    config = stack_config("lab")
+    config["k8s-lab:nodes"][2]["ip"] = "192.168.56.11"
+    result, calls = _lab_preview_with_stack_config(tmp_path, config)
+    assert result.returncode == 1
+    assert result.stderr.rstrip().splitlines()[-1].startswith("  - nodes[2].ip: 192.168.56.11 is also the IP of nodes[1]")
+    assert not any(call.startswith("preview") for call in calls), calls
+
+
+@pytest.mark.skipif(not (ROOT / ".venv/bin/python").exists(), reason="./lab checks the config with .venv, which ./lab test creates")
+def test_lab_preview_of_a_valid_config_goes_on_to_pulumi(tmp_path):
+    result, calls = _lab_preview_with_stack_config(tmp_path, stack_config("lab"))
+    assert result.returncode == 0, result.stderr
+    assert calls[-1].startswith("preview --stack lab"), calls
 
 
 def test_all_problems_are_reported_together():
