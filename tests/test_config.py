@@ -417,3 +417,8 @@ def test_a_pool_no_advertisement_names_is_a_warning():
 def test_an_advertisement_of_every_pool_covers_the_ingress_pool():
     run = run_program("lab", {"metallb.l2_advertisements[0].pools": []})
     assert not any("L2 advertisement" in w for w in run.warnings)
+
+
+def test_an_empty_interface_list_on_an_existing_cluster_is_a_warning():
+    run = run_program("lab", {**existing(), "metallb.l2_advertisements[0].interfaces": []})
+    assert any("interfaces: an empty list announces on every interface" in w for w in run.warnings), run.warnings
