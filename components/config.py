@@ -342,7 +342,7 @@ class ClusterConfig(_Strict):
 
 class SelfCheckConfig(_Strict):
     enabled: bool = True
-    timeout_seconds: int = Field(300, ge=10, le=3600)
+    timeout_seconds: WholeNumber = Field(300, ge=10, le=3600)
 
 
 class ArgoCDOptions(_Strict):
@@ -372,7 +372,7 @@ class OnlineBoutiqueOptions(_Strict):
 
 
 class DemoOptions(_Strict):
-    replicas: int = Field(2, ge=1, le=20)
+    replicas: WholeNumber = Field(2, ge=1, le=20)
 
 
 class AppOptions(_Strict):

@@ -152,6 +152,7 @@ BAD = [
     ("memory-with-unit", {"nodes[1].memory_mb": "4G"}, "nodes[1].memory_mb", ["whole number", "megabytes", "4096"]),
     ("memory-with-mi", {"nodes[1].memory_mb": "3584Mi"}, "nodes[1].memory_mb", ["write 3584"]),
     ("cpus-boolean", {"nodes[1].cpus": True}, "nodes[1].cpus", ["whole number", "true"]),
+    ("timeout-boolean", {"self_check.timeout_seconds": True}, "self_check.timeout_seconds", ["whole number", "true"]),
 ]
 
 
