@@ -1033,8 +1033,7 @@ def parse(raw: Mapping[str, Any], *, stack: str, secret_keys: frozenset[str] = f
     data = _strip_unknown(LabConfig, {k: v for k, v in raw.items() if k not in ("stack", "warnings")})
 
     warnings: list[str] = []
-    cluster_problems = _resolve_cluster(data, secret_keys, warnings)
-    problems += cluster_problems
+    problems += _resolve_cluster(data, secret_keys, warnings)
     if "network" not in data:
         problems.append(Problem("network.cidr", "is required: the host-only network, e.g. {cidr: 192.168.56.0/24}"))
         raise ConfigError(problems)
@@ -1146,6 +1145,8 @@ def _resolve_cluster(data: dict, secret_keys: frozenset[str], warnings: list[str
         document = yaml.safe_load(content)
     except yaml.YAMLError as err:
         return [Problem("cluster.kubeconfig", f"{where} is not valid YAML ({err.__class__.__name__})")]
+    if isinstance(document, str) and _is_base64_kubeconfig(document):
+        return [Problem("cluster.kubeconfig", BASE64_KUBECONFIG)]
     if not isinstance(document, Mapping) or not document.get("clusters"):
         return [Problem("cluster.kubeconfig", f"{where} has no clusters; is it a kubeconfig?")]
     for key in ("clusters", "contexts", "users"):
@@ -1178,6 +1179,20 @@ def _kind_of(value: Any) -> str:
     )
 
 
+BASE64_KUBECONFIG = (
+    "holds a base64-encoded kubeconfig; give the kubeconfig itself (decode it with `base64 -d`) or the path "
+    "of its file (the value is not shown: it holds credentials)"
+)
+
+
+def _is_base64_kubeconfig(value: str) -> bool:
+    try:
+        decoded = base64.b64decode("".join(value.split()), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return False
+    return "clusters" in decoded or "apiVersion" in decoded
+
+
 def _looks_like_a_path(value: str) -> bool:
     return len(value) < 1024 and ("/" in value or value.startswith(("~", ".")) or "." in value[1:])
 
@@ -1199,15 +1214,8 @@ def _read_kubeconfig_file(value: str) -> tuple[str, str, Optional[str]]:
             return "", "", f"{path} is not a UTF-8 text file; is it a kubeconfig?"
         except OSError as err:
             return "", "", f"{path} cannot be read ({err.strerror})"
-    try:
-        decoded = base64.b64decode(stripped, validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        decoded = ""
-    if "clusters" in decoded or "apiVersion" in decoded:
-        return "", "", (
-            "holds a base64-encoded kubeconfig; give the kubeconfig itself (decode it with `base64 -d`) or the path "
-            "of its file (the value is not shown: it holds credentials)"
-        )
+    if _is_base64_kubeconfig(stripped):
+        return "", "", BASE64_KUBECONFIG
     if _looks_like_a_path(stripped):
         return "", "", f"file {path} does not exist; give the path of a kubeconfig or its content"
     return "", "", (
@@ -1307,6 +1315,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return PROBLEMS_EXIT_CODE
+    except Exception:  # noqa: BLE001 - whatever it is, the program meets it again under pulumi
+        return 0
     return 0
 
 

@@ -285,6 +285,7 @@ def kubeconfig_values(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00kube")
     return {
         "base64": (__import__("base64").b64encode(TEST_KUBECONFIG.encode()).decode(), "base64"),
+        "base64-wrapped": (__import__("base64").encodebytes(TEST_KUBECONFIG.encode()).decode(), "base64"),
         "not-utf8": (str(binary), "UTF-8"),
         "contexts-a-number": (TEST_KUBECONFIG.replace("contexts: [{name: kind-lab, context: {cluster: kind, user: admin}}]", "contexts: 5"), "contexts"),
         "directory": (str(tmp_path), "is a directory"),
@@ -293,13 +294,13 @@ def kubeconfig_values(tmp_path):
     }
 
 
-@pytest.mark.parametrize("case", ["base64", "not-utf8", "contexts-a-number", "directory", "a-token", "a-number"])
+@pytest.mark.parametrize("case", ["base64", "base64-wrapped", "not-utf8", "contexts-a-number", "directory", "a-token", "a-number"])
 def test_a_kubeconfig_that_is_not_one_is_a_config_error_that_never_shows_it(case, kubeconfig_values):
     value, word = kubeconfig_values[case]
     err = fails(existing(value))
     assert word in problem(err, "cluster.kubeconfig")
-    if case in ("base64", "a-token"):
-        assert str(value) not in str(err)
+    if case in ("base64", "base64-wrapped", "a-token"):
+        assert str(value).split()[0] not in str(err)
     assert "token: abc" not in str(err)
 
 
