@@ -187,6 +187,7 @@ def _lab_preview_with_stack_config(tmp_path, config: dict) -> tuple[subprocess.C
     pulumi.write_text(
         "#!/bin/sh\n"
         f'echo "$*" >>{tmp_path}/calls\n'
+        f'echo "$KUBECONFIG" >>{tmp_path}/kubeconfigs\n'
         'case "$*" in\n'
         f"  'config --stack lab --json --show-secrets') cat {tmp_path}/config.json ;;\n"
         "esac\n"
@@ -213,6 +214,15 @@ def test_lab_preview_of_a_valid_config_goes_on_to_pulumi(tmp_path):
     result, calls = _lab_preview_with_stack_config(tmp_path, stack_config("lab"))
     assert result.returncode == 0, result.stderr
     assert calls[-1].startswith("preview --stack lab"), calls
+
+
+@pytest.mark.skipif(not (ROOT / ".venv/bin/python").exists(), reason="./lab checks the config with .venv, which ./lab test creates")
+def test_lab_runs_pulumi_with_an_empty_kubeconfig_whatever_the_shell_has(tmp_path, monkeypatch):
+    # Render mode gives the provider no kubeconfig; pulumi-kubernetes would then ask the cluster
+    # of the shell's KUBECONFIG (or ~/.kube/config) for /version and /openapi/v2.
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "users-cluster"))
+    _lab_preview_with_stack_config(tmp_path, stack_config("lab"))
+    assert set((tmp_path / "kubeconfigs").read_text().split()) == {"/dev/null"}
 
 
 def test_all_problems_are_reported_together():
