@@ -49,7 +49,7 @@ apps = Apps(
     f"{cfg.stack}-apps",
     AppsArgs(cluster=cluster, ingress=ingress, domain=cfg.domain, apps=cfg.apps, options=cfg.app_options),
 )
-if cfg.self_check.enabled:
+if cfg.runs_self_check:
     SelfCheck(
         f"{cfg.stack}-self-check",
         SelfCheckArgs(cluster=cluster, metallb=metallb, ingress=ingress, apps=apps, config=cfg.self_check, network_cidr=cfg.network.cidr),

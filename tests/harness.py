@@ -28,6 +28,8 @@ from pulumi.runtime import settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from components.config import ConfigReported
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "k8s-lab"
 SHARED = ROOT.parent / "shared"
@@ -441,6 +443,9 @@ def run_program(
     logger.addHandler(capture)
 
     _fresh_event_loop()
+    # As pulumi-language-python-exec does: a program that ends early (ConfigReported) leaves a
+    # finished task whose exception asyncio would otherwise log as "never retrieved".
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     # A fresh root stack per run, or stack outputs of an earlier run would leak into this one.
     settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=logger)
@@ -453,6 +458,14 @@ def run_program(
     main = str(program or ROOT / "__main__.py")
     try:
         _sync_await(run_pulumi_func(lambda: runpy.run_path(main, run_name="__main__")))
+    except ConfigReported as exit:
+        # The program logged the problem list and ended with the executor's "message shown" code;
+        # tests get the ConfigError itself, with what was logged and the exit code.
+        err = exit.error
+        err.registered = [urn for req, urn in monitor.requests if req.type != "pulumi:pulumi:Stack"]  # type: ignore[attr-defined]
+        err.logged = list(capture.records)  # type: ignore[attr-defined]
+        err.exit_code = exit.code  # type: ignore[attr-defined]
+        raise err from None
     except Exception as err:
         # Lets tests assert that a failing program registered nothing before it failed.
         err.registered = [urn for req, urn in monitor.requests if req.type != "pulumi:pulumi:Stack"]  # type: ignore[attr-defined]

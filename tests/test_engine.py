@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from engine_project import INGRESS_MANIFEST, METALLB_MANIFEST, Project, lab_config
-from harness import reference_file
+from harness import TEST_KUBECONFIG, reference_file
 
 # One worker runs them all, so the render-mode stack is brought up once.
 pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engine")]
@@ -170,3 +170,36 @@ def test_admin_passwords_output_is_a_secret_in_state_and_cli(rendered):
 def test_destroy_leaves_the_stack_empty(rendered):
     resources = rendered["after"]["deployment"].get("resources") or []
     assert resources == []
+
+
+def test_an_invalid_config_ends_with_the_problem_list_alone(tmp_path, references):
+    project = Project(tmp_path)
+    config = lab_config()
+    config["k8s-lab:nodes"][2]["ip"] = config["k8s-lab:nodes"][1]["ip"]
+    config["k8s-lab:kubernetes"]["version"] = "1.30.5"
+    project.stack("lab", config)
+    result = project.pulumi("preview", "--stack", "lab", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "nodes[2].ip: 192.168.56.11 is also the IP of nodes[1]" in output
+    assert "kubernetes.version: 1.30.5" in output
+    # Neither a traceback nor the CLI's own "unhandled error" after the list.
+    assert "unhandled" not in output and "Traceback" not in output, output
+
+
+def test_render_mode_previews_whatever_kubeconfig_the_shell_has(tmp_path, references):
+    project = Project(tmp_path)
+    shell_config = tmp_path / "shell-kubeconfig"
+    shell_config.write_text(TEST_KUBECONFIG)
+    project.env["KUBECONFIG"] = str(shell_config)
+    config = lab_config(
+        **{
+            "k8s-lab:cluster": {"render_yaml_to_directory": str(tmp_path / "rendered")},
+            "k8s-lab:network": {"cidr": "192.168.56.0/24", "interface": "eth1"},
+        }
+    )
+    del config["k8s-lab:nodes"], config["k8s-lab:vagrant"]
+    project.stack("render", config)
+    result = project.pulumi("preview", "--stack", "render", "--json", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not any("self-check" in urn for urn in planned(result.stdout))

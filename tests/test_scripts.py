@@ -152,6 +152,30 @@ def test_box_is_added_only_when_missing(fake):
     assert fake.calls()[-1][0] == ["box", "add", "bento/ubuntu-24.04", "--box-version", "202510.26.0", "--provider", "virtualbox"]
 
 
+@pytest.mark.parametrize(
+    "listed",
+    [
+        "generic/debian12 (virtualbox, 4.3.12, (amd64))",  # a longer version starting alike
+        "mybento/ubuntu-24.04 (virtualbox, 4.3)",  # a name ending alike
+        "bento/ubuntu-24.04-arm (virtualbox, 4.3)",  # a name starting alike
+        "bento/ubuntu-24.04 (libvirt, 4.3)",  # another provider
+    ],
+)
+def test_box_must_match_name_provider_and_version_exactly(fake, listed):
+    fake.install()
+    name = "generic/debian12" if listed.startswith("generic") else "bento/ubuntu-24.04"
+    assert fake.run("box", name, "4.3", FAKE_BOXES=listed).returncode == 0
+    assert fake.calls()[-1][0] == ["box", "add", name, "--box-version", "4.3", "--provider", "virtualbox"]
+
+
+def test_box_listed_with_padding_and_architecture_is_found(fake):
+    fake.install()
+    listed = "generic/debian12   (virtualbox, 4.3.12, (amd64))\nbento/ubuntu-24.04 (virtualbox, 4.3)"
+    assert fake.run("box", "generic/debian12", "4.3.12", FAKE_BOXES=listed).returncode == 0
+    assert fake.run("box", "bento/ubuntu-24.04", "4.3", FAKE_BOXES=listed).returncode == 0
+    assert [argv for argv, _ in fake.calls()] == [["box", "list"], ["box", "list"]]
+
+
 def test_run_sends_the_script_and_named_variables_on_stdin(fake, tmp_path):
     fake.install()
     script = tmp_path / "node.sh"

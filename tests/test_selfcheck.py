@@ -86,6 +86,16 @@ def test_can_be_switched_off():
     assert r.outputs["check"] == "./lab check"  # still runnable by hand
 
 
+def test_a_lab_without_apps_checks_that_the_ingress_ip_answers():
+    r = run_lab(apps=[])
+    command = r.one(COMMAND, CHECK)
+    assert command.inputs["environment"]["LAB_HOSTNAMES"] == ""
+    assert command.inputs["environment"]["LAB_INGRESS_IP"] == "192.168.56.200"
+    assert command.inputs["triggers"] == ["192.168.56.200"]
+    assert r.outputs["ingress_ip"] == "192.168.56.200"
+    assert r.outputs["hostnames"] == [] and r.outputs["urls"] == {} and r.outputs["etc_hosts"] is None
+
+
 def test_timeout_comes_from_config():
     assert run_lab(**{"self_check.timeout_seconds": 60}).one(COMMAND, CHECK).inputs["environment"]["LAB_TIMEOUT_SECONDS"] == "60"
 
@@ -154,7 +164,24 @@ def check(port: int, hostnames: str, *, path: str | None = None, **env: str) -> 
         "LAB_RETRY_SECONDS": "0",
         **env,
     }
+    environment = {k: v for k, v in environment.items() if v is not None}  # None: unset
     return subprocess.run([BASH, str(SCRIPT)], env=environment, capture_output=True, text=True, timeout=60)
+
+
+@needs_curl
+def test_without_apps_the_controllers_own_answer_passes(fake_ingress):
+    # No hostnames: the controller answers the bare IP with its default 404, which shows it serves.
+    server = fake_ingress({})
+    result = check(server.server_port, "")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no apps" in result.stdout and "HTTP 404" in result.stdout
+
+
+@needs_curl
+def test_without_apps_a_silent_ip_still_fails():
+    result = check(closed_port(), "")
+    assert result.returncode == 1
+    assert "no apps" in result.stdout and "does not answer" in result.stdout
 
 
 @needs_curl
@@ -277,7 +304,7 @@ def test_missing_curl_is_said_plainly(tmp_path):
     assert "self_check.enabled false" in result.stderr
 
 
-@pytest.mark.parametrize("env,words", [({"LAB_INGRESS_IP": ""}, "LAB_INGRESS_IP"), ({"LAB_HOSTNAMES": ""}, "LAB_HOSTNAMES"), ({"LAB_TIMEOUT_SECONDS": "soon"}, "whole number")])
+@pytest.mark.parametrize("env,words", [({"LAB_INGRESS_IP": ""}, "LAB_INGRESS_IP"), ({"LAB_HOSTNAMES": None}, "LAB_HOSTNAMES"), ({"LAB_TIMEOUT_SECONDS": "soon"}, "whole number")])
 def test_bad_usage_exits_2(env, words):
     result = check(80, "app.lab.test", **env)
     assert result.returncode == 2 and words in result.stderr
