@@ -36,9 +36,12 @@ DEFAULT_METALLB_VERSION = "0.14.9"
 DEFAULT_VAGRANT_BOX = "bento/ubuntu-24.04"
 DEFAULT_VAGRANT_BOX_VERSION = "202510.26.0"
 # ingress-nginx: the controller release (its static manifest is tagged controller-v<version>).
-# traefik: the Helm chart release; chart 37.4.0 ships Traefik Proxy v3.6.2. Chart 40 changed the
-# Service values' syntax, so a newer chart needs its values checked before the pin moves.
-DEFAULT_INGRESS_VERSIONS = {"ingress-nginx": "1.15.1", "traefik": "37.4.0"}
+# traefik: the Helm chart release; chart 41.3.0 ships Traefik Proxy v3.7.11. Chart 40 moved the
+# Service's type into service.spec (components.ingress.traefik_values follows the chart version).
+DEFAULT_INGRESS_VERSIONS = {"ingress-nginx": "1.15.1", "traefik": "41.3.0"}
+# The Gateway API standard channel the lab installs when the Traefik chart brings no CRDs of its
+# own (charts from 40.2.0 dropped them).
+GATEWAY_API_VERSION = "1.6.1"
 # Traefik's chart versions are far ahead of its proxy versions; below this a chart version is
 # almost surely a proxy version given by mistake.
 OLDEST_TRAEFIK_CHART_MAJOR = 30
@@ -283,6 +286,10 @@ class IngressConfig(_Strict):
     # For offline labs: ingress-nginx's deploy.yaml, or traefik's chart (a directory or .tgz),
     # as a local path (relative to the project) or a URL.
     manifest: Optional[str] = None
+    # How apps are routed: Ingress objects (either controller) or Gateway API HTTPRoutes (traefik).
+    api: Literal["ingress", "gateway"] = "ingress"
+    # For offline labs: the Gateway API standard-install.yaml, when the chart carries no CRDs.
+    gateway_api_manifest: Optional[str] = None
 
     @property
     def resolved_version(self) -> str:
@@ -516,11 +523,17 @@ def check_lab(cfg: LabConfig) -> tuple[list[Problem], list[str]]:
 
 def _check_ingress(cfg: LabConfig, add) -> None:
     ingress = cfg.ingress
+    if ingress.api == "gateway" and ingress.controller != "traefik":
+        add(
+            "ingress.api",
+            f"gateway needs a Gateway API controller, and {ingress.controller} serves only Ingress objects; "
+            "set ingress.controller: traefik (it serves both), or ingress.api: ingress",
+        )
     if ingress.controller == "traefik" and ingress.version and version_tuple(ingress.version)[0] < OLDEST_TRAEFIK_CHART_MAJOR:
         add(
             "ingress.version",
             f"{ingress.version} looks like a Traefik Proxy version; for traefik this key is the Helm chart "
-            f"version (chart {DEFAULT_INGRESS_VERSIONS['traefik']} ships Traefik Proxy v3.6.2)",
+            f"version (chart {DEFAULT_INGRESS_VERSIONS['traefik']} ships Traefik Proxy v3.7.11)",
         )
 
 
@@ -541,6 +554,8 @@ def _check_offline_files(cfg: LabConfig, add) -> None:
         ("metallb.manifest", cfg.metallb.manifest, "manifest"),
         ("ingress.manifest", cfg.ingress.manifest, "chart" if cfg.ingress.controller == "traefik" else "manifest"),
     ]
+    if cfg.ingress.api == "gateway":
+        files.append(("ingress.gateway_api_manifest", cfg.ingress.gateway_api_manifest, "manifest"))
     if "argocd" in cfg.apps:
         files.append(("app_options.argocd.manifest", options.argocd.manifest, "manifest"))
     if "grafana" in cfg.apps:

@@ -8,6 +8,7 @@ from typing import Any, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import gateway as gw
 from components.cluster import Cluster
 from components.ingress import Ingress
 from components.manifests import Edit, as_transform
@@ -65,8 +66,9 @@ class App(pulumi.ComponentResource):
 
     namespace: k8s.core.v1.Namespace
 
-    route: k8s.networking.v1.Ingress
-    """The app's Ingress; it waits for the ingress controller (and its admission webhook) to be ready."""
+    route: pulumi.CustomResource
+    """The app's Ingress, or its HTTPRoute with ``ingress.api: gateway``; it waits for the controller (and
+    its admission webhook, or the programmed Gateway) to be ready."""
 
     admin_password: Optional[pulumi.Output[str]] = None
     """The admin password (a Pulumi secret), for apps that have one."""
@@ -106,19 +108,28 @@ class App(pulumi.ComponentResource):
         after: list[pulumi.Resource],
         port: int = 80,
         object_name: Optional[str] = None,
-    ) -> k8s.networking.v1.Ingress:
-        """The app's Ingress, created only once the controller is ready and the app's backend exists.
+    ) -> pulumi.CustomResource:
+        """The app's Ingress (or HTTPRoute), created only once the controller is ready and the app's backend exists.
 
         Waiting for ``ingress`` (the whole component: controller Deployment ready, admission Jobs
         done) is what keeps ingress-nginx's validating webhook from refusing the Ingress with
-        "connection refused" while its pod starts.
+        "connection refused" while its pod starts; with the Gateway API it is what makes the route
+        wait for established CRDs and a programmed Gateway (no "no matches for kind").
         """
-        manifest = ingress_manifest(object_name or service, namespace, args.host, service, port, args.ingress.class_name)
         self.host = args.host
         self.url = f"http://{args.host}"
-        return k8s.networking.v1.Ingress(
-            f"{name}-ingress",
-            metadata=manifest["metadata"],
-            spec=manifest["spec"],
-            opts=pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=[args.ingress, *after]),
-        )
+        opts = pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=[args.ingress, *after])
+        if args.ingress.api == "gateway":
+            route = gw.http_route_manifest(
+                object_name or service, namespace, args.host, service, port, args.ingress.controller.namespace, LABELS
+            )
+            return k8s.apiextensions.CustomResource(
+                f"{name}-route",
+                api_version=route["apiVersion"],
+                kind=route["kind"],
+                metadata=route["metadata"],
+                spec=route["spec"],
+                opts=opts,
+            )
+        manifest = ingress_manifest(object_name or service, namespace, args.host, service, port, args.ingress.class_name)
+        return k8s.networking.v1.Ingress(f"{name}-ingress", metadata=manifest["metadata"], spec=manifest["spec"], opts=opts)
