@@ -312,6 +312,18 @@ class ClusterConfig(_Strict):
     render_yaml_to_directory: Optional[str] = None
 
 
+class TLSConfig(_Strict):
+    """HTTPS from the lab's own CA (components/tls.py)."""
+
+    enabled: bool = True
+    # The CA's name as browsers and trust stores show it. None: "k8s-lab <stack> CA".
+    ca_common_name: Optional[str] = Field(None, min_length=1, max_length=64)
+    # Changing either of these (or the domain) makes a new CA, which must be trusted again.
+    ca_validity_days: int = Field(3650, ge=30, le=36500)
+    # Apple platforms refuse server certificates valid for more than 825 days.
+    certificate_validity_days: int = Field(397, ge=7, le=825)
+
+
 class SelfCheckConfig(_Strict):
     enabled: bool = True
     timeout_seconds: int = Field(300, ge=10, le=3600)
@@ -373,6 +385,7 @@ class LabConfig(_Strict):
     app_options: AppOptions = AppOptions()
     cluster: Optional[ClusterConfig] = None
     self_check: SelfCheckConfig = SelfCheckConfig()
+    tls: TLSConfig = TLSConfig()
     write_kubeconfig: bool = False
     # Problems that do not stop the lab, logged by __main__ as Pulumi warnings.
     warnings: tuple[str, ...] = ()
@@ -523,6 +536,13 @@ def check_lab(cfg: LabConfig) -> tuple[list[Problem], list[str]]:
 
 def _check_ingress(cfg: LabConfig, add) -> None:
     ingress = cfg.ingress
+    tls = cfg.tls
+    if tls.enabled and tls.ca_validity_days < tls.certificate_validity_days:
+        add(
+            "tls.certificate_validity_days",
+            f"{tls.certificate_validity_days} days outlives the CA (tls.ca_validity_days: {tls.ca_validity_days}); "
+            "make it shorter than the CA's validity",
+        )
     if ingress.api == "gateway" and ingress.controller != "traefik":
         add(
             "ingress.api",
@@ -914,7 +934,7 @@ def _resolve_cluster(data: dict, secret_keys: frozenset[str], warnings: list[str
 
 
 STRUCTURED_KEYS = frozenset(
-    {"network", "nodes", "vagrant", "kubernetes", "metallb", "ingress", "apps", "app_options", "cluster", "self_check"}
+    {"network", "nodes", "vagrant", "kubernetes", "metallb", "ingress", "apps", "app_options", "cluster", "self_check", "tls"}
 )
 
 

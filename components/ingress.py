@@ -41,8 +41,9 @@ from components.manifests import (
     location,
 )
 
-if TYPE_CHECKING:  # the import is for the annotation only; MetalLB builds nothing here
+if TYPE_CHECKING:  # the imports are for the annotations only
     from components.metallb import MetalLB
+    from components.tls import LabTLS
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,8 @@ class IngressArgs:
     metallb: "MetalLB"
     config: IngressConfig
     # No domain: the controller routes whatever hosts the apps' Ingresses name.
+    tls: Optional["LabTLS"] = None
+    """The lab's certificate; None: HTTP only."""
 
 
 class Ingress(pulumi.ComponentResource):
@@ -187,6 +190,7 @@ class Ingress(pulumi.ComponentResource):
         self.controller = CONTROLLERS[config.controller]
         self.class_name = self.controller.class_name
         self.api = config.api
+        self.tls = args.tls
         self.gateway_api_crds = None
         self.gateway_class = None
         self.gateway = None
@@ -245,7 +249,7 @@ class Ingress(pulumi.ComponentResource):
                 ),
             )
             if self.api == "gateway":
-                self._gateway(name, args, tls_secret=None)
+                self._gateway(name, args, namespace)
 
         self.service = None
         if config.ip is not None:
@@ -265,9 +269,19 @@ class Ingress(pulumi.ComponentResource):
 
         self.register_outputs({"ip": self.ip, "class_name": self.class_name, "api": self.api})
 
-    def _gateway(self, name: str, args: IngressArgs, tls_secret: Optional[str]) -> None:
-        """The GatewayClass and Gateway, after the chart (and so its CRDs, which Pulumi awaits until established)."""
+    def _gateway(self, name: str, args: IngressArgs, namespace: k8s.core.v1.Namespace) -> None:
+        """The GatewayClass and Gateway, after the chart (and so its CRDs, which Pulumi awaits until established).
+
+        With the lab's certificate the Gateway also listens for HTTPS, terminating TLS with the
+        certificate as a Secret in its own namespace.
+        """
         crds: list[pulumi.Resource] = [self.install, *([self.gateway_api_crds] if self.gateway_api_crds else [])]
+        tls_secret = None
+        if self.tls is not None:
+            from components.tls import SECRET_NAME
+
+            crds.append(self.tls.secret(f"{name}-tls", TRAEFIK.namespace, parent=self, depends_on=[namespace]))
+            tls_secret = SECRET_NAME
         after = pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=crds)
         gateway_class = gw.gateway_class_manifest()
         self.gateway_class = k8s.apiextensions.CustomResource(

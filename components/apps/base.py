@@ -16,18 +16,31 @@ from components.manifests import Edit, as_transform
 LABELS = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "k8s-lab"}
 
 
-def ingress_manifest(name: str, namespace: str, host: str, service: str, port: int, class_name: str) -> dict[str, Any]:
+# With a TLS section ingress-nginx redirects HTTP to HTTPS; the lab keeps both answering.
+NGINX_NO_REDIRECT = {"nginx.ingress.kubernetes.io/ssl-redirect": "false"}
+
+
+def ingress_manifest(
+    name: str, namespace: str, host: str, service: str, port: int, class_name: str, tls_secret: Optional[str] = None
+) -> dict[str, Any]:
     """An Ingress routing every path of ``host`` to ``service:port``, naming its class explicitly.
 
     The class is named even though it is the default one: an Ingress without a class is ignored
     when no default exists (an existing cluster, a second controller), and one with a class is
-    picked up by exactly one controller.
+    picked up by exactly one controller. With ``tls_secret`` (a kubernetes.io/tls Secret in the
+    same namespace) the controller also serves ``https://host`` with that certificate.
     """
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(LABELS)}
+    tls: dict[str, Any] = {}
+    if tls_secret:
+        tls = {"tls": [{"hosts": [host], "secretName": tls_secret}]}
+        metadata["annotations"] = dict(NGINX_NO_REDIRECT)
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
-        "metadata": {"name": name, "namespace": namespace, "labels": dict(LABELS)},
+        "metadata": metadata,
         "spec": {
+            **tls,
             "ingressClassName": class_name,
             "rules": [
                 {
@@ -118,6 +131,14 @@ class App(pulumi.ComponentResource):
         """
         self.host = args.host
         self.url = f"http://{args.host}"
+        tls = args.ingress.tls
+        secret = None
+        if tls is not None and args.ingress.api == "ingress":
+            # The certificate beside the Ingress: an Ingress names Secrets of its own namespace only.
+            from components.tls import SECRET_NAME
+
+            secret = SECRET_NAME
+            after = [*after, tls.secret(f"{name}-tls", namespace, parent=self, depends_on=[self.namespace])]
         opts = pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=[args.ingress, *after])
         if args.ingress.api == "gateway":
             route = gw.http_route_manifest(
@@ -131,5 +152,5 @@ class App(pulumi.ComponentResource):
                 spec=route["spec"],
                 opts=opts,
             )
-        manifest = ingress_manifest(object_name or service, namespace, args.host, service, port, args.ingress.class_name)
+        manifest = ingress_manifest(object_name or service, namespace, args.host, service, port, args.ingress.class_name, secret)
         return k8s.networking.v1.Ingress(f"{name}-ingress", metadata=manifest["metadata"], spec=manifest["spec"], opts=opts)
