@@ -45,6 +45,8 @@ GATEWAY_API_VERSION = "1.6.1"
 # Traefik's chart versions are far ahead of its proxy versions; below this a chart version is
 # almost surely a proxy version given by mistake.
 OLDEST_TRAEFIK_CHART_MAJOR = 30
+# CoreDNS, the lab's optional DNS server for its domain (components/dns.py).
+DEFAULT_COREDNS_VERSION = "1.12.1"
 DEFAULT_POD_CIDR = "10.244.0.0/16"  # flannel's own default
 DEFAULT_SERVICE_CIDR = "10.96.0.0/12"  # kubeadm's default
 
@@ -324,6 +326,19 @@ class TLSConfig(_Strict):
     certificate_validity_days: int = Field(397, ge=7, le=825)
 
 
+class DNSConfig(_Strict):
+    """An opt-in DNS server answering every ``*.<domain>`` name with the ingress IP."""
+
+    enabled: bool = False
+    # Its LoadBalancer IP, from a pool: the one address users configure as the domain's resolver.
+    ip: Optional[Address] = None
+    version: AppVersion = DEFAULT_COREDNS_VERSION
+
+    @property
+    def address(self) -> Optional[IPv4Address]:
+        return None if self.ip is None else net.parse_address(self.ip)
+
+
 class SelfCheckConfig(_Strict):
     enabled: bool = True
     timeout_seconds: int = Field(300, ge=10, le=3600)
@@ -386,6 +401,9 @@ class LabConfig(_Strict):
     cluster: Optional[ClusterConfig] = None
     self_check: SelfCheckConfig = SelfCheckConfig()
     tls: TLSConfig = TLSConfig()
+    dns: DNSConfig = DNSConfig()
+    # Set once the '.local' warning has been read: it then stops repeating on every preview.
+    local_domain_acknowledged: bool = False
     write_kubeconfig: bool = False
     # Problems that do not stop the lab, logged by __main__ as Pulumi warnings.
     warnings: tuple[str, ...] = ()
@@ -428,6 +446,8 @@ class LabConfig(_Strict):
     def load_balancer_services(self) -> tuple[str, ...]:
         """Every LoadBalancer Service the lab creates, each taking one pool IP."""
         services = [f"{self.ingress.controller} controller"]
+        if self.dns.enabled:
+            services.append("DNS server")
         if "online-boutique" in self.apps and self.app_options.online_boutique.frontend_external:
             services.append("online-boutique frontend-external")
         return tuple(services)
@@ -501,9 +521,11 @@ def check_lab(cfg: LabConfig) -> tuple[list[Problem], list[str]]:
     services = cfg.load_balancer_services
     capacity = sum(p.size for p in cfg.metallb.pools)
     auto_capacity = sum(p.size for p in cfg.metallb.pools if p.auto_assign)
-    if ingress_ip is not None and any(ingress_ip in r for p in cfg.metallb.pools if p.auto_assign for r in p.ranges):
-        auto_capacity -= 1  # the pinned address is reserved for the ingress
-    wanting_auto = len(services) - (1 if ingress_ip is not None else 0)
+    pinned = {a for a in (ingress_ip, cfg.dns.address if cfg.dns.enabled else None) if a is not None}
+    for address in pinned:
+        if any(address in r for p in cfg.metallb.pools if p.auto_assign for r in p.ranges):
+            auto_capacity -= 1  # a pinned address is reserved for its Service
+    wanting_auto = len(services) - len(pinned)
     if cfg.metallb.pools and (len(services) > capacity or wanting_auto > auto_capacity):
         add(
             "metallb.pools",
@@ -525,13 +547,53 @@ def check_lab(cfg: LabConfig) -> tuple[list[Problem], list[str]]:
                 "cannot be read from a rendered manifest; set it to false with cluster.render_yaml_to_directory",
             )
 
+    _check_dns(cfg, add)
+
     # -- domain --
-    if cfg.domain.endswith(".local"):
+    if cfg.domain.endswith(".local") and not cfg.local_domain_acknowledged:
+        dns_note = (
+            " With dns.enabled this matters more: systemd-resolved and macOS send '.local' to mDNS, not to the lab's DNS server."
+            if cfg.dns.enabled
+            else ""
+        )
         warnings.append(
-            f"domain {cfg.domain}: on macOS '.local' names go through mDNS first (multi-second lookups); "
-            "'lab.test' avoids that"
+            f"domain {cfg.domain}: '.local' belongs to multicast DNS (RFC 6762); on macOS such names go through mDNS "
+            f"first (multi-second lookups). 'lab.test' (RFC 6761, reserved for testing) avoids that.{dns_note} "
+            "To keep the domain and stop this warning: pulumi config set local_domain_acknowledged true"
         )
     return problems, warnings
+
+
+def _check_dns(cfg: LabConfig, add) -> None:
+    """The DNS server's IP: given, inside a pool, its own, and announced."""
+    dns = cfg.dns
+    if not dns.enabled:
+        return
+    pools = cfg.metallb.pools
+    ingress_ip = cfg.ingress.address
+    if dns.address is None:
+        free = next(
+            (a for p in pools for r in p.ranges for a in (r.last, r.first) if a != ingress_ip),
+            None,
+        )
+        example = f", e.g. {free}" if free else ""
+        add("dns.ip", f"is required with dns.enabled: the resolver you configure needs an address that never changes; pick a free one from metallb.pools{example}")
+        return
+    address = dns.address
+    holders = [p.name for p in pools if any(address in r for r in p.ranges)]
+    if not holders:
+        add("dns.ip", f"{address} is outside every MetalLB pool, so MetalLB will never assign it; choose an address from metallb.pools")
+        return
+    if address == ingress_ip:
+        add("dns.ip", f"{address} is also ingress.ip; the DNS server needs an address of its own from metallb.pools")
+        return
+    announced = any(not adv.pools or set(adv.pools) & set(holders) for adv in cfg.metallb.l2_advertisements)
+    if cfg.metallb.l2_advertisements and not announced:
+        add(
+            "dns.ip",
+            f"{address} is in pool {holders[0]}, which no L2 advertisement announces: nobody would answer ARP for it; "
+            f"add {holders[0]} to the pools of an entry of metallb.l2_advertisements",
+        )
 
 
 def _check_ingress(cfg: LabConfig, add) -> None:
@@ -934,7 +996,7 @@ def _resolve_cluster(data: dict, secret_keys: frozenset[str], warnings: list[str
 
 
 STRUCTURED_KEYS = frozenset(
-    {"network", "nodes", "vagrant", "kubernetes", "metallb", "ingress", "apps", "app_options", "cluster", "self_check", "tls"}
+    {"network", "nodes", "vagrant", "kubernetes", "metallb", "ingress", "apps", "app_options", "cluster", "self_check", "tls", "dns"}
 )
 
 
@@ -942,7 +1004,7 @@ def _decode(key: str, value: Any) -> Any:
     """Pulumi hands structured values to the program as JSON text; plain ones as strings."""
     if not isinstance(value, str):
         return value
-    if key in STRUCTURED_KEYS or key == "write_kubeconfig":
+    if key in STRUCTURED_KEYS or key in ("write_kubeconfig", "local_domain_acknowledged"):
         try:
             return json.loads(value)
         except json.JSONDecodeError:

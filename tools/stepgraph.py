@@ -45,7 +45,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 PHASES = (
     "box", "tls", "vm", "prep", "init", "kubeconfig", "cni", "join",
-    "metallb", "pool", "l2", "ingress", "ingress-ip", "apps", "route", "selfcheck",
+    "metallb", "pool", "l2", "ingress", "ingress-ip", "dns", "apps", "route", "selfcheck",
 )  # fmt: skip
 UNCLASSIFIED = "unclassified"
 CHEAP_PHASES = frozenset({"kubeconfig"})
@@ -75,6 +75,7 @@ _TOKEN_RULES: tuple[tuple[str, frozenset[str]], ...] = (
     ("apps", frozenset(APP_TOKENS) | {"app", "apps"}),
     ("ingress", frozenset({"ingress", "nginx", "traefik"})),
     ("tls", frozenset({"tls", "ca", "certificate"})),
+    ("dns", frozenset({"dns", "coredns"})),
 )
 # An Ingress object is its app's route; the ingress controller's own objects are not Ingresses.
 _KIND_PHASES = {"IPAddressPool": "pool", "L2Advertisement": "l2", "Ingress": "route", "HTTPRoute": "route"}
@@ -426,6 +427,8 @@ def inherent_requirements(cfg: Any) -> dict[Stage, frozenset[Stage]]:
     - The lab CA and its certificate (``tls``) are made on the laptop and need nothing; the TLS
       Secrets that hold the certificate belong to the apps (beside each Ingress) or to the
       ingress (beside the Gateway), and the self-check trusts the CA.
+    - The lab's DNS server (``dns``) installs like the ingress controller; its zone names the
+      ingress IP, so an unpinned one must be known first. The self-check asks it.
     """
     req: dict[Stage, set[Stage]] = {}
     kube: set[Stage] = set()
@@ -468,6 +471,9 @@ def inherent_requirements(cfg: Any) -> dict[Stage, frozenset[Stage]]:
     req[("ingress", None)] = set(installed) | (certificate if gateway else set())
     ingress_pools = _pools_of_ingress(cfg)
     req[("ingress-ip", None)] = kube | {("pool", name) for name in ingress_pools}
+    dns_on = getattr(getattr(cfg, "dns", None), "enabled", False)
+    if dns_on:
+        req[("dns", None)] = set(installed) | (set() if getattr(cfg.ingress, "ip", None) else {("ingress-ip", None)})
     for app in cfg.apps:
         req[("apps", app)] = set(installed) | (set() if gateway else certificate)
         # An Ingress names its app's Service: a data edge to the app is no needless wait.
@@ -484,6 +490,7 @@ def inherent_requirements(cfg: Any) -> dict[Stage, frozenset[Stage]]:
             | announcing
             | {(phase, a) for a in cfg.apps for phase in ("apps", "route")}
             | certificate
+            | ({("dns", None)} if dns_on else set())
         )
     return {stage: frozenset(needs) for stage, needs in req.items()}
 
