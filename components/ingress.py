@@ -85,12 +85,27 @@ def keep_admission_jobs(obj: Obj) -> Optional[Obj]:
     return obj
 
 
+def no_hsts(obj: Obj) -> Optional[Obj]:
+    """Turn off the Strict-Transport-Security header ingress-nginx adds to HTTPS answers.
+
+    Upstream sends it by default (a year, subdomains included): after one visit of
+    https://app.lab.local over the trusted lab certificate, browsers would refuse every
+    http:// lab URL for a year, though the lab serves both (and may be rebuilt without TLS).
+    """
+    if kind_and_name(obj) != ("ConfigMap", INGRESS_NGINX.service):
+        return None
+    obj = copy.deepcopy(obj)
+    obj["data"] = {**(obj.get("data") or {}), "hsts": "false"}
+    return obj
+
+
 def ingress_nginx_edit(service_annotations: Mapping[str, str]) -> Edit:
     """Every change the lab makes to ingress-nginx's static manifest."""
     return chain(
         load_balancer_service(INGRESS_NGINX.service, service_annotations),
         default_ingress_class(INGRESS_NGINX.class_name),
         keep_admission_jobs,
+        no_hsts,
     )
 
 

@@ -261,3 +261,13 @@ def test_lab_trust_prints_the_commands_of_the_stacks_output(tmp_path):
     (tmp_path / "out.json").write_text("")
     empty = subprocess.run([str(ROOT / "lab"), "trust"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
     assert empty.returncode == 1 and "run ./lab up first" in empty.stderr
+
+
+def test_ingress_nginx_sends_no_hsts_so_http_keeps_working_in_browsers():
+    from harness import reference_docs
+    from labruns import CONFIGFILE
+
+    objects = run_lab().one(CONFIGFILE, "lab-ingress-install").transformed(reference_docs("ingress-nginx/deploy-cloud-controller-v1.15.1.yaml"))
+    (config,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "ingress-nginx-controller"]
+    assert config["data"] == {"hsts": "false"}
+    kubernetes_validate.validate(config, "1.34", strict=True)
