@@ -9,6 +9,7 @@ namespace, attached to that Gateway. The Gateway's status carries the IP of Trae
 
 from __future__ import annotations
 
+import copy
 import tarfile
 from pathlib import Path
 from typing import Any, Optional
@@ -30,6 +31,16 @@ ENTRY_POINT_PORTS = {HTTP_LISTENER: 8000, HTTPS_LISTENER: 8443}
 WAIT_FOR_PROGRAMMED = {"pulumi.com/waitFor": "condition=Programmed"}
 # Traefik charts from 40.2.0 no longer carry the Gateway API CRDs (crds/gateway-standard-install.yaml).
 FIRST_CHART_WITHOUT_CRDS = (40, 2, 0)
+
+
+def await_established(obj: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """Make Pulumi wait until each Gateway API CRD is Established, so no route meets "no matches for kind"."""
+    if obj.get("kind") != "CustomResourceDefinition" or not str((obj.get("spec") or {}).get("group", "")).endswith(GROUP):
+        return None
+    obj = copy.deepcopy(obj)
+    metadata = obj.setdefault("metadata", {})
+    metadata["annotations"] = {**(metadata.get("annotations") or {}), "pulumi.com/waitFor": "condition=Established"}
+    return obj
 
 
 def standard_install_url(version: str) -> str:

@@ -245,7 +245,9 @@ class Ingress(pulumi.ComponentResource):
                 self.gateway_api_crds = k8s.yaml.v2.ConfigFile(
                     f"{name}-gateway-api-crds",
                     file=location(config.gateway_api_manifest or gw.standard_install_url(GATEWAY_API_VERSION)),
-                    opts=pulumi.ResourceOptions(parent=self, provider=args.cluster.provider),
+                    opts=pulumi.ResourceOptions(
+                        parent=self, provider=args.cluster.provider, transforms=[as_transform(gw.await_established)]
+                    ),
                 )
                 chart_waits_for.append(self.gateway_api_crds)
             self.install = k8s.helm.v4.Chart(
@@ -261,6 +263,8 @@ class Ingress(pulumi.ComponentResource):
                     parent=self,
                     provider=args.cluster.provider,
                     depends_on=chart_waits_for,
+                    # Older charts carry the Gateway API CRDs themselves: await those too.
+                    transforms=[as_transform(gw.await_established)] if self.api == "gateway" else None,
                 ),
             )
             if self.api == "gateway":

@@ -242,3 +242,19 @@ def test_unknown_api_is_refused():
 def test_missing_offline_gateway_api_manifest_is_refused(tmp_path):
     problems = config_error(**ON_GATEWAY, **{"ingress.gateway_api_manifest": str(tmp_path / "standard-install.yaml")})
     assert "is not a file" in problems["ingress.gateway_api_manifest"]
+
+
+def test_every_gateway_api_crd_is_awaited_until_established_and_nothing_else_changes():
+    r = gateway_lab()
+    before = reference_docs(GATEWAY_API)
+    after = r.one(CONFIGFILE, "lab-ingress-gateway-api-crds").transformed(before)
+    crds = [o for o in after if o["kind"] == "CustomResourceDefinition"]
+    assert len(crds) == 10
+    assert all(c["metadata"]["annotations"]["pulumi.com/waitFor"] == "condition=Established" for c in crds)
+    assert [o for o in after if o["kind"] != "CustomResourceDefinition"] == [o for o in before if o["kind"] != "CustomResourceDefinition"]
+    # Older charts bring the CRDs inside the chart: the same await reaches them there.
+    old = gateway_lab(**{"ingress.version": "37.4.0"}).one(CHART, "lab-ingress-install")
+    bundled = reference_docs("traefik/chart-37.4.0/crds/gateway-standard-install.yaml")
+    assert all("pulumi.com/waitFor" in o["metadata"]["annotations"] for o in old.transformed(bundled) if o["kind"] == "CustomResourceDefinition")
+    traefik_crd = reference_docs("traefik/chart-41.3.0/crds/traefik.io_ingressroutes.yaml")
+    assert old.transformed(traefik_crd) == traefik_crd
