@@ -30,6 +30,7 @@ import pulumi_kubernetes as k8s
 from components import gateway as gw
 from components.cluster import Cluster
 from components.config import GATEWAY_API_VERSION, IngressConfig, is_url, local_path
+from components.tls import SECRET_NAME as TLS_SECRET
 from components.manifests import (
     Edit,
     Obj,
@@ -297,10 +298,8 @@ class Ingress(pulumi.ComponentResource):
         crds: list[pulumi.Resource] = [self.install, *([self.gateway_api_crds] if self.gateway_api_crds else [])]
         tls_secret = None
         if self.tls is not None:
-            from components.tls import SECRET_NAME
-
             crds.append(self.tls.secret(f"{name}-tls", TRAEFIK.namespace, parent=self, depends_on=[namespace]))
-            tls_secret = SECRET_NAME
+            tls_secret = TLS_SECRET
         after = pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=crds)
         gateway_class = gw.gateway_class_manifest()
         self.gateway_class = k8s.apiextensions.CustomResource(

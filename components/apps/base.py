@@ -11,6 +11,7 @@ import pulumi_kubernetes as k8s
 from components import gateway as gw
 from components.cluster import Cluster
 from components.ingress import Ingress
+from components.tls import SECRET_NAME as TLS_SECRET
 from components.manifests import Edit, as_transform
 
 LABELS = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "k8s-lab"}
@@ -135,9 +136,7 @@ class App(pulumi.ComponentResource):
         secret = None
         if tls is not None and args.ingress.api == "ingress":
             # The certificate beside the Ingress: an Ingress names Secrets of its own namespace only.
-            from components.tls import SECRET_NAME
-
-            secret = SECRET_NAME
+            secret = TLS_SECRET
             after = [*after, tls.secret(f"{name}-tls", namespace, parent=self, depends_on=[self.namespace])]
         opts = pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=[args.ingress, *after])
         if args.ingress.api == "gateway":
