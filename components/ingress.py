@@ -9,7 +9,9 @@ Two controllers serve the same Ingress objects:
   static manifest ships the same Jobs as plain Jobs. ingress-nginx was retired upstream in March
   2026 and gets no more security fixes; it stays pinned here for parity with the seed.
 - **traefik** (maintained), installed from its Helm chart through ``helm.v4.Chart``; it has no
-  admission webhook and no hooks the lab needs.
+  admission webhook and no hooks the lab needs. With ``ingress.api: gateway`` it also serves the
+  Gateway API: this component then makes the GatewayClass and the lab's Gateway
+  (components.gateway), after the Gateway API CRDs, and the apps get HTTPRoutes.
 
 Either way the Service is ``type: LoadBalancer`` with ``externalTrafficPolicy: Cluster``, carries
 MetalLB's IP annotation when ``ingress.ip`` is set (the IP sits in an ``autoAssign: false``
