@@ -3,12 +3,14 @@
     python scripts/dns-query.py SERVER PORT NAME...
 
 prints one line per name: ``NAME ok ADDRESS...``, ``NAME nodata``, ``NAME <RCODE>`` (e.g.
-REFUSED, NXDOMAIN) or ``NAME timeout``. Exit status 0 when every name was answered, 2 on bad
-usage. Used by scripts/self-check.sh (LAB_DNS_IP); needs dnspython (requirements.txt).
+REFUSED, NXDOMAIN) or ``NAME timeout``. Exit status 0 when every name was asked, 2 on bad
+usage. Each query waits LAB_DNS_TIMEOUT_SECONDS (default 3). Used by scripts/self-check.sh
+(LAB_DNS_IP); needs dnspython (requirements.txt).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import dns.exception
@@ -41,8 +43,9 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     server, port, names = argv[0], int(argv[1]), argv[2:]
+    timeout = float(os.environ.get("LAB_DNS_TIMEOUT_SECONDS", "3"))
     for name in names:
-        print(f"{name} {ask(server, port, name)}")
+        print(f"{name} {ask(server, port, name, timeout)}")
     return 0
 
 

@@ -224,7 +224,9 @@ needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is no
 def self_check(http_port: int, hostnames: str, dns_port: int) -> subprocess.CompletedProcess:
     from test_selfcheck import check
 
-    return check(http_port, hostnames, LAB_DNS_IP="127.0.0.1", LAB_DNS_PORT=str(dns_port), LAB_PYTHON=sys.executable)
+    return check(
+        http_port, hostnames, LAB_DNS_IP="127.0.0.1", LAB_DNS_PORT=str(dns_port), LAB_PYTHON=sys.executable, LAB_DNS_TIMEOUT_SECONDS="0.5"
+    )
 
 
 @needs_curl
