@@ -87,6 +87,10 @@ def rendered(tmp_path_factory, references):
     # A second `up`: the lab CA (a dynamic resource) must be the one the first made.
     project.pulumi("up", "--stack", "render", "--yes", "--skip-preview")
     outputs_again = json.loads(project.pulumi("stack", "output", "--stack", "render", "--json").stdout)
+    # A new CA name is a new CA: the dynamic provider's diff asks for a replacement (previewed only).
+    project.pulumi("config", "set", "--stack", "render", "--path", "tls.ca_common_name", "renamed lab CA")
+    renamed = planned(project.pulumi("preview", "--stack", "render", "--json").stdout)
+    project.pulumi("config", "rm", "--stack", "render", "--path", "tls.ca_common_name")
     state = json.loads(project.pulumi("stack", "export", "--stack", "render").stdout)
     manifests = [doc for path in sorted(out.rglob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
     destroy = project.pulumi("destroy", "--stack", "render", "--yes", "--skip-preview")
@@ -96,6 +100,7 @@ def rendered(tmp_path_factory, references):
         "noop": noop,
         "outputs": outputs,
         "outputs_again": outputs_again,
+        "renamed": renamed,
         "state": state,
         "manifests": manifests,
         "destroy": destroy,
@@ -176,6 +181,8 @@ def test_lab_ca_is_made_once_and_its_keys_are_secret_in_state(rendered):
     ca = rendered["outputs"]["ca_certificate"]
     assert ca.startswith("-----BEGIN CERTIFICATE-----")
     assert rendered["outputs_again"]["ca_certificate"] == ca
+    ops = {urn.rsplit("::", 1)[1]: op for urn, op in rendered["renamed"].items()}
+    assert ops["render-tls-ca"] == "replace" and ops["render-tls-certificate"] == "replace"
     resources = {r["urn"].rsplit("::", 1)[1]: r for r in rendered["state"]["deployment"]["resources"]}
     for name in ("render-tls-ca", "render-tls-certificate"):
         assert "ciphertext" in json.dumps(resources[name]["outputs"]["key_pem"]), name
