@@ -218,6 +218,10 @@ def test_tls_can_be_turned_off():
     assert "tls" not in r.one(INGRESS).inputs["spec"]
     assert "LAB_CA_CERT" not in r.named("lab-self-check-run").inputs["environment"]
     assert "ca_certificate" not in r.outputs and "trust_commands" not in r.outputs
+    gateway = run_lab(**{"tls.enabled": False, "ingress.controller": "traefik", "ingress.api": "gateway"})
+    (lab_gateway,) = gateway.of_type("kubernetes:gateway.networking.k8s.io/v1:Gateway")
+    assert [listener["name"] for listener in lab_gateway.input("spec.listeners")] == ["web"]
+    assert not [s for s in gateway.of_type(SECRET) if s.name.endswith("-tls")]
 
 
 def test_settings_reach_the_ca_and_the_certificate():
