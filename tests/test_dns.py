@@ -58,6 +58,12 @@ def test_coredns_answers_the_zone_with_the_ingress_ip_on_one_pinned_service():
     assert r.named("lab-dns-namespace").input("metadata.name") == "lab-dns"
 
 
+def test_coredns_version_comes_from_config():
+    container = dns_lab(**{"dns.version": "1.12.4"}).named("lab-dns-deployment").input("spec.template.spec.containers")[0]
+    assert container["image"] == "registry.k8s.io/coredns/coredns:v1.12.4"
+    assert "MAJOR.MINOR.PATCH" in problems(**{**ON, "dns.version": "v1.12"})["dns.version"]
+
+
 def test_coredns_objects_are_valid_kubernetes_objects():
     objects = lab_dns.dns_manifests("lab.test", "192.168.56.200", "1.12.1", {"metallb.io/loadBalancerIPs": DNS_IP})
     kubernetes_validate.validate({"apiVersion": "v1", "kind": "ConfigMap", **objects["config_map"]}, "1.34", strict=True)
