@@ -39,12 +39,17 @@ DEFAULT_METALLB_VERSION = "0.14.9"
 DEFAULT_VAGRANT_BOX = "bento/ubuntu-24.04"
 DEFAULT_VAGRANT_BOX_VERSION = "202510.26.0"
 # ingress-nginx: the controller release (its static manifest is tagged controller-v<version>).
-# traefik: the Helm chart release; chart 37.4.0 ships Traefik Proxy v3.6.2. Chart 40 changed the
-# Service values' syntax, so a newer chart needs its values checked before the pin moves.
-DEFAULT_INGRESS_VERSIONS = {"ingress-nginx": "1.15.1", "traefik": "37.4.0"}
+# traefik: the Helm chart release; chart 41.3.0 ships Traefik Proxy v3.7.11. Chart 40 moved the
+# Service's type into service.spec (components.ingress.traefik_values follows the chart version).
+DEFAULT_INGRESS_VERSIONS = {"ingress-nginx": "1.15.1", "traefik": "41.3.0"}
+# The Gateway API standard channel the lab installs when the Traefik chart brings no CRDs of its
+# own (charts from 40.2.0 dropped them).
+GATEWAY_API_VERSION = "1.6.1"
 # Traefik's chart versions are far ahead of its proxy versions; below this a chart version is
 # almost surely a proxy version given by mistake.
 OLDEST_TRAEFIK_CHART_MAJOR = 30
+# CoreDNS, the lab's optional DNS server for its domain (components/dns.py).
+DEFAULT_COREDNS_VERSION = "1.12.1"
 DEFAULT_POD_CIDR = "10.244.0.0/16"  # flannel's own default
 DEFAULT_SERVICE_CIDR = "10.96.0.0/12"  # kubeadm's default
 
@@ -318,6 +323,10 @@ class IngressConfig(_Strict):
     # For offline labs: ingress-nginx's deploy.yaml, or traefik's chart (a directory or .tgz),
     # as a local path (relative to the project) or a URL.
     manifest: Optional[str] = None
+    # How apps are routed: Ingress objects (either controller) or Gateway API HTTPRoutes (traefik).
+    api: Literal["ingress", "gateway"] = "ingress"
+    # For offline labs: the Gateway API standard-install.yaml, when the chart carries no CRDs.
+    gateway_api_manifest: Optional[str] = None
 
     @property
     def resolved_version(self) -> str:
@@ -338,6 +347,31 @@ class ClusterConfig(_Strict):
     # render_yaml_to_directory): no cluster is contacted, nothing is awaited, and Secrets are
     # written there in plain text, so point it at a private, temporary directory.
     render_yaml_to_directory: Optional[str] = None
+
+
+class TLSConfig(_Strict):
+    """HTTPS from the lab's own CA (components/tls.py)."""
+
+    enabled: bool = True
+    # The CA's name as browsers and trust stores show it. None: "k8s-lab <stack> CA".
+    ca_common_name: Optional[str] = Field(None, min_length=1, max_length=64)
+    # Changing either of these (or the domain) makes a new CA, which must be trusted again.
+    ca_validity_days: int = Field(3650, ge=30, le=36500)
+    # Apple platforms refuse server certificates valid for more than 825 days.
+    certificate_validity_days: int = Field(397, ge=7, le=825)
+
+
+class DNSConfig(_Strict):
+    """An opt-in DNS server answering every ``*.<domain>`` name with the ingress IP."""
+
+    enabled: bool = False
+    # Its LoadBalancer IP, from a pool: the one address users configure as the domain's resolver.
+    ip: Optional[Address] = None
+    version: AppVersion = DEFAULT_COREDNS_VERSION
+
+    @property
+    def address(self) -> Optional[IPv4Address]:
+        return None if self.ip is None else net.parse_address(self.ip)
 
 
 class SelfCheckConfig(_Strict):
@@ -401,6 +435,10 @@ class LabConfig(_Strict):
     app_options: AppOptions = AppOptions()
     cluster: Optional[ClusterConfig] = None
     self_check: SelfCheckConfig = SelfCheckConfig()
+    tls: TLSConfig = TLSConfig()
+    dns: DNSConfig = DNSConfig()
+    # Set once the '.local' warning has been read: it then stops repeating on every preview.
+    local_domain_acknowledged: bool = False
     write_kubeconfig: bool = False
     # Problems that do not stop the lab, logged by __main__ as Pulumi warnings.
     warnings: tuple[str, ...] = ()
@@ -455,6 +493,8 @@ class LabConfig(_Strict):
     def load_balancer_services(self) -> tuple[str, ...]:
         """Every LoadBalancer Service the lab creates, each taking one pool IP."""
         services = [f"{self.ingress.controller} controller"]
+        if self.dns.enabled:
+            services.append("DNS server")
         if "online-boutique" in self.apps and self.app_options.online_boutique.frontend_external:
             services.append("online-boutique frontend-external")
         return tuple(services)
@@ -530,9 +570,11 @@ def check_lab(cfg: LabConfig) -> tuple[list[Problem], list[str]]:
     services = cfg.load_balancer_services
     capacity = sum(p.size for p in cfg.metallb.pools)
     auto_capacity = sum(p.size for p in cfg.metallb.pools if p.auto_assign)
-    if ingress_ip is not None and any(ingress_ip in r for p in cfg.metallb.pools if p.auto_assign for r in p.ranges):
-        auto_capacity -= 1  # the pinned address is reserved for the ingress
-    wanting_auto = len(services) - (1 if ingress_ip is not None else 0)
+    pinned = {a for a in (ingress_ip, cfg.dns.address if cfg.dns.enabled else None) if a is not None}
+    for address in pinned:
+        if any(address in r for p in cfg.metallb.pools if p.auto_assign for r in p.ranges):
+            auto_capacity -= 1  # a pinned address is reserved for its Service
+    wanting_auto = len(services) - len(pinned)
     if cfg.metallb.pools and (len(services) > capacity or wanting_auto > auto_capacity):
         add(
             "metallb.pools",
@@ -560,6 +602,8 @@ def check_lab(cfg: LabConfig) -> tuple[list[Problem], list[str]]:
                 "cannot be read from a rendered manifest; set it to false with cluster.render_yaml_to_directory",
             )
 
+    _check_dns(cfg, add)
+
     # -- domain --
     too_long = [h for h in cfg.hostnames if len(h) > MAX_HOSTNAME_LENGTH]
     if too_long:
@@ -569,10 +613,16 @@ def check_lab(cfg: LabConfig) -> tuple[list[Problem], list[str]]:
             f"makes {longest} {len(longest)} characters long; a DNS name has at most {MAX_HOSTNAME_LENGTH}: "
             f"shorten the domain to {MAX_HOSTNAME_LENGTH - (len(longest) - len(cfg.domain))} characters or fewer",
         )
-    if cfg.domain.endswith(".local"):
+    if cfg.domain.endswith(".local") and not cfg.local_domain_acknowledged:
+        dns_note = (
+            " With dns.enabled this matters more: systemd-resolved and macOS send '.local' to mDNS, not to the lab's DNS server."
+            if cfg.dns.enabled
+            else ""
+        )
         warnings.append(
-            f"domain {cfg.domain}: on macOS '.local' names go through mDNS first (multi-second lookups); "
-            "'lab.test' avoids that"
+            f"domain {cfg.domain}: '.local' belongs to multicast DNS (RFC 6762); on macOS such names go through mDNS "
+            f"first (multi-second lookups). 'lab.test' (RFC 6761, reserved for testing) avoids that.{dns_note} "
+            "To keep the domain and stop this warning: pulumi config set local_domain_acknowledged true"
         )
     return problems, warnings
 
@@ -619,13 +669,58 @@ def _check_cluster_ranges(cfg: LabConfig, network: IPv4Network, pod: IPv4Network
         )
 
 
+def _check_dns(cfg: LabConfig, add) -> None:
+    """The DNS server's IP: given, inside a pool, its own, and announced."""
+    dns = cfg.dns
+    if not dns.enabled:
+        return
+    pools = cfg.metallb.pools
+    ingress_ip = cfg.ingress.address
+    if dns.address is None:
+        free = next(
+            (a for p in pools for r in p.ranges for a in (r.last, r.first) if a != ingress_ip),
+            None,
+        )
+        example = f", e.g. {free}" if free else ""
+        add("dns.ip", f"is required with dns.enabled: the resolver you configure needs an address that never changes; pick a free one from metallb.pools{example}")
+        return
+    address = dns.address
+    holders = [p.name for p in pools if any(address in r for r in p.ranges)]
+    if not holders:
+        add("dns.ip", f"{address} is outside every MetalLB pool, so MetalLB will never assign it; choose an address from metallb.pools")
+        return
+    if address == ingress_ip:
+        add("dns.ip", f"{address} is also ingress.ip; the DNS server needs an address of its own from metallb.pools")
+        return
+    announced = any(not adv.pools or set(adv.pools) & set(holders) for adv in cfg.metallb.l2_advertisements)
+    if cfg.metallb.l2_advertisements and not announced:
+        add(
+            "dns.ip",
+            f"{address} is in pool {holders[0]}, which no L2 advertisement announces: nobody would answer ARP for it; "
+            f"add {holders[0]} to the pools of an entry of metallb.l2_advertisements",
+        )
+
+
 def _check_ingress(cfg: LabConfig, add) -> None:
     ingress = cfg.ingress
+    tls = cfg.tls
+    if tls.enabled and tls.ca_validity_days < tls.certificate_validity_days:
+        add(
+            "tls.certificate_validity_days",
+            f"{tls.certificate_validity_days} days outlives the CA (tls.ca_validity_days: {tls.ca_validity_days}); "
+            "make it shorter than the CA's validity",
+        )
+    if ingress.api == "gateway" and ingress.controller != "traefik":
+        add(
+            "ingress.api",
+            f"gateway needs a Gateway API controller, and {ingress.controller} serves only Ingress objects; "
+            "set ingress.controller: traefik (it serves both), or ingress.api: ingress",
+        )
     if ingress.controller == "traefik" and ingress.version and version_tuple(ingress.version)[0] < OLDEST_TRAEFIK_CHART_MAJOR:
         add(
             "ingress.version",
             f"{ingress.version} looks like a Traefik Proxy version; for traefik this key is the Helm chart "
-            f"version (chart {DEFAULT_INGRESS_VERSIONS['traefik']} ships Traefik Proxy v3.6.2)",
+            f"version (chart {DEFAULT_INGRESS_VERSIONS['traefik']} ships Traefik Proxy v3.7.11)",
         )
 
 
@@ -646,6 +741,8 @@ def _check_offline_files(cfg: LabConfig, add) -> None:
         ("metallb.manifest", cfg.metallb.manifest, "manifest"),
         ("ingress.manifest", cfg.ingress.manifest, "chart" if cfg.ingress.controller == "traefik" else "manifest"),
     ]
+    if cfg.ingress.api == "gateway":
+        files.append(("ingress.gateway_api_manifest", cfg.ingress.gateway_api_manifest, "manifest"))
     if "argocd" in cfg.apps:
         files.append(("app_options.argocd.manifest", options.argocd.manifest, "manifest"))
     if "grafana" in cfg.apps:
@@ -1225,7 +1322,7 @@ def _read_kubeconfig_file(value: str) -> tuple[str, str, Optional[str]]:
 
 
 STRUCTURED_KEYS = frozenset(
-    {"network", "nodes", "vagrant", "kubernetes", "metallb", "ingress", "apps", "app_options", "cluster", "self_check"}
+    {"network", "nodes", "vagrant", "kubernetes", "metallb", "ingress", "apps", "app_options", "cluster", "self_check", "tls", "dns"}
 )
 
 
@@ -1233,7 +1330,7 @@ def _decode(key: str, value: Any) -> Any:
     """Pulumi hands structured values to the program as JSON text; plain ones as strings."""
     if not isinstance(value, str):
         return value
-    if key in STRUCTURED_KEYS or key == "write_kubeconfig":
+    if key in STRUCTURED_KEYS or key in ("write_kubeconfig", "local_domain_acknowledged"):
         try:
             return json.loads(value)
         except json.JSONDecodeError:

@@ -224,10 +224,32 @@ def _unwrap(value: Any, path: str, secrets: set[str]) -> Any:
 # Mocks
 
 
+DYNAMIC = "pulumi-python:dynamic:Resource"
+# What each dynamic resource's create() returned, by its provider and inputs: like the engine's
+# state, a second run with the same inputs gets the same keys and certificates, not new ones.
+_DYNAMIC_STATE: dict[str, dict] = {}
+
+
+def _create_dynamic(inputs: dict) -> dict:
+    """Run the program's own dynamic provider (pulumi.dynamic.ResourceProvider.create), as the engine would."""
+    import base64
+
+    import dill
+
+    inputs = _unwrap(inputs, "", set())  # the provider sees secrets as plain values, as with the engine
+    props = {k: v for k, v in inputs.items() if k != "__provider" and v is not None}
+    key = json.dumps([inputs["__provider"], props], sort_keys=True, default=str)
+    if key not in _DYNAMIC_STATE:
+        provider = dill.loads(base64.b64decode(inputs["__provider"]))
+        _DYNAMIC_STATE[key] = dict(provider.create(props).outs or {})
+    return copy.deepcopy(_DYNAMIC_STATE[key])
+
+
 class LabMocks(pulumi.runtime.Mocks):
     """Echo inputs back as outputs, with plausible values for the outputs the program reads.
 
-    ``state_for[type](args) -> dict`` lets a test give one resource type richer outputs.
+    Dynamic resources get what their provider's create() returns. ``state_for[type](args) ->
+    dict`` lets a test give one resource type richer outputs.
     """
 
     def __init__(self) -> None:
@@ -239,6 +261,8 @@ class LabMocks(pulumi.runtime.Mocks):
             # Node preparation prints the host-only NIC's name; the rest print "<name>-stdout".
             state.setdefault("stdout", "eth1" if args.name.endswith("-prepare") else f"{args.name}-stdout")
             state.setdefault("stderr", "")
+        if args.typ == DYNAMIC and not args.resource_id:
+            state.update(_create_dynamic(args.inputs))
         if args.resource_id:  # a read of an object that exists in the cluster
             state.update(copy.deepcopy(READ_STATE.get(args.typ, {})))
         if args.typ in self.state_for:

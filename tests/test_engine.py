@@ -84,6 +84,13 @@ def rendered(tmp_path_factory, references):
     up = project.pulumi("up", "--stack", "render", "--yes", "--skip-preview")
     noop = project.pulumi("preview", "--stack", "render", "--expect-no-changes", check=False)
     outputs = json.loads(project.pulumi("stack", "output", "--stack", "render", "--json").stdout)
+    # A second `up`: the lab CA (a dynamic resource) must be the one the first made.
+    project.pulumi("up", "--stack", "render", "--yes", "--skip-preview")
+    outputs_again = json.loads(project.pulumi("stack", "output", "--stack", "render", "--json").stdout)
+    # A new CA name is a new CA: the dynamic provider's diff asks for a replacement (previewed only).
+    project.pulumi("config", "set", "--stack", "render", "--path", "tls.ca_common_name", "renamed lab CA")
+    renamed = planned(project.pulumi("preview", "--stack", "render", "--json").stdout)
+    project.pulumi("config", "rm", "--stack", "render", "--path", "tls.ca_common_name")
     state = json.loads(project.pulumi("stack", "export", "--stack", "render").stdout)
     manifests = [doc for path in sorted(out.rglob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
     destroy = project.pulumi("destroy", "--stack", "render", "--yes", "--skip-preview")
@@ -92,6 +99,8 @@ def rendered(tmp_path_factory, references):
         "up": up,
         "noop": noop,
         "outputs": outputs,
+        "outputs_again": outputs_again,
+        "renamed": renamed,
         "state": state,
         "manifests": manifests,
         "destroy": destroy,
@@ -165,6 +174,21 @@ def test_admin_passwords_output_is_a_secret_in_state_and_cli(rendered):
     state = rendered["state"]["deployment"]
     stack = next(r for r in state["resources"] if r["type"] == "pulumi:pulumi:Stack")
     assert "ciphertext" in json.dumps(stack["outputs"]["admin_passwords"])
+
+
+def test_lab_ca_is_made_once_and_its_keys_are_secret_in_state(rendered):
+    # The dynamic provider ran in the engine's own process for Python dynamic resources.
+    ca = rendered["outputs"]["ca_certificate"]
+    assert ca.startswith("-----BEGIN CERTIFICATE-----")
+    assert rendered["outputs_again"]["ca_certificate"] == ca
+    ops = {urn.rsplit("::", 1)[1]: op for urn, op in rendered["renamed"].items()}
+    assert ops["render-tls-ca"] == "replace" and ops["render-tls-certificate"] == "replace"
+    resources = {r["urn"].rsplit("::", 1)[1]: r for r in rendered["state"]["deployment"]["resources"]}
+    for name in ("render-tls-ca", "render-tls-certificate"):
+        assert "ciphertext" in json.dumps(resources[name]["outputs"]["key_pem"]), name
+    assert "PRIVATE KEY" not in json.dumps(rendered["state"])
+    secrets = [m for m in _objects(rendered, "Secret") if m.get("type") == "kubernetes.io/tls"]
+    assert [(s["metadata"]["namespace"], s["metadata"]["name"]) for s in secrets] == [("demo", "lab-tls")]
 
 
 def test_destroy_leaves_the_stack_empty(rendered):

@@ -38,7 +38,9 @@ def test_runs_the_script_with_the_ip_and_every_hostname():
     assert command.inputs["create"] == "bash scripts/self-check.sh"
     assert (ROOT / "scripts/self-check.sh").is_file()
     hosts = ["app.lab.local", "argocd.lab.local", "grafana.lab.local", "boutique.lab.local"]
+    ca = r.outputs["ca_certificate"]
     assert command.inputs["environment"] == {
+        "LAB_CA_CERT": ca,
         "LAB_INGRESS_IP": "192.168.56.200",
         "LAB_HOSTNAMES": " ".join(hosts),
         "LAB_TIMEOUT_SECONDS": "300",
@@ -46,7 +48,7 @@ def test_runs_the_script_with_the_ip_and_every_hostname():
         "LAB_NETWORK_CIDR": "192.168.56.0/24",
     }
     # Re-runs exactly when the IP or the hostnames change.
-    assert command.inputs["triggers"] == ["192.168.56.200", *hosts]
+    assert command.inputs["triggers"] == ["192.168.56.200", *hosts, ca]
     assert command.inputs["logging"] == "stdoutAndStderr"
 
 
@@ -91,7 +93,9 @@ def test_a_lab_without_apps_checks_that_the_ingress_ip_answers():
     command = r.one(COMMAND, CHECK)
     assert command.inputs["environment"]["LAB_HOSTNAMES"] == ""
     assert command.inputs["environment"]["LAB_INGRESS_IP"] == "192.168.56.200"
-    assert command.inputs["triggers"] == ["192.168.56.200"]
+    # The IP and the lab CA (HTTPS is on by default); no hostname.
+    assert command.inputs["triggers"][0] == "192.168.56.200"
+    assert [t for t in command.inputs["triggers"][1:] if "BEGIN CERTIFICATE" not in t] == []
     assert r.outputs["ingress_ip"] == "192.168.56.200"
     assert r.outputs["hostnames"] == [] and r.outputs["urls"] == {} and r.outputs["etc_hosts"] is None
 
@@ -120,7 +124,7 @@ class FakeIngress(http.server.ThreadingHTTPServer):
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 (http.server's name)
-        host = self.headers.get("Host", "")
+        host = self.headers.get("Host", "").split(":")[0]  # controllers match the name, not the port
         self.server.seen.append(host)
         codes = self.server.routes.get(host, [404])
         code = codes.pop(0) if len(codes) > 1 else codes[0]
@@ -308,3 +312,98 @@ def test_missing_curl_is_said_plainly(tmp_path):
 def test_bad_usage_exits_2(env, words):
     result = check(80, "app.lab.test", **env)
     assert result.returncode == 2 and words in result.stderr
+
+
+# -- HTTPS: the certificate must chain to the lab CA and name the host ----------------------
+
+
+@pytest.fixture(scope="module")
+def lab_ca():
+    from components import tls
+
+    return tls.issue_ca("k8s-lab test CA", "lab.test", 30)
+
+
+@pytest.fixture
+def https_ingress(tmp_path):
+    """A loopback HTTPS ingress serving a given certificate, routing by Host like FakeIngress."""
+    import ssl
+
+    servers = []
+
+    def start(cert_pem: str, key_pem: str, routes: dict[str, list[int]]):
+        (tmp_path / "tls.crt").write_text(cert_pem)
+        (tmp_path / "tls.key").write_text(key_pem)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
+        server = FakeIngress(routes)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def check_both(http_port: int, https_port: int, hostnames: str, ca_pem: str, **env: str) -> subprocess.CompletedProcess:
+    return check(http_port, hostnames, LAB_HTTPS_PORT=str(https_port), LAB_CA_CERT=ca_pem, **env)
+
+
+@needs_curl
+def test_https_with_the_lab_certificate_passes(fake_ingress, https_ingress, lab_ca):
+    from components import tls
+
+    ca_pem, ca_key = lab_ca
+    cert, key = tls.issue_certificate(ca_pem, ca_key, ["*.lab.test", "lab.test"], 7)
+    routes = {"app.lab.test": [200], "grafana.lab.test": [302]}
+    http, https = fake_ingress(dict(routes)), https_ingress(cert, key, dict(routes))
+    result = check_both(http.server_port, https.server_port, "app.lab.test grafana.lab.test", ca_pem)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "self-check ok: https://app.lab.test -> HTTP 200" in result.stdout and "certificate from the lab CA" in result.stdout
+    assert sorted(https.seen) == ["app.lab.test", "grafana.lab.test"]  # SNI and Host are the hostname
+
+
+@needs_curl
+def test_https_certificate_from_another_ca_is_named(fake_ingress, https_ingress, lab_ca):
+    from components import tls
+
+    other_ca, other_key = tls.issue_ca("a controller's default CA", "lab.test", 30)
+    cert, key = tls.issue_certificate(other_ca, other_key, ["*.lab.test"], 7)
+    http, https = fake_ingress({"app.lab.test": [200]}), https_ingress(cert, key, {"app.lab.test": [200]})
+    result = check_both(http.server_port, https.server_port, "app.lab.test", lab_ca[0])
+    assert result.returncode == 1
+    assert "ok    http://app.lab.test -> HTTP 200" in result.stdout
+    assert "FAIL  https://app.lab.test -> the certificate does not chain to the lab CA" in result.stdout
+    assert "lab-tls Secret is missing" in result.stdout
+
+
+@needs_curl
+def test_https_certificate_for_other_names_is_named(fake_ingress, https_ingress, lab_ca):
+    from components import tls
+
+    ca_pem, ca_key = lab_ca
+    cert, key = tls.issue_certificate(ca_pem, ca_key, ["lab.test"], 7)  # no wildcard: app.lab.test is not covered
+    http, https = fake_ingress({"app.lab.test": [200]}), https_ingress(cert, key, {"app.lab.test": [200]})
+    result = check_both(http.server_port, https.server_port, "app.lab.test", ca_pem)
+    assert result.returncode == 1
+    assert "FAIL  https://app.lab.test -> the certificate does not name app.lab.test" in result.stdout
+    assert "*.<domain>" in result.stdout
+
+
+@needs_curl
+def test_http_answering_but_no_https_is_named(fake_ingress, lab_ca):
+    http = fake_ingress({"app.lab.test": [200]})
+    result = check_both(http.server_port, closed_port(), "app.lab.test", lab_ca[0])
+    assert result.returncode == 1
+    assert "FAIL  https://app.lab.test -> refused" in result.stdout
+    assert "HTTP works but HTTPS does not" in result.stdout
+
+
+@needs_curl
+def test_without_a_ca_only_http_is_checked(fake_ingress):
+    http = fake_ingress({"app.lab.test": [200]})
+    result = check(http.server_port, "app.lab.test", LAB_HTTPS_PORT=str(closed_port()))
+    assert result.returncode == 0 and "https://" not in result.stdout

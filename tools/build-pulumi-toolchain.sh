@@ -5,6 +5,7 @@
 #   pulumi                       CLI (github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
 #   pulumi-language-python       upstream Python language host (see NOTE 2)
 #   pulumi-language-python-exec  Python shim, copied from github.com/pulumi/pulumi/sdk/v3
+#   pulumi-resource-pulumi-python  provider of Python dynamic resources, copied from sdk/v3 too
 #   pulumi-resource-kubernetes   github.com/pulumi/pulumi-kubernetes/provider/v4 (see NOTE 3)
 #   pulumi-resource-command      upstream pulumi-command provider (see NOTE 4)
 #
@@ -202,6 +203,7 @@ PULUMI_HOME_DIR=${PULUMI_HOME:-$HOME/.pulumi}
 CLI_BIN="$BIN/pulumi"
 LANG_BIN="$BIN/pulumi-language-python"
 EXEC_SCRIPT="$BIN/pulumi-language-python-exec"
+DYNAMIC_SCRIPT="$BIN/pulumi-resource-pulumi-python"
 CMD_PLUGIN="$PLUGINS/pulumi-resource-command"
 K8S_PLUGIN="$PLUGINS/pulumi-resource-kubernetes"
 
@@ -212,7 +214,7 @@ plugin_installed() { # plugin_installed NAME VERSION BINARY
 }
 
 all_built() {
-	[[ -x "$CLI_BIN" && -x "$LANG_BIN" && -f "$EXEC_SCRIPT" && -x "$CMD_PLUGIN" && -x "$K8S_PLUGIN" ]]
+	[[ -x "$CLI_BIN" && -x "$LANG_BIN" && -f "$EXEC_SCRIPT" && -x "$DYNAMIC_SCRIPT" && -x "$CMD_PLUGIN" && -x "$K8S_PLUGIN" ]]
 }
 
 if [[ "$mode" == check ]]; then
@@ -256,7 +258,7 @@ fi
 
 if ((force)); then
 	log "--force: removing cached binaries in $DIR"
-	rm -f "$CLI_BIN" "$LANG_BIN" "$EXEC_SCRIPT" "$CMD_PLUGIN" "$K8S_PLUGIN"
+	rm -f "$CLI_BIN" "$LANG_BIN" "$EXEC_SCRIPT" "$DYNAMIC_SCRIPT" "$CMD_PLUGIN" "$K8S_PLUGIN"
 fi
 
 # --- Go environment ---------------------------------------------------------
@@ -397,6 +399,23 @@ install_exec_script() {
 	echo "installed $src"
 }
 
+# The provider of Python dynamic resources (pulumi.dynamic), which a Pulumi release bundles next
+# to the CLI: a shell script that runs `python -m pulumi.dynamic` in the project's virtualenv.
+install_dynamic_provider_script() {
+	local sdkdir
+	if ! sdkdir=$(mod_json "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_CLI_VERSION" Dir); then
+		sdkdir=$(mod_json "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_VERSION" Dir)
+	fi
+	local src="$sdkdir/python/dist/pulumi-resource-pulumi-python"
+	[[ -f "$src" ]] || {
+		echo "no python/dist/pulumi-resource-pulumi-python in $sdkdir"
+		return 1
+	}
+	install -m 0755 "$src" "$DYNAMIC_SCRIPT.tmp"
+	mv -f "$DYNAMIC_SCRIPT.tmp" "$DYNAMIC_SCRIPT"
+	echo "installed $src"
+}
+
 # --- 3a. command provider -------------------------------------------------------
 
 build_command() {
@@ -463,6 +482,7 @@ PY
 step pulumi "$CLI_BIN" build_cli
 step pulumi-language-python "$LANG_BIN" build_langhost
 step pulumi-language-python-exec "$EXEC_SCRIPT" install_exec_script
+step pulumi-resource-pulumi-python "$DYNAMIC_SCRIPT" install_dynamic_provider_script
 step pulumi-resource-command "$CMD_PLUGIN" build_command
 step pulumi-resource-kubernetes "$K8S_PLUGIN" build_kubernetes
 
