@@ -17,10 +17,22 @@ from harness import ROOT, run_program
 COMMAND = "command:local:Command"
 
 
+_PLUGINS: dict[str, str] = {}
+
+
 def vagrant() -> str:
+    """The vagrant CLI with the libvirt provider these tests load, or a skip saying what is missing."""
     found = shutil.which("vagrant")
     if not found:
-        pytest.skip("vagrant is not installed here (Debian: apt-get install vagrant)")
+        pytest.skip("vagrant is not installed here (Debian: apt-get install vagrant vagrant-libvirt)")
+    if "list" not in _PLUGINS:
+        listing = subprocess.run([found, "plugin", "list"], capture_output=True, text=True, timeout=60)
+        _PLUGINS["list"] = listing.stdout
+    if "vagrant-libvirt" not in _PLUGINS["list"]:
+        pytest.skip(
+            "the vagrant-libvirt plugin is not installed (Debian: apt-get install vagrant-libvirt; it is only a "
+            "recommendation of the vagrant package, so --no-install-recommends leaves it out)"
+        )
     return found
 
 
