@@ -7,9 +7,12 @@ path, saying what is wrong, and registering nothing.
 import json
 import logging
 import os
+import shutil
 import subprocess
+import sys
 
 import pytest
+import yaml
 
 from components import config as lab_config
 from harness import DELETE, ROOT, TEST_KUBECONFIG, run_program, stack_config
@@ -177,10 +180,22 @@ def test_the_problem_list_is_the_runs_one_error_and_the_program_ends_quietly():
 
 
 def _lab_preview_with_stack_config(tmp_path, config: dict) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """`./lab preview` with a stand-in Pulumi CLI that lists ``config`` and records every call."""
-    listing = {key: {"value": v if isinstance(v, str) else json.dumps(v), **({} if isinstance(v, str) else {"objectValue": v}),
-                     "secret": False} for key, v in config.items()}  # fmt: skip
-    (tmp_path / "config.json").write_text(json.dumps(listing))
+    """`./lab preview` in a copy of the project whose stack file holds ``config``, with a stand-in
+    Pulumi CLI that lists that file's config as `pulumi config --json` does and records every call."""
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("lab", "Pulumi.yaml", "requirements.txt", "requirements-dev.txt"):
+        shutil.copy2(ROOT / name, project / name)
+    shutil.copytree(ROOT / "components", project / "components", ignore=shutil.ignore_patterns("__pycache__"))
+    (project / ".venv").symlink_to(ROOT / ".venv")
+    (project / "Pulumi.lab.yaml").write_text(yaml.safe_dump({"config": config}, sort_keys=False))
+    lister = tmp_path / "list_config.py"
+    lister.write_text(
+        "import json, sys, yaml\n"
+        "config = yaml.safe_load(open(sys.argv[1]))['config']\n"
+        "print(json.dumps({k: {'value': v if isinstance(v, str) else json.dumps(v),"
+        " **({} if isinstance(v, str) else {'objectValue': v}), 'secret': False} for k, v in config.items()}))\n"
+    )
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     pulumi = bin_dir / "pulumi"
@@ -189,13 +204,13 @@ def _lab_preview_with_stack_config(tmp_path, config: dict) -> tuple[subprocess.C
         f'echo "$*" >>{tmp_path}/calls\n'
         f'echo "$KUBECONFIG" >>{tmp_path}/kubeconfigs\n'
         'case "$*" in\n'
-        f"  'config --stack lab --json --show-secrets') cat {tmp_path}/config.json ;;\n"
+        f"  'config --stack lab --json --show-secrets') {sys.executable} {lister} Pulumi.lab.yaml ;;\n"
         "esac\n"
     )
     pulumi.chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "K8S_LAB_STACK": "lab",
            "PULUMI_BACKEND_URL": f"file://{tmp_path}", "PULUMI_CONFIG_PASSPHRASE": "test"}  # fmt: skip
-    result = subprocess.run(["bash", str(ROOT / "lab"), "preview"], env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(["bash", str(project / "lab"), "preview"], env=env, capture_output=True, text=True, timeout=60)
     return result, (tmp_path / "calls").read_text().splitlines()
 
 
@@ -214,6 +229,20 @@ def test_lab_preview_of_a_valid_config_goes_on_to_pulumi(tmp_path):
     result, calls = _lab_preview_with_stack_config(tmp_path, stack_config("lab"))
     assert result.returncode == 0, result.stderr
     assert calls[-1].startswith("preview --stack lab"), calls
+
+
+@pytest.mark.skipif(not (ROOT / ".venv/bin/python").exists(), reason="./lab checks the config with .venv, which ./lab test creates")
+def test_lab_checks_the_config_again_only_when_the_stack_file_changed(tmp_path):
+    result, calls = _lab_preview_with_stack_config(tmp_path, stack_config("lab"))
+    assert result.returncode == 0, result.stderr
+    again = subprocess.run(["bash", str(tmp_path / "project" / "lab"), "preview"], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "K8S_LAB_STACK": "lab",
+                                "PULUMI_BACKEND_URL": f"file://{tmp_path}", "PULUMI_CONFIG_PASSPHRASE": "test"})  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    checks = [c for c in calls if c.startswith("config --stack lab --json")]
+    assert len(checks) == 1, calls  # the warm run skipped it
+    assert calls[-1].startswith("preview --stack lab")
 
 
 @pytest.mark.skipif(not (ROOT / ".venv/bin/python").exists(), reason="./lab checks the config with .venv, which ./lab test creates")
