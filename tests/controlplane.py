@@ -516,6 +516,8 @@ class LocalPod:
     probe_url: Optional[str]
     cert_dir: Path
     secret_volumes: dict[str, str]  # Secret name -> dir
+    backoff: float = 0.0
+    restart_at: float = 0.0
 
 
 class Kubelet:
@@ -592,16 +594,23 @@ class Kubelet:
                 self.errors.append(f"no MetalLB controller binary for {image}")
                 return None
             workdir = Path(tempfile.mkdtemp(prefix="metallb-", dir=self.plane.dir))
+            # Secret volumes mounted under /tmp land under the process's own TMPDIR (MetalLB's
+            # webhook server reads its certificate from $TMPDIR/k8s-webhook-server/serving-certs).
+            tmpdir = workdir / "tmp"
             mounts = {}
             volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
             for mount in container.get("volumeMounts") or []:
                 secret = (volumes.get(mount["name"]) or {}).get("secret")
                 if secret:
-                    mounts[secret["secretName"]] = str(workdir / mount["name"])
-            cert_dir = Path(next(iter(mounts.values()), str(workdir / "certs")))
+                    path = mount["mountPath"]
+                    local_path = tmpdir / path[len("/tmp/"):] if path.startswith("/tmp/") else workdir / mount["name"]
+                    mounts[secret["secretName"]] = str(local_path)
+            cert_dir = Path(next(iter(mounts.values()), str(tmpdir / "k8s-webhook-server" / "serving-certs")))
             cert_dir.mkdir(parents=True, exist_ok=True)
             args = [a for a in container.get("args") or [] if not a.startswith("--cert-dir")]
-            env = {"PATH": os.environ.get("PATH", ""), **_pod_env(pod, container)}
+            # In a pod the namespace comes from the mounted service-account files.
+            args.append(f"--namespace={meta['namespace']}")
+            env = {"PATH": os.environ.get("PATH", ""), "TMPDIR": str(tmpdir), **_pod_env(pod, container)}
             process = Process(
                 f"metallb-controller {key}",
                 [str(binary), *args, f"--kubeconfig={self.plane.kubeconfig_path}", f"--cert-dir={cert_dir}"],
@@ -624,10 +633,15 @@ class Kubelet:
             secret = secrets.get((meta["namespace"], name))
             if secret:
                 _write_secret_files(Path(directory), secret)
-        if not local.process.running():
+        if not local.process.running() and time.monotonic() >= local.restart_at:
             if local.process.popen is not None:
                 local.process.stop()
-                self.events.append(f"{time.monotonic():.2f} restart {key} (exit {local.process.popen.returncode})")
+                # The kubelet's crash-loop back-off, shortened.
+                local.backoff = min(local.backoff * 2 or 0.5, 8.0)
+                local.restart_at = time.monotonic() + local.backoff
+                self.events.append(f"{time.monotonic():.2f} exited {key} ({local.process.popen.returncode})")
+                local.process.popen = None
+                return local
             local.process.start()
             self.events.append(f"{time.monotonic():.2f} started {key}")
         return local
