@@ -10,8 +10,11 @@ What stands in, each as small as it can be:
 * **kwok** plays the kubelets: Nodes, pod status (Running, Ready, Job pods Succeeded). Its pod
   "ready" stage is changed to wait for an annotation the :class:`Kubelet` below sets, so a pod
   turns Ready only when a kubelet would let it: its Secrets (volumes, env) exist and, for a pod
-  run as a local process, its own readiness probe passes against that process. Without this
-  hold every pod is Ready at once and the tier would prove no ordering.
+  run as a local process, its own readiness probe passes against that process and the process
+  serves every port the pod declares (MetalLB 0.16's readiness probe is a bare ping that passes
+  before its webhook serves; a real kubelet's first probe comes only after the probe's 10 s
+  initial delay). Without this hold every pod is Ready at once and the tier would prove no
+  ordering.
 * The **secret volume** of MetalLB's controller: the Secret's keys are written into its
   ``--cert-dir`` as the kubelet writes a mounted Secret (its certificate rotation waits for them).
 * **ingress-nginx's admission pieces**, whose processes cannot run here: the certificate Jobs'
@@ -514,6 +517,8 @@ class LocalPod:
     pod: str  # namespace/name
     process: Process
     probe_url: Optional[str]
+    ports: list[int]
+    """The pod's container ports: it is Ready only once the process serves each of them."""
     cert_dir: Path
     secret_volumes: dict[str, str]  # Secret name -> dir
     backoff: float = 0.0
@@ -567,7 +572,7 @@ class Kubelet:
             self._ingress_nginx_jobs(pod, secrets)
             if (meta.get("annotations") or {}).get(READY_ANNOTATION) == "true":
                 continue
-            if local is not None and not _probe(local.probe_url):
+            if local is not None and not (_probe(local.probe_url) and all(map(_listening, local.ports))):
                 continue
             self.api.patch(f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", {"metadata": {"annotations": {READY_ANNOTATION: "true"}}})
             self.events.append(f"{time.monotonic():.2f} ready {key}")
@@ -624,7 +629,8 @@ class Kubelet:
                 if isinstance(port, str):
                     port = next(p["containerPort"] for p in container.get("ports") or [] if p.get("name") == port)
                 probe_url = f"http://127.0.0.1:{port}{probe.get('path', '/')}"
-            local = LocalPod(key, process, probe_url, cert_dir, mounts)
+            ports = [p["containerPort"] for p in container.get("ports") or []]
+            local = LocalPod(key, process, probe_url, ports, cert_dir, mounts)
             self.local[key] = local
             self.plane.proxy.routes[(meta["namespace"], "webhook-service")] = 9443
             self.plane.proxy.routes[(meta["namespace"], "metallb-webhook-service")] = 9443
@@ -708,6 +714,14 @@ def _write_secret_files(directory: Path, secret: dict) -> None:
             tmp = path.with_suffix(".tmp")
             tmp.write_bytes(content)
             tmp.replace(path)
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def _probe(url: Optional[str]) -> bool:
