@@ -166,7 +166,7 @@ def run_scenario(plane: cp.ControlPlane, root: Path, stack: str, config: dict, s
     if prepare:
         prepare(project, root)
     project.stack(stack, config)
-    if "k8s-lab:cluster" in config:
+    if "k8s-lab:nodes" not in config:  # existing-cluster mode
         cp.set_kubeconfig(project, stack, plane.kubeconfig)
     plane.proxy.log.clear()
     start = time.monotonic()
