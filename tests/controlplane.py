@@ -528,9 +528,12 @@ class LocalPod:
 class Kubelet:
     """Everything a kubelet would do for this tier, on one polling thread. See the module doc."""
 
-    def __init__(self, plane: "ControlPlane"):
+    def __init__(self, plane: "ControlPlane", start_seconds: float = 0.0):
         self.plane = plane
         self.api = plane.api
+        self.start_seconds = start_seconds
+        """A container's start-up (image pull, process start) for the bench's model; 0 in tests."""
+        self.first_seen: dict[str, float] = {}
         self.local: dict[str, LocalPod] = {}
         self.events: list[str] = []
         self.errors: list[str] = []
@@ -571,6 +574,9 @@ class Kubelet:
             local = self._run_local(pod, secrets)
             self._ingress_nginx_jobs(pod, secrets)
             if (meta.get("annotations") or {}).get(READY_ANNOTATION) == "true":
+                continue
+            seen = self.first_seen.setdefault(meta["uid"], time.monotonic())
+            if time.monotonic() - seen < self.start_seconds:
                 continue
             if local is not None and not (_probe(local.probe_url) and all(map(_listening, local.ports))):
                 continue
@@ -750,6 +756,8 @@ class ControlPlane:
     nodes: list[str] = field(default_factory=lambda: ["kwok-node-0", "kwok-node-1"])
     serving_ips: list[str] = field(default_factory=lambda: ["127.0.0.1", "10.96.0.1"])
     """Addresses in kube-apiserver's certificate (a kubeadm cluster's names its node IP too)."""
+    pod_start_seconds: float = 0.0
+    """How long every pod takes to start before it may turn Ready (a model, for the bench)."""
     processes: list[Process] = field(default_factory=list)
     started_seconds: float = 0.0
 
@@ -799,7 +807,7 @@ class ControlPlane:
             self.add_node(node)
         wait_for("default ServiceAccount", lambda: self.api.get("/api/v1/namespaces/default/serviceaccounts/default"), 60, 0.2, self._tails)
         wait_for("kwok nodes Ready", self._nodes_ready, 60, 0.2, self._tails)
-        self.kubelet = Kubelet(self)
+        self.kubelet = Kubelet(self, self.pod_start_seconds)
         self.started_seconds = time.monotonic() - start
         return self
 
