@@ -251,7 +251,8 @@ def control_plane(pod_start_seconds: float = 0.0, plane_rows: bool = True) -> li
             for obj in yaml.safe_load_all(path.read_text()):
                 if obj:
                     phases.setdefault(_script_phase(obj), []).append(obj)
-        with cp.LoopbackNetns():
+        netns = cp.LoopbackNetns()
+        with netns.inside():
             plane = cp.ControlPlane(bin=cp.control_plane_bin(), dir=tmp / "plane", pod_start_seconds=pod_start_seconds)
             try:
                 plane.start()
@@ -275,6 +276,7 @@ def control_plane(pod_start_seconds: float = 0.0, plane_rows: bool = True) -> li
                     plane.kubectl("delete", "--ignore-not-found", "--wait=true", "-f", str(tmp / f"{phase}.yaml"), check=False)
             finally:
                 plane.stop()
+        netns.close()
     held = f"pods start in {pod_start_seconds:g} s" if pod_start_seconds else "real waits only"
     rows.append([f"pulumi up, {held}", f"{up:.1f} s", "existing-cluster mode, MetalLB 0.14.9, ingress-nginx, demo"])
     rows.append([f"kubectl apply --server-side + wait, {held}", f"{script:.1f} s", "the same rendered objects, the program's order, in turn"])

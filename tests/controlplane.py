@@ -29,8 +29,8 @@ What stands in, each as small as it can be:
   network (webhooks at Service IPs) to an HTTP CONNECT proxy on a Unix socket, which connects
   only to the local process serving that Service, on loopback, and refuses everything else.
 
-Safety: :class:`LoopbackNetns` moves the calling thread (and every process it starts) into a new
-network namespace whose only interface is ``lo``; 10.96.x.x, 192.168.56.x and every other
+Safety: :class:`LoopbackNetns` makes a new network namespace whose only interface is ``lo``,
+and every process and thread of the tier is started inside it; 10.96.x.x, 192.168.56.x and every other
 address are unreachable from there. Everything binds to 127.0.0.1 (MetalLB's controller binds
 every interface, and every interface there is ``lo``).
 """
@@ -46,8 +46,6 @@ import http.server
 import json
 import os
 import select
-import shutil
-import signal
 import socket
 import socketserver
 import ssl
@@ -108,31 +106,49 @@ def _bring_lo_up() -> None:
 
 
 class LoopbackNetns:
-    """Move the calling thread into a fresh network namespace with only ``lo``, up; back on exit.
+    """A fresh network namespace whose only interface is ``lo``, up.
 
-    Threads started and processes spawned from this thread meanwhile are in it too.
+    Creating it leaves the caller where it was; ``with netns.inside():`` moves the calling thread
+    into it and back. Threads started and processes spawned from inside stay in it.
     """
 
-    def __enter__(self) -> "LoopbackNetns":
-        libc = ctypes.CDLL(None, use_errno=True)
-        self._libc = libc
-        self._home = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
-        if libc.unshare(CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            os.close(self._home)
-            raise OSError(err, f"unshare(CLONE_NEWNET): {os.strerror(err)}")
-        _bring_lo_up()
-        self.interfaces = [name for _, name in socket.if_nameindex()]
+    def __init__(self):
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        home = self._current()
+        try:
+            if self._libc.unshare(CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"unshare(CLONE_NEWNET): {os.strerror(err)}")
+            _bring_lo_up()
+            self.interfaces = [name for _, name in socket.if_nameindex()]
+            self._fd = self._current()
+        finally:
+            self._setns(home)
+            os.close(home)
         if self.interfaces != ["lo"]:
-            self.__exit__(None, None, None)
             raise RuntimeError(f"the new network namespace has interfaces {self.interfaces}, expected only lo")
-        return self
 
-    def __exit__(self, *exc) -> None:
-        if self._libc.setns(self._home, CLONE_NEWNET) != 0:
+    @staticmethod
+    def _current() -> int:
+        return os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
+
+    def _setns(self, fd: int) -> None:
+        if self._libc.setns(fd, CLONE_NEWNET) != 0:
             err = ctypes.get_errno()
-            raise OSError(err, f"setns back to the original network namespace: {os.strerror(err)}")
-        os.close(self._home)
+            raise OSError(err, f"setns: {os.strerror(err)}")
+
+    @contextlib.contextmanager
+    def inside(self):
+        home = self._current()
+        self._setns(self._fd)
+        try:
+            yield self
+        finally:
+            self._setns(home)
+            os.close(home)
+
+    def close(self) -> None:
+        os.close(self._fd)
 
 
 # --------------------------------------------------------------------------------------------
@@ -748,7 +764,7 @@ def _probe(url: Optional[str]) -> bool:
 class ControlPlane:
     """etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok on 127.0.0.1.
 
-    Start it inside :class:`LoopbackNetns`.
+    Start it, and talk to it, inside a :class:`LoopbackNetns`.
     """
 
     bin: Path

@@ -15,8 +15,8 @@ The whole tier, Pulumi CLI included, runs in a network namespace with only loopb
 calls webhooks at Service IPs, and those calls reach the local MetalLB controller through a
 loopback proxy, never the network. The IPs in Service status (192.168.56.x) are data.
 
-Scenarios run in turn on one control plane, so each also proves the one before it left nothing
-behind. They need root, the binaries of tools/build-control-plane.sh, the Pulumi CLI and
+Scenarios that run on one control plane run in turn, so each also proves the one before it left
+nothing behind. They need root, the binaries of tools/build-control-plane.sh, the Pulumi CLI and
 ../shared/reference, and skip with the reason otherwise.
 """
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
+import socket
 import time
 from pathlib import Path
 
@@ -33,7 +33,9 @@ import pytest
 
 from harness import REFERENCE
 
-pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("controlplane")]
+# One test per scenario, so that a scenario runs once whichever pytest-xdist worker gets it; each
+# worker that gets one runs its own control plane, in a network namespace of its own.
+pytestmark = [pytest.mark.engine]
 
 if shutil.which("pulumi") is None:
     pytest.skip(
@@ -69,26 +71,32 @@ def _reference(relative: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def plane(tmp_path_factory):
-    """One control plane for the module, in a loopback-only network namespace."""
+    """One control plane per worker, in a loopback-only network namespace; talk to it inside ``plane.netns``.
+
+    Session-scoped, like the scenarios: pytest-xdist interleaves other modules' tests, and a
+    module-scoped fixture would be torn down and built again in between.
+    """
     for relative in (METALLB_MANIFEST, METALLB_0_16_MANIFEST, INGRESS_MANIFEST, TRAEFIK_CHART):
         _reference(relative)
     root = tmp_path_factory.mktemp("controlplane")
-    with cp.LoopbackNetns() as netns:
-        plane = cp.ControlPlane(
-            bin=cp.control_plane_bin(),
-            dir=root / "plane",
-            # The Vagrant lab's node names; its kubeconfig names the control plane's IP, as kubeadm's does.
-            nodes=["k8s-cp", "k8s-w1", "k8s-w2"],
-            serving_ips=["127.0.0.1", "10.96.0.1", VAGRANT_CONTROL_PLANE_IP],
-        )
-        try:
+    netns = cp.LoopbackNetns()
+    plane = cp.ControlPlane(
+        bin=cp.control_plane_bin(),
+        dir=root / "plane",
+        # The Vagrant lab's node names; its kubeconfig names the control plane's IP, as kubeadm's does.
+        nodes=["k8s-cp", "k8s-w1", "k8s-w2"],
+        serving_ips=["127.0.0.1", "10.96.0.1", VAGRANT_CONTROL_PLANE_IP],
+    )
+    plane.netns = netns
+    try:
+        with netns.inside():
             plane.start()
-            plane.netns_interfaces = netns.interfaces
-            yield plane
-        finally:
-            plane.stop()
+        yield plane
+    finally:
+        plane.stop()
+        netns.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,6 +169,11 @@ def snapshot(plane: cp.ControlPlane, service: tuple[str, str]) -> dict:
 
 def run_scenario(plane: cp.ControlPlane, root: Path, stack: str, config: dict, service: tuple[str, str], prepare=None) -> dict:
     """`pulumi up`, the cluster as the API shows it, a no-op preview, `destroy`, what is left."""
+    with plane.netns.inside():
+        return _run_scenario(plane, root, stack, config, service, prepare)
+
+
+def _run_scenario(plane: cp.ControlPlane, root: Path, stack: str, config: dict, service: tuple[str, str], prepare) -> dict:
     plane.check_alive()
     project = Project(root)
     if prepare:
@@ -196,7 +209,7 @@ def run_scenario(plane: cp.ControlPlane, root: Path, stack: str, config: dict, s
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def nginx_0_14(plane, tmp_path_factory):
     """Scenario 1: existing-cluster mode, the seed's lab (MetalLB 0.14.9, ingress-nginx, demo)."""
     return run_scenario(
@@ -257,19 +270,17 @@ def assert_noop_and_clean_destroy(run: dict) -> None:
 
 
 def test_the_tier_runs_with_loopback_only(plane):
-    assert plane.netns_interfaces == ["lo"]
-    assert plane.api.get("/version")["gitVersion"].startswith("v1.")
+    assert plane.netns.interfaces == ["lo"]
+    with plane.netns.inside():
+        assert [name for _, name in socket.if_nameindex()] == ["lo"]
+        assert plane.api.get("/version")["gitVersion"].startswith("v1.")
 
 
-def test_nginx_lab_metallb_assigns_the_pinned_ip_and_everything_is_available(nginx_0_14):
+def test_seed_lab_in_existing_cluster_mode(nginx_0_14):
+    """MetalLB 0.14.9, ingress-nginx, demo: the pinned IP, the webhook, a no-op rerun, a clean destroy."""
     assert_lab_was_up(nginx_0_14, class_name="nginx", annotation_prefix="metallb.io")
-
-
-def test_nginx_lab_pools_pass_metallbs_real_webhook(nginx_0_14):
     assert_webhook_admitted_the_lab(nginx_0_14)
-
-
-def test_nginx_lab_second_preview_is_a_noop_and_destroy_leaves_nothing(nginx_0_14):
+    assert "configurationstates.metallb.io" not in nginx_0_14["seen"]["metallb_crds"]
     assert_noop_and_clean_destroy(nginx_0_14)
 
 
@@ -277,7 +288,7 @@ def test_nginx_lab_second_preview_is_a_noop_and_destroy_leaves_nothing(nginx_0_1
 # Scenario 4: MetalLB 0.16.1 (its CRDs, its annotation prefix, its controller)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def nginx_0_16(plane, tmp_path_factory):
     config = existing_cluster_config(
         **{"k8s-lab:metallb": {"version": "0.16.1", "manifest": str(_reference(METALLB_0_16_MANIFEST))}}
@@ -285,23 +296,13 @@ def nginx_0_16(plane, tmp_path_factory):
     return run_scenario(plane, tmp_path_factory.mktemp("nginx-0-16"), "metallb016", config, ("ingress-nginx", "ingress-nginx-controller"))
 
 
-def test_metallb_0_16_assigns_the_pinned_ip_and_everything_is_available(nginx_0_16):
+def test_metallb_0_16(nginx_0_16):
+    """The version-dependent parts (CRDs, annotation prefix) meet MetalLB 0.16.1's own controller."""
     assert_lab_was_up(nginx_0_16, class_name="nginx", annotation_prefix="metallb.io")
-
-
-def test_metallb_0_16_crds_meet_its_own_controller(nginx_0_16, nginx_0_14):
-    assert "configurationstates.metallb.io" in nginx_0_16["seen"]["metallb_crds"]
-    assert "configurationstates.metallb.io" not in nginx_0_14["seen"]["metallb_crds"]
-    # 0.16's controller reports the configuration it loaded in a ConfigurationState of its own.
-    states = nginx_0_16["seen"]["configuration_states"]
-    assert states, "MetalLB 0.16.1's controller wrote no ConfigurationState"
-
-
-def test_metallb_0_16_pools_pass_its_real_webhook(nginx_0_16):
     assert_webhook_admitted_the_lab(nginx_0_16)
-
-
-def test_metallb_0_16_second_preview_is_a_noop_and_destroy_leaves_nothing(nginx_0_16):
+    assert "configurationstates.metallb.io" in nginx_0_16["seen"]["metallb_crds"]
+    # 0.16's controller reports the configuration it loaded in a ConfigurationState of its own.
+    assert nginx_0_16["seen"]["configuration_states"], "MetalLB 0.16.1's controller wrote no ConfigurationState"
     assert_noop_and_clean_destroy(nginx_0_16)
 
 
@@ -309,7 +310,7 @@ def test_metallb_0_16_second_preview_is_a_noop_and_destroy_leaves_nothing(nginx_
 # Scenario 2: Traefik from its chart
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def traefik(plane, tmp_path_factory):
     config = existing_cluster_config(
         **{
@@ -324,15 +325,10 @@ def traefik(plane, tmp_path_factory):
     return run_scenario(plane, tmp_path_factory.mktemp("traefik"), "traefik", config, ("traefik", "traefik"))
 
 
-def test_traefik_lab_metallb_assigns_the_pinned_ip_and_everything_is_available(traefik):
+def test_traefik_lab(traefik):
+    """`ingress.controller: traefik` from its chart: the same guarantees."""
     assert_lab_was_up(traefik, class_name="traefik", annotation_prefix="metallb.io")
-
-
-def test_traefik_lab_pools_pass_metallbs_real_webhook(traefik):
     assert_webhook_admitted_the_lab(traefik)
-
-
-def test_traefik_lab_second_preview_is_a_noop_and_destroy_leaves_nothing(traefik):
     assert_noop_and_clean_destroy(traefik)
 
 
@@ -340,7 +336,7 @@ def test_traefik_lab_second_preview_is_a_noop_and_destroy_leaves_nothing(traefik
 # Scenario 3: the Vagrant lab stack, whole, with a stand-in `vagrant`
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def vagrant_lab(plane, tmp_path_factory):
     """Pulumi.lab.yaml as it is (self-check off): VM, kubeadm and kubeconfig steps, then every layer.
 
@@ -355,7 +351,8 @@ def vagrant_lab(plane, tmp_path_factory):
     admin_conf = root / "admin.conf"
     admin_conf.write_text(plane.kubeconfig.replace("https://127.0.0.1:6443", f"https://{server}"))
     log = root / "vagrant-calls.jsonl"
-    proxy = cp.EgressProxy(None, port=KUBECONFIG_PROXY_PORT, static={server: 6443})
+    with plane.netns.inside():
+        proxy = cp.EgressProxy(None, port=KUBECONFIG_PROXY_PORT, static={server: 6443})
 
     def prepare(project, _root):
         stand_in = cp.write_vagrant_stand_in(
@@ -379,7 +376,8 @@ def _calls(run, verb):
     return [c for c in run["vagrant_calls"] if c["argv"][:1] == [verb]]
 
 
-def test_vagrant_lab_runs_every_command_step_through_vagrant(vagrant_lab):
+def test_vagrant_lab_stack_whole(vagrant_lab):
+    """Every command step through `vagrant`, the provider built from their output, every layer."""
     ups = {c["argv"][1] for c in _calls(vagrant_lab, "up")}
     assert ups == {"k8s-cp", "k8s-w1", "k8s-w2"}
     scripts = [(c["argv"][1], c["script"]) for c in _calls(vagrant_lab, "ssh") if c["script"]]
@@ -389,14 +387,8 @@ def test_vagrant_lab_runs_every_command_step_through_vagrant(vagrant_lab):
     # The provider was built from the kubeconfig step's output and reached the API through the proxy.
     assert any(c["argv"][:2] == ["ssh", "k8s-cp"] and "admin.conf" in c["argv"][-1] for c in _calls(vagrant_lab, "ssh"))
     assert vagrant_lab["kubeconfig_proxy_log"] and all(line.endswith("-> 6443") for line in vagrant_lab["kubeconfig_proxy_log"])
-
-
-def test_vagrant_lab_metallb_assigns_the_pinned_ip_and_everything_is_available(vagrant_lab):
     assert_lab_was_up(vagrant_lab, class_name="nginx", annotation_prefix="metallb.io")
     assert_webhook_admitted_the_lab(vagrant_lab)
-
-
-def test_vagrant_lab_second_preview_is_a_noop_and_destroy_removes_the_vms(vagrant_lab):
     assert_noop_and_clean_destroy(vagrant_lab)
     destroyed = {c["argv"][-1] for c in _calls(vagrant_lab, "destroy")}
     assert destroyed == {"k8s-cp", "k8s-w1", "k8s-w2"}
