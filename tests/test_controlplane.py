@@ -7,13 +7,13 @@ and the advertisement pass MetalLB's own validating webhook (because they wait f
 clean. Real and stand-in parts are listed in tests/controlplane.py; in short: etcd,
 kube-apiserver, kube-controller-manager, kube-scheduler and MetalLB's controller are the real
 programs; kwok stands in for the kubelets (with pods held un-Ready until what a kubelet would wait
-for exists, and MetalLB's controller's own readiness probe passes), and small stand-ins do the
-work of ingress-nginx's certificate Jobs, its admission endpoint, and the ingress controllers'
-Ingress status writer, whose processes cannot run here.
+for exists, and MetalLB's controller passes its own readiness probe and serves its webhook), and
+small stand-ins do the work of ingress-nginx's certificate Jobs, its admission endpoint, and the
+ingress controllers' Ingress status writer, whose processes cannot run here.
 
 The whole tier, Pulumi CLI included, runs in a network namespace with only loopback: kube-apiserver
-calls webhooks at Service IPs, and those calls reach the local MetalLB controller through a
-loopback proxy, never the network. The IPs in Service status (192.168.56.x) are data.
+calls webhooks at Service IPs, and its egress selector hands those calls to a proxy on a Unix
+socket that reaches only the local process serving that Service, never the network. The IPs in Service status (192.168.56.x) are data.
 
 Scenarios that run on one control plane run in turn, so each also proves the one before it left
 nothing behind. They need root, the binaries of tools/build-control-plane.sh, the Pulumi CLI and
@@ -61,7 +61,6 @@ LAB_NAMESPACES = ("metallb-system", "ingress-nginx", "traefik", "demo")
 PINNED_IP = "192.168.56.200"
 VAGRANT_CONTROL_PLANE_IP = "192.168.56.10"  # Pulumi.lab.yaml's k8s-cp; data only, never contacted
 KUBECONFIG_PROXY_PORT = 8132
-STEP_TIMEOUT_SECONDS = 300
 
 
 def _reference(relative: str) -> Path:
