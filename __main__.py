@@ -9,10 +9,12 @@ import pulumi
 from components import config as lab_config
 from components.apps import Apps, AppsArgs
 from components.cluster import ExistingCluster, ExistingClusterArgs
+from components.dns import LabDNS, LabDNSArgs
 from components.ingress import Ingress, IngressArgs
 from components.kubeadm import KubeadmCluster, KubeadmClusterArgs
 from components.metallb import MetalLB, MetalLBArgs
 from components.selfcheck import CHECK_COMMAND, SelfCheck, SelfCheckArgs, etc_hosts_line
+from components.tls import LabTLS, LabTLSArgs, trust_commands
 
 cfg = lab_config.load()
 for warning in cfg.warnings:
@@ -43,16 +45,39 @@ else:
     if cluster.kubeconfig_file:
         pulumi.export("kubeconfig_export", f"export KUBECONFIG={cluster.kubeconfig_file}")
 
-metallb = MetalLB(f"{cfg.stack}-metallb", MetalLBArgs(cluster=cluster, config=cfg.metallb, reserved_ip=cfg.ingress.ip))
-ingress = Ingress(f"{cfg.stack}-ingress", IngressArgs(cluster=cluster, metallb=metallb, config=cfg.ingress))
+metallb = MetalLB(
+    f"{cfg.stack}-metallb",
+    MetalLBArgs(
+        cluster=cluster,
+        config=cfg.metallb,
+        reserved_ip=cfg.ingress.ip,
+        more_reserved_ips=(cfg.dns.ip,) if cfg.dns.enabled and cfg.dns.ip else (),
+    ),
+)
+tls = LabTLS(f"{cfg.stack}-tls", LabTLSArgs(cluster=cluster, config=cfg.tls, domain=cfg.domain, stack=cfg.stack)) if cfg.tls.enabled else None
+ingress = Ingress(f"{cfg.stack}-ingress", IngressArgs(cluster=cluster, metallb=metallb, config=cfg.ingress, tls=tls))
+dns = (
+    LabDNS(f"{cfg.stack}-dns", LabDNSArgs(cluster=cluster, metallb=metallb, ingress=ingress, config=cfg.dns, domain=cfg.domain))
+    if cfg.dns.enabled
+    else None
+)
 apps = Apps(
     f"{cfg.stack}-apps",
     AppsArgs(cluster=cluster, ingress=ingress, domain=cfg.domain, apps=cfg.apps, options=cfg.app_options),
 )
-if cfg.self_check.enabled:
+if cfg.runs_self_check:
     SelfCheck(
         f"{cfg.stack}-self-check",
-        SelfCheckArgs(cluster=cluster, metallb=metallb, ingress=ingress, apps=apps, config=cfg.self_check, network_cidr=cfg.network.cidr),
+        SelfCheckArgs(
+            cluster=cluster,
+            metallb=metallb,
+            ingress=ingress,
+            apps=apps,
+            config=cfg.self_check,
+            network_cidr=cfg.network.cidr,
+            tls=tls,
+            dns=dns,
+        ),
     )
 
 if cluster.kubeconfig is not None:
@@ -63,4 +88,11 @@ pulumi.export("hostnames", list(cfg.hostnames))
 pulumi.export("etc_hosts", ingress.ip.apply(lambda ip: etc_hosts_line(ip, cfg.hostnames)))
 pulumi.export("urls", {app: f"http://{cfg.hostname(app)}" for app in cfg.apps})
 pulumi.export("admin_passwords", apps.admin_passwords)
+if tls is not None:
+    pulumi.export("https_urls", {app: f"https://{cfg.hostname(app)}" for app in cfg.apps})
+    pulumi.export("ca_certificate", tls.ca_certificate)
+    pulumi.export("trust_commands", trust_commands(cfg.stack))
+if dns is not None:
+    pulumi.export("dns_ip", dns.ip)
+    pulumi.export("dns_resolvers", dns.resolvers)
 pulumi.export("check", CHECK_COMMAND)

@@ -60,7 +60,9 @@ class ExistingCluster(Cluster):
         self.kubeconfig = None if args.kubeconfig is None else pulumi.Output.secret(args.kubeconfig)
         self.provider = k8s.Provider(
             f"{name}-provider",
-            kubeconfig=self.kubeconfig,
+            # Never None: the SDK would fill it from the shell's KUBECONFIG, which the provider
+            # refuses beside render_yaml_to_directory. An empty string is "no kubeconfig" to both.
+            kubeconfig=self.kubeconfig if self.kubeconfig is not None else "",
             context=args.context,
             render_yaml_to_directory=args.render_yaml_to_directory,
             # Resources of a cluster that vanished can still be removed from state by destroy.

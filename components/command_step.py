@@ -5,16 +5,27 @@ lab goes through this helper, which encodes them once:
 
 - A changed input (the command line, its environment) re-runs ``create`` *in place*; nothing is
   deleted first, and a VM that is already running ignores new CPUs or memory. Only a change of
-  ``triggers`` replaces the resource. So each step's triggers carry a hash of its whole spec
-  (command lines, environment, the content of the scripts it runs) and the ids of the steps it
-  builds on: a replaced upstream step gets a new id, and everything built on it runs again.
+  ``triggers`` replaces the resource. So each step's triggers carry a hash of what defines the
+  thing it makes (its command lines and environment) and the ids of the steps it builds on: a
+  replaced upstream step gets a new id, and everything built on it runs again.
+- Values a step gets from another step's output (the NIC name found by node preparation) are
+  in its environment but not in its triggers: that step's id is, and an output is unknown while
+  its step is about to re-run, which would make every preview of a re-run show a replacement.
+- The content of the scripts a step runs is *not* in its triggers: an edited script (a
+  ``git pull``) must never destroy a VM or make a worker leave the cluster. Their digest goes
+  into the step's environment instead (``K8S_LAB_SCRIPTS_SHA256``), so an edit re-runs the step
+  in place, which every script is written to survive. A step that only reads (the kubeconfig)
+  is not re-run for a script edit: its output feeds the Kubernetes provider, and a re-run would
+  make the provider's configuration unknown in the preview.
 - Steps that own a fixed name or address (a VM, a node's membership, a file) delete before they
   create, or the new one would collide with the old one.
 - Steps whose stdout is a credential log no stdout (only stderr, which the scripts keep free of
   secrets), keep stdout secret in the state, do not hand the previous stdout to the next run's
   environment, and return ``Output.secret``.
-- Every command runs from the project root, found from this file's path, not from the process's
-  working directory.
+- No step stores a working directory: the command provider runs commands in the Pulumi project's
+  directory, and every path a step names is relative to it. A stored absolute ``dir`` would
+  re-run every step after the project is moved or cloned elsewhere, and ``destroy`` would fail
+  on the old path.
 
 The scripts themselves are safe to re-run after a half-finished attempt; that is their contract,
 kept in ``scripts/``.
@@ -35,20 +46,20 @@ ROOT = Path(__file__).resolve().parent.parent
 """The project root: commands run here and script paths are relative to it."""
 
 
-def spec_hash(
-    create: str,
-    delete: Optional[str],
-    environment: Mapping[str, str],
-    scripts: Mapping[str, str],
-) -> str:
-    """A stable digest of everything that defines a step; equal specs give equal hashes."""
-    spec = {
-        "create": create,
-        "delete": delete,
-        "environment": dict(environment),
-        "scripts": {path: hashlib.sha256(text.encode()).hexdigest() for path, text in scripts.items()},
-    }
+SCRIPTS_VARIABLE = "K8S_LAB_SCRIPTS_SHA256"
+"""The environment variable carrying the digest of a step's scripts (see the module docstring)."""
+
+
+def spec_hash(create: str, delete: Optional[str], environment: Mapping[str, str]) -> str:
+    """A stable digest of what defines a step's result; equal specs give equal hashes."""
+    spec = {"create": create, "delete": delete, "environment": dict(environment)}
     return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def scripts_digest(scripts: Mapping[str, str]) -> str:
+    """One digest of the scripts a step runs, path and content: any edit changes it."""
+    listing = {path: hashlib.sha256(text.encode()).hexdigest() for path, text in scripts.items()}
+    return hashlib.sha256(json.dumps(listing, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def read_scripts(paths: Sequence[str]) -> dict[str, str]:
@@ -88,25 +99,29 @@ def command_step(
     after: Sequence[pulumi.Resource] = (),
     fixed_identity: bool = False,
     sensitive: bool = False,
+    rerun_on_script_edit: bool = True,
     stdin: Optional[pulumi.Input[str]] = None,
 ) -> Step:
     """Register one local command with the lab's rules.
 
     ``builds_on``: steps whose work this one builds on; their ids go into the triggers, so
     replacing one of them runs this step again. ``after``: ordering only (the VirtualBox chain).
+    ``rerun_on_script_edit``: off for a step that only reads (see the module docstring).
     ``fixed_identity``: the step owns a name or address that cannot exist twice, so it is deleted
     before it is created again. ``sensitive``: stdout is a credential. ``stdin`` is passed as is
     and is not part of the spec hash (a changed stdin re-runs the step in place).
     """
-    script_text = read_scripts(scripts)
-    digest = pulumi.Output.all(**environment).apply(lambda env: spec_hash(create, delete, env, script_text))
-    triggers = pulumi.Output.all(digest, *[step.id for step in builds_on]).apply(list)
+    # Values from other steps are named, not hashed (see the module docstring).
+    spec = {key: value if isinstance(value, str) else "<from another step>" for key, value in environment.items()}
+    triggers = pulumi.Output.all(spec_hash(create, delete, spec), *[step.id for step in builds_on]).apply(list)
+    run_environment = dict(environment)
+    if scripts and rerun_on_script_edit:
+        run_environment[SCRIPTS_VARIABLE] = scripts_digest(read_scripts(scripts))
     command = local.Command(
         name,
         create=create,
         delete=delete,
-        dir=str(ROOT),
-        environment=dict(environment),
+        environment=run_environment,
         triggers=triggers,
         stdin=stdin,
         # The console would otherwise print a kubeconfig or a token as it streams by.

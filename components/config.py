@@ -11,6 +11,9 @@ Components never read configuration; ``__main__.py`` calls :func:`load` and pass
 
 from __future__ import annotations
 
+import base64
+import binascii
+import copy
 import difflib
 import json
 import os
@@ -23,7 +26,7 @@ from typing import Any, Literal, Mapping, Optional
 
 import pulumi
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from typing_extensions import Annotated
 
 from components import network as net
@@ -36,12 +39,17 @@ DEFAULT_METALLB_VERSION = "0.14.9"
 DEFAULT_VAGRANT_BOX = "bento/ubuntu-24.04"
 DEFAULT_VAGRANT_BOX_VERSION = "202510.26.0"
 # ingress-nginx: the controller release (its static manifest is tagged controller-v<version>).
-# traefik: the Helm chart release; chart 37.4.0 ships Traefik Proxy v3.6.2. Chart 40 changed the
-# Service values' syntax, so a newer chart needs its values checked before the pin moves.
-DEFAULT_INGRESS_VERSIONS = {"ingress-nginx": "1.15.1", "traefik": "37.4.0"}
+# traefik: the Helm chart release; chart 41.3.0 ships Traefik Proxy v3.7.11. Chart 40 moved the
+# Service's type into service.spec (components.ingress.traefik_values follows the chart version).
+DEFAULT_INGRESS_VERSIONS = {"ingress-nginx": "1.15.1", "traefik": "41.3.0"}
+# The Gateway API standard channel the lab installs when the Traefik chart brings no CRDs of its
+# own (charts from 40.2.0 dropped them).
+GATEWAY_API_VERSION = "1.6.1"
 # Traefik's chart versions are far ahead of its proxy versions; below this a chart version is
 # almost surely a proxy version given by mistake.
 OLDEST_TRAEFIK_CHART_MAJOR = 30
+# CoreDNS, the lab's optional DNS server for its domain (components/dns.py).
+DEFAULT_COREDNS_VERSION = "1.12.1"
 DEFAULT_POD_CIDR = "10.244.0.0/16"  # flannel's own default
 DEFAULT_SERVICE_CIDR = "10.96.0.0/12"  # kubeadm's default
 
@@ -49,6 +57,10 @@ DEFAULT_SERVICE_CIDR = "10.96.0.0/12"  # kubeadm's default
 KUBEADM_MIN_CPUS = 2
 KUBEADM_MIN_MEMORY_MB = 1700
 OLDEST_SUPPORTED_KUBERNETES_MINOR = 34
+# The kubeadm configuration the lab writes is kubeadm.k8s.io/v1beta4, which kubeadm reads from 1.31.
+OLDEST_KUBEADM_V1BETA4_MINOR = 31
+
+MAX_HOSTNAME_LENGTH = 253  # RFC 1035, as Kubernetes checks an Ingress host
 
 APP_NAMES = ("demo", "argocd", "grafana", "online-boutique")
 APP_HOSTS = {"demo": "app", "argocd": "argocd", "grafana": "grafana", "online-boutique": "boutique"}
@@ -66,7 +78,8 @@ LOAD_GENERATOR_MEMORY_MB = 300
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+# Semantic versions have no leading zeros: 1.036.1 would name an apt repository that does not exist.
+_VERSION = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _IFACE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
@@ -111,6 +124,20 @@ class ConfigError(pulumi.RunError):
         return [p.path for p in self.problems]
 
 
+# pulumi-language-python-exec's exit code for "the user was shown an actionable message": the
+# CLI then adds nothing of its own. (A RunError is printed too, but the executor exits 1 and the
+# CLI follows the list with "an unhandled error occurred: Program exited with non-zero exit code".)
+EXIT_AFTER_MESSAGE = 32
+
+
+class ConfigReported(SystemExit):
+    """Ends the program after :func:`load` has logged the problem list as the run's error."""
+
+    def __init__(self, error: ConfigError):
+        super().__init__(EXIT_AFTER_MESSAGE)
+        self.error = error
+
+
 # --------------------------------------------------------------------------------------------
 # The typed shape of each key
 
@@ -123,6 +150,9 @@ def _check_version(value: str, example: str) -> str:
     value = str(value).strip()
     if not _VERSION.match(value):
         hint = f" (drop the leading 'v': {value[1:]})" if value.startswith("v") and _VERSION.match(value[1:]) else ""
+        unpadded = ".".join(str(int(part)) for part in value.split(".")) if re.match(r"^\d+\.\d+\.\d+$", value) else ""
+        if unpadded and _VERSION.match(unpadded):
+            hint = f" (no leading zeros: {unpadded})"
         raise ValueError(f"{value!r} is not a MAJOR.MINOR.PATCH version such as {example}{hint}")
     return value
 
@@ -179,12 +209,22 @@ class NetworkConfig(_Strict):
         return net.parse_network(self.cidr)
 
 
+def _not_a_boolean(value: Any) -> Any:
+    # pydantic would take `true` as 1: a slip (`cpus: true`) becomes a one-CPU VM.
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {str(value).lower()}")
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_not_a_boolean)]
+
+
 class NodeConfig(_Strict):
     name: str
     role: Literal["control-plane", "worker"]
     ip: Address
-    cpus: int = Field(2, ge=1, le=64)
-    memory_mb: int = Field(2048, ge=512, le=262144)
+    cpus: WholeNumber = Field(2, ge=1, le=64)
+    memory_mb: WholeNumber = Field(2048, ge=512, le=262144)
 
     @field_validator("name")
     @classmethod
@@ -283,6 +323,10 @@ class IngressConfig(_Strict):
     # For offline labs: ingress-nginx's deploy.yaml, or traefik's chart (a directory or .tgz),
     # as a local path (relative to the project) or a URL.
     manifest: Optional[str] = None
+    # How apps are routed: Ingress objects (either controller) or Gateway API HTTPRoutes (traefik).
+    api: Literal["ingress", "gateway"] = "ingress"
+    # For offline labs: the Gateway API standard-install.yaml, when the chart carries no CRDs.
+    gateway_api_manifest: Optional[str] = None
 
     @property
     def resolved_version(self) -> str:
@@ -305,9 +349,34 @@ class ClusterConfig(_Strict):
     render_yaml_to_directory: Optional[str] = None
 
 
+class TLSConfig(_Strict):
+    """HTTPS from the lab's own CA (components/tls.py)."""
+
+    enabled: bool = True
+    # The CA's name as browsers and trust stores show it. None: "k8s-lab <stack> CA".
+    ca_common_name: Optional[str] = Field(None, min_length=1, max_length=64)
+    # Changing either of these (or the domain) makes a new CA, which must be trusted again.
+    ca_validity_days: int = Field(3650, ge=30, le=36500)
+    # Apple platforms refuse server certificates valid for more than 825 days.
+    certificate_validity_days: int = Field(397, ge=7, le=825)
+
+
+class DNSConfig(_Strict):
+    """An opt-in DNS server answering every ``*.<domain>`` name with the ingress IP."""
+
+    enabled: bool = False
+    # Its LoadBalancer IP, from a pool: the one address users configure as the domain's resolver.
+    ip: Optional[Address] = None
+    version: AppVersion = DEFAULT_COREDNS_VERSION
+
+    @property
+    def address(self) -> Optional[IPv4Address]:
+        return None if self.ip is None else net.parse_address(self.ip)
+
+
 class SelfCheckConfig(_Strict):
     enabled: bool = True
-    timeout_seconds: int = Field(300, ge=10, le=3600)
+    timeout_seconds: WholeNumber = Field(300, ge=10, le=3600)
 
 
 class ArgoCDOptions(_Strict):
@@ -337,7 +406,7 @@ class OnlineBoutiqueOptions(_Strict):
 
 
 class DemoOptions(_Strict):
-    replicas: int = Field(2, ge=1, le=20)
+    replicas: WholeNumber = Field(2, ge=1, le=20)
 
 
 class AppOptions(_Strict):
@@ -366,6 +435,10 @@ class LabConfig(_Strict):
     app_options: AppOptions = AppOptions()
     cluster: Optional[ClusterConfig] = None
     self_check: SelfCheckConfig = SelfCheckConfig()
+    tls: TLSConfig = TLSConfig()
+    dns: DNSConfig = DNSConfig()
+    # Set once the '.local' warning has been read: it then stops repeating on every preview.
+    local_domain_acknowledged: bool = False
     write_kubeconfig: bool = False
     # Problems that do not stop the lab, logged by __main__ as Pulumi warnings.
     warnings: tuple[str, ...] = ()
@@ -374,6 +447,8 @@ class LabConfig(_Strict):
     @classmethod
     def _domain(cls, value: str) -> str:
         value = value.lower().rstrip(".")
+        if len(value) > MAX_HOSTNAME_LENGTH:
+            raise ValueError(f"is {len(value)} characters long; a DNS name has at most {MAX_HOSTNAME_LENGTH}")
         if not all(_DNS_LABEL.match(label) for label in value.split(".")) or "." not in value:
             raise ValueError(f"{value!r} is not a DNS domain with at least two labels, e.g. lab.local or lab.test")
         return value
@@ -388,6 +463,16 @@ class LabConfig(_Strict):
     @property
     def existing_cluster(self) -> bool:
         return self.cluster is not None
+
+    @property
+    def rendering(self) -> bool:
+        """Render mode: manifests are written to a directory, and nothing is contacted."""
+        return self.cluster is not None and bool(self.cluster.render_yaml_to_directory)
+
+    @property
+    def runs_self_check(self) -> bool:
+        """The self-check curls the ingress IP, which render mode never does."""
+        return self.self_check.enabled and not self.rendering
 
     @property
     def control_plane(self) -> NodeConfig:
@@ -408,6 +493,8 @@ class LabConfig(_Strict):
     def load_balancer_services(self) -> tuple[str, ...]:
         """Every LoadBalancer Service the lab creates, each taking one pool IP."""
         services = [f"{self.ingress.controller} controller"]
+        if self.dns.enabled:
+            services.append("DNS server")
         if "online-boutique" in self.apps and self.app_options.online_boutique.frontend_external:
             services.append("online-boutique frontend-external")
         return tuple(services)
@@ -450,20 +537,22 @@ def check_lab(cfg: LabConfig) -> tuple[list[Problem], list[str]]:
     minor = version_tuple(k8s.version)[1]
     if version_tuple(k8s.version)[0] != 1:
         add("kubernetes.version", f"{k8s.version!r} is not a Kubernetes 1.x version; use e.g. {DEFAULT_KUBERNETES_VERSION}")
-    elif minor < OLDEST_SUPPORTED_KUBERNETES_MINOR:
+    elif minor < OLDEST_KUBEADM_V1BETA4_MINOR and not cfg.existing_cluster:
+        add(
+            "kubernetes.version",
+            f"{k8s.version} is too old for the lab's kubeadm configuration (kubeadm.k8s.io/v1beta4, read by "
+            f"kubeadm 1.{OLDEST_KUBEADM_V1BETA4_MINOR} and newer); use 1.{OLDEST_KUBEADM_V1BETA4_MINOR}.0 or newer, "
+            f"e.g. {DEFAULT_KUBERNETES_VERSION}",
+        )
+    elif minor < OLDEST_SUPPORTED_KUBERNETES_MINOR and not cfg.existing_cluster:
         warnings.append(
             f"kubernetes.version {k8s.version} is out of upstream support; consider {DEFAULT_KUBERNETES_VERSION}"
         )
-    pod, svc = net.parse_network(k8s.pod_cidr), net.parse_network(k8s.service_cidr)
-    for path, cidr in (("kubernetes.pod_cidr", pod), ("kubernetes.service_cidr", svc)):
-        if cidr.overlaps(network):
-            add(
-                path,
-                f"{cidr} overlaps the host-only network {network} (Calico's usual 192.168.0.0/16 does); "
-                f"pick a range outside it, e.g. {DEFAULT_POD_CIDR if path.endswith('pod_cidr') else DEFAULT_SERVICE_CIDR}",
-            )
-    if pod.overlaps(svc):
-        add("kubernetes.service_cidr", f"{svc} overlaps kubernetes.pod_cidr {pod}; the two must be disjoint")
+    # An existing cluster chose its own pod and Service ranges: the lab's (unused) ones are not checked.
+    pod = svc = None
+    if not cfg.existing_cluster:
+        pod, svc = net.parse_network(k8s.pod_cidr), net.parse_network(k8s.service_cidr)
+        _check_cluster_ranges(cfg, network, pod, svc, add)
 
     # -- MetalLB --
     _check_metallb(cfg, network, reserved, pod, svc, add, warnings)
@@ -481,9 +570,11 @@ def check_lab(cfg: LabConfig) -> tuple[list[Problem], list[str]]:
     services = cfg.load_balancer_services
     capacity = sum(p.size for p in cfg.metallb.pools)
     auto_capacity = sum(p.size for p in cfg.metallb.pools if p.auto_assign)
-    if ingress_ip is not None and any(ingress_ip in r for p in cfg.metallb.pools if p.auto_assign for r in p.ranges):
-        auto_capacity -= 1  # the pinned address is reserved for the ingress
-    wanting_auto = len(services) - (1 if ingress_ip is not None else 0)
+    pinned = {a for a in (ingress_ip, cfg.dns.address if cfg.dns.enabled else None) if a is not None}
+    for address in pinned:
+        if any(address in r for p in cfg.metallb.pools if p.auto_assign for r in p.ranges):
+            auto_capacity -= 1  # a pinned address is reserved for its Service
+    wanting_auto = len(services) - len(pinned)
     if cfg.metallb.pools and (len(services) > capacity or wanting_auto > auto_capacity):
         add(
             "metallb.pools",
@@ -496,7 +587,13 @@ def check_lab(cfg: LabConfig) -> tuple[list[Problem], list[str]]:
     warnings.extend(memory_warnings(cfg))
 
     # -- render mode: nothing can be read back from a cluster --
-    if cfg.cluster is not None and cfg.cluster.render_yaml_to_directory:
+    if cfg.rendering:
+        if cfg.self_check.enabled and "enabled" in cfg.self_check.model_fields_set:
+            add(
+                "self_check.enabled",
+                "cannot run with cluster.render_yaml_to_directory: render mode contacts nothing, so no self-check "
+                "is run; set it to false or remove it",
+            )
         if cfg.ingress.ip is None:
             add("ingress.ip", "is required with cluster.render_yaml_to_directory: the Service's IP cannot be read back from a rendered manifest; pin one from a pool")
         if "argocd" in cfg.apps and cfg.app_options.argocd.export_admin_password:
@@ -505,22 +602,125 @@ def check_lab(cfg: LabConfig) -> tuple[list[Problem], list[str]]:
                 "cannot be read from a rendered manifest; set it to false with cluster.render_yaml_to_directory",
             )
 
+    _check_dns(cfg, add)
+
     # -- domain --
-    if cfg.domain.endswith(".local"):
+    too_long = [h for h in cfg.hostnames if len(h) > MAX_HOSTNAME_LENGTH]
+    if too_long:
+        longest = max(too_long, key=len)
+        add(
+            "domain",
+            f"makes {longest} {len(longest)} characters long; a DNS name has at most {MAX_HOSTNAME_LENGTH}: "
+            f"shorten the domain to {MAX_HOSTNAME_LENGTH - (len(longest) - len(cfg.domain))} characters or fewer",
+        )
+    if cfg.domain.endswith(".local") and not cfg.local_domain_acknowledged:
+        dns_note = (
+            " With dns.enabled this matters more: systemd-resolved and macOS send '.local' to mDNS, not to the lab's DNS server."
+            if cfg.dns.enabled
+            else ""
+        )
         warnings.append(
-            f"domain {cfg.domain}: on macOS '.local' names go through mDNS first (multi-second lookups); "
-            "'lab.test' avoids that"
+            f"domain {cfg.domain}: '.local' belongs to multicast DNS (RFC 6762); on macOS such names go through mDNS "
+            f"first (multi-second lookups). 'lab.test' (RFC 6761, reserved for testing) avoids that.{dns_note} "
+            "To keep the domain and stop this warning: pulumi config set local_domain_acknowledged true"
         )
     return problems, warnings
 
 
+# kube-apiserver allocates Service IPs from at most 2^20 addresses: an IPv4 service range needs a
+# prefix of /12 or longer. kubeadm gives the cluster DNS the tenth address of the range.
+WIDEST_SERVICE_PREFIX = 12
+NARROWEST_SERVICE_PREFIX = 28
+# kube-controller-manager gives each node its own /24 of the pod range (--node-cidr-mask-size).
+NODE_POD_PREFIX = 24
+
+
+def _check_cluster_ranges(cfg: LabConfig, network: IPv4Network, pod: IPv4Network, svc: IPv4Network, add) -> None:
+    """The pod and Service ranges of a cluster the lab builds, as kubeadm and the controllers take them."""
+    for path, cidr in (("kubernetes.pod_cidr", pod), ("kubernetes.service_cidr", svc)):
+        if cidr.overlaps(network):
+            add(
+                path,
+                f"{cidr} overlaps the host-only network {network} (Calico's usual 192.168.0.0/16 does); "
+                f"pick a range outside it, e.g. {DEFAULT_POD_CIDR if path.endswith('pod_cidr') else DEFAULT_SERVICE_CIDR}",
+            )
+    if pod.overlaps(svc):
+        add("kubernetes.service_cidr", f"{svc} overlaps kubernetes.pod_cidr {pod}; the two must be disjoint")
+    if svc.prefixlen < WIDEST_SERVICE_PREFIX:
+        add(
+            "kubernetes.service_cidr",
+            f"{svc} is too large: kubeadm requires a prefix of /{WIDEST_SERVICE_PREFIX} or longer "
+            f"for an IPv4 Service range; use e.g. {DEFAULT_SERVICE_CIDR}",
+        )
+    elif svc.prefixlen > NARROWEST_SERVICE_PREFIX:
+        add(
+            "kubernetes.service_cidr",
+            f"{svc} is too small: kubeadm gives the cluster DNS the range's tenth address; use a /{NARROWEST_SERVICE_PREFIX} "
+            f"or wider, e.g. {DEFAULT_SERVICE_CIDR}",
+        )
+    nodes = len(cfg.nodes)
+    room = net.node_ranges(pod, NODE_POD_PREFIX)
+    if nodes and room < nodes:
+        wide_enough = max(8, NODE_POD_PREFIX - max(nodes - 1, 0).bit_length())
+        add(
+            "kubernetes.pod_cidr",
+            f"{pod} holds {room} node range{'s' if room != 1 else ''} of /{NODE_POD_PREFIX} (each node takes its own) "
+            f"but the lab has {nodes} nodes; use a /{wide_enough} or wider, e.g. {DEFAULT_POD_CIDR}",
+        )
+
+
+def _check_dns(cfg: LabConfig, add) -> None:
+    """The DNS server's IP: given, inside a pool, its own, and announced."""
+    dns = cfg.dns
+    if not dns.enabled:
+        return
+    pools = cfg.metallb.pools
+    ingress_ip = cfg.ingress.address
+    if dns.address is None:
+        free = next(
+            (a for p in pools for r in p.ranges for a in (r.last, r.first) if a != ingress_ip),
+            None,
+        )
+        example = f", e.g. {free}" if free else ""
+        add("dns.ip", f"is required with dns.enabled: the resolver you configure needs an address that never changes; pick a free one from metallb.pools{example}")
+        return
+    address = dns.address
+    holders = [p.name for p in pools if any(address in r for r in p.ranges)]
+    if not holders:
+        add("dns.ip", f"{address} is outside every MetalLB pool, so MetalLB will never assign it; choose an address from metallb.pools")
+        return
+    if address == ingress_ip:
+        add("dns.ip", f"{address} is also ingress.ip; the DNS server needs an address of its own from metallb.pools")
+        return
+    announced = any(not adv.pools or set(adv.pools) & set(holders) for adv in cfg.metallb.l2_advertisements)
+    if cfg.metallb.l2_advertisements and not announced:
+        add(
+            "dns.ip",
+            f"{address} is in pool {holders[0]}, which no L2 advertisement announces: nobody would answer ARP for it; "
+            f"add {holders[0]} to the pools of an entry of metallb.l2_advertisements",
+        )
+
+
 def _check_ingress(cfg: LabConfig, add) -> None:
     ingress = cfg.ingress
+    tls = cfg.tls
+    if tls.enabled and tls.ca_validity_days < tls.certificate_validity_days:
+        add(
+            "tls.certificate_validity_days",
+            f"{tls.certificate_validity_days} days outlives the CA (tls.ca_validity_days: {tls.ca_validity_days}); "
+            "make it shorter than the CA's validity",
+        )
+    if ingress.api == "gateway" and ingress.controller != "traefik":
+        add(
+            "ingress.api",
+            f"gateway needs a Gateway API controller, and {ingress.controller} serves only Ingress objects; "
+            "set ingress.controller: traefik (it serves both), or ingress.api: ingress",
+        )
     if ingress.controller == "traefik" and ingress.version and version_tuple(ingress.version)[0] < OLDEST_TRAEFIK_CHART_MAJOR:
         add(
             "ingress.version",
             f"{ingress.version} looks like a Traefik Proxy version; for traefik this key is the Helm chart "
-            f"version (chart {DEFAULT_INGRESS_VERSIONS['traefik']} ships Traefik Proxy v3.6.2)",
+            f"version (chart {DEFAULT_INGRESS_VERSIONS['traefik']} ships Traefik Proxy v3.7.11)",
         )
 
 
@@ -541,6 +741,8 @@ def _check_offline_files(cfg: LabConfig, add) -> None:
         ("metallb.manifest", cfg.metallb.manifest, "manifest"),
         ("ingress.manifest", cfg.ingress.manifest, "chart" if cfg.ingress.controller == "traefik" else "manifest"),
     ]
+    if cfg.ingress.api == "gateway":
+        files.append(("ingress.gateway_api_manifest", cfg.ingress.gateway_api_manifest, "manifest"))
     if "argocd" in cfg.apps:
         files.append(("app_options.argocd.manifest", options.argocd.manifest, "manifest"))
     if "grafana" in cfg.apps:
@@ -677,7 +879,7 @@ def _check_metallb(cfg: LabConfig, network, reserved, pod, svc, add, warnings) -
                 if address in r:
                     add(path, f"{r} includes {address}, the IP of node {name}; keep pools clear of node IPs")
             for label, cidr in (("kubernetes.pod_cidr", pod), ("kubernetes.service_cidr", svc)):
-                if net.range_overlaps_network(r, cidr):
+                if cidr is not None and net.range_overlaps_network(r, cidr):
                     add(path, f"{r} overlaps {label} {cidr}")
             for k, other in enumerate(mlb.pools[:i]):
                 hit = net.first_overlap([r], other.ranges)
@@ -726,6 +928,49 @@ def _check_metallb(cfg: LabConfig, network, reserved, pod, svc, add, warnings) -
                 f"metallb.l2_advertisements[{i}] announces on every interface of the existing cluster's nodes; "
                 "set network.interface (or its interfaces) to the NIC on network.cidr"
             )
+        if adv.interfaces == ():
+            # MetalLB reads an empty list as "every interface", the VMs' NAT NIC (10.0.2.15) included.
+            every_nic = (
+                f"an empty list announces on every interface of every node, not none; remove the key to announce on "
+                f"the host-only NIC only, or name it, e.g. [{cfg.network.interface or 'eth1'}]"
+            )
+            if cfg.existing_cluster:
+                warnings.append(f"metallb.l2_advertisements[{i}].interfaces: {every_nic}")
+            else:
+                add(f"metallb.l2_advertisements[{i}].interfaces", f"{every_nic} (the VMs' NAT NIC must never answer ARP)")
+    _check_announced(cfg, add, warnings)
+
+
+def _announced(mlb: MetalLBConfig, pool: str) -> bool:
+    """True when an L2 advertisement announces the pool (and with it the reservation carved from it)."""
+    return any(not adv.pools or pool in adv.pools for adv in mlb.l2_advertisements)
+
+
+def _check_announced(cfg: LabConfig, add, warnings) -> None:
+    """A pool no advertisement names hands out IPs nobody answers ARP for."""
+    mlb = cfg.metallb
+    if not mlb.l2_advertisements:
+        return  # reported already
+    ingress_ip = cfg.ingress.address
+    holder = next((p for p in mlb.pools if ingress_ip is not None and any(ingress_ip in r for r in p.ranges)), None)
+    if holder is not None and not _announced(mlb, holder.name):
+        add(
+            "metallb.l2_advertisements",
+            f"no advertisement announces pool {holder.name!r}, which holds ingress.ip {ingress_ip}: MetalLB would "
+            f"assign the IP and nobody would answer ARP for it; add {holder.name!r} to an advertisement's pools",
+        )
+    if ingress_ip is None and mlb.pools and not any(_announced(mlb, p.name) for p in mlb.pools if p.auto_assign):
+        add(
+            "metallb.l2_advertisements",
+            "no advertisement announces a pool with auto_assign, where the ingress controller's IP would come from; "
+            "add one of them to an advertisement's pools",
+        )
+    for i, pool in enumerate(mlb.pools):
+        if pool is not holder and not _announced(mlb, pool.name):
+            warnings.append(
+                f"metallb.pools[{i}] ({pool.name}) is named by no L2 advertisement: its IPs would be assigned but "
+                "never answered; add it to an advertisement's pools"
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -758,6 +1003,34 @@ def _model_of(annotation: Any) -> Optional[type[BaseModel]]:
     return None
 
 
+def _is_sequence(annotation: Any) -> bool:
+    """True for ``tuple[X, ...]`` and ``Optional[tuple[X, ...]]``."""
+    if typing.get_origin(annotation) is tuple:
+        return True
+    return any(_is_sequence(arg) for arg in typing.get_args(annotation) if arg is not type(None))
+
+
+def _strip_unknown(model: type[BaseModel], data: Any) -> Any:
+    """``data`` without the keys ``model`` does not know (already reported), so the rest can be checked."""
+    if not isinstance(data, Mapping):
+        return data
+    fields = {(f.alias or name): f for name, f in model.model_fields.items()}
+    kept = {}
+    for key, value in data.items():
+        field = fields.get(key)
+        if field is None:
+            continue
+        sub = _model_of(field.annotation)
+        if sub is not None and _is_sequence(field.annotation) and not isinstance(value, list):
+            pass  # pydantic reports it as not a list
+        elif sub is not None and isinstance(value, list):
+            value = [_strip_unknown(sub, item) for item in value]
+        elif sub is not None:
+            value = _strip_unknown(sub, value)
+        kept[key] = value
+    return kept
+
+
 def _unknown_keys(model: type[BaseModel], data: Any, loc: tuple) -> list[Problem]:
     """Typos, with the keys that are allowed and the closest match."""
     if not isinstance(data, Mapping):
@@ -775,6 +1048,8 @@ def _unknown_keys(model: type[BaseModel], data: Any, loc: tuple) -> list[Problem
         sub = _model_of(field.annotation)
         if sub is None:
             continue
+        if _is_sequence(field.annotation) and not isinstance(value, list):
+            continue  # pydantic says "expected a list"; its entries are not keys
         if isinstance(value, list):
             for i, item in enumerate(value):
                 problems += _unknown_keys(sub, item, loc + (key, i))
@@ -789,10 +1064,38 @@ _TYPE_HINTS = {
     "bool_parsing": "expected true or false",
     "bool_type": "expected true or false",
     "string_type": "expected a string",
-    "tuple_type": "expected a list",
+    "tuple_type": "expected a list (one `- ...` line per entry)",
     "model_type": "expected a mapping of keys",
     "dict_type": "expected a mapping of keys",
 }
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt])i?b?\s*$", re.IGNORECASE)
+_MB_PER_UNIT = {"k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024}
+
+
+def _unit_hint(loc: tuple, given: Any) -> str:
+    """``memory_mb: 4G`` -> "; memory_mb is in megabytes: write 4096"."""
+    if not loc or loc[-1] != "memory_mb" or not isinstance(given, str):
+        return ""
+    match = _SIZE.match(given)
+    if not match:
+        return "; memory_mb is a whole number of megabytes, e.g. 4096"
+    megabytes = float(match.group(1)) * _MB_PER_UNIT[match.group(2).lower()]
+    return f"; memory_mb is in megabytes: write {int(megabytes)}"
+
+
+def _shape_problems(errors: list[dict]) -> list[Problem]:
+    """pydantic's errors as problems, without the echo of an entry's error on the list that holds it."""
+    locs = [tuple(e["loc"]) for e in errors]
+    kept = [
+        e
+        for e in errors
+        # A tuple with a min_length counts only the entries that passed: "at least 1 item, not 0" is
+        # the same problem as its one bad entry, already reported.
+        if not (e["type"] == "too_short" and any(len(other) > len(e["loc"]) and other[: len(e["loc"])] == tuple(e["loc"]) for other in locs))
+    ]
+    return [_problem_from_pydantic(e) for e in kept]
 
 
 def _problem_from_pydantic(error: dict) -> Problem:
@@ -804,7 +1107,8 @@ def _problem_from_pydantic(error: dict) -> Problem:
     elif kind == "value_error":
         message = str(error["ctx"]["error"])
     elif kind in _TYPE_HINTS:
-        message = f"{_TYPE_HINTS[kind]}, got {given!r}"
+        shown = f"a {_kind_of(given)}" if isinstance(given, (Mapping, list)) else repr(given)
+        message = f"{_TYPE_HINTS[kind]}, got {shown}{_unit_hint(loc, given)}"
     elif kind == "literal_error":
         message = f"{given!r} is not allowed; {error['msg'][0].lower()}{error['msg'][1:]}"
         if loc and loc[0] == "apps":
@@ -819,30 +1123,84 @@ def parse(raw: Mapping[str, Any], *, stack: str, secret_keys: frozenset[str] = f
 
     Raises :class:`ConfigError` listing every problem found.
     """
-    data = dict(raw)
-    problems = _unknown_keys(LabConfig, data, ())
+    problems = _unknown_keys(LabConfig, raw, ())
     for key in ("stack", "warnings"):
         if key in raw:
             problems.append(Problem(key, "is set by the program, not by stack config; remove it"))
-    if problems:
-        raise ConfigError(problems)
+    data = _strip_unknown(LabConfig, {k: v for k, v in raw.items() if k not in ("stack", "warnings")})
 
     warnings: list[str] = []
     problems += _resolve_cluster(data, secret_keys, warnings)
-    if problems:
-        raise ConfigError(problems)
     if "network" not in data:
         problems.append(Problem("network.cidr", "is required: the host-only network, e.g. {cidr: 192.168.56.0/24}"))
         raise ConfigError(problems)
-    try:
-        cfg = LabConfig.model_validate({**data, "stack": stack})
-    except ValidationError as err:
-        raise ConfigError([_problem_from_pydantic(e) for e in err.errors()]) from None
+    # The shape first; then, so that every problem is reported at once, the lab as a whole, on
+    # the config with each ill-shaped value left out (its default, or its entry dropped).
+    # Problems of the lab stage under a key that was left out are not reported: they could
+    # stem from the omission.
+    left_out: list[tuple] = []
+    for p in problems:
+        top = _top_key(p.path)
+        left_out.append((top,))
+        # A misspelt section (metalb) leaves the real one (metallb) at its defaults: not a problem of its own.
+        left_out += [(close,) for close in difflib.get_close_matches(top, list(LabConfig.model_fields), n=1, cutoff=0.6)]
+    candidate: dict = data
+    cfg = None
+    for attempt in range(4):
+        try:
+            cfg = LabConfig.model_validate({**candidate, "stack": stack})
+            break
+        except ValidationError as err:
+            errors = err.errors()
+            if attempt == 0:
+                reported = {p.path for p in problems}
+                problems += [p for p in _shape_problems(errors) if p.path not in reported]
+            locs = [_repair_loc(e) for e in errors]
+            left_out += locs
+            candidate = _without(candidate, locs)
+    if cfg is None:
+        raise ConfigError(problems)
 
-    problems, lab_warnings = check_lab(cfg)
+    lab_problems, lab_warnings = check_lab(cfg)
+    hidden = {_section(loc[0]) for loc in left_out if loc}
+    problems += [p for p in lab_problems if _section(_top_key(p.path)) not in hidden]
     if problems:
         raise ConfigError(problems)
     return cfg.model_copy(update={"warnings": tuple(warnings + lab_warnings)})
+
+
+def _top_key(path: str) -> str:
+    """``metallb.pools[0].name`` -> ``metallb``."""
+    return path.split(".")[0].split("[")[0]
+
+
+def _section(key: Any) -> str:
+    """Keys whose checks depend on each other: the ingress IP must sit in a MetalLB pool."""
+    return "metallb" if key == "ingress" else str(key)
+
+
+def _repair_loc(error: dict) -> tuple:
+    """What to leave out for an error: the value itself, or the entry missing a required key."""
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    return loc[:-1] if error["type"] == "missing" and len(loc) > 1 else loc
+
+
+def _without(data: dict, locs: list[tuple]) -> dict:
+    """A deep copy of ``data`` with the value at each loc removed (list entries deepest-last first)."""
+    result = copy.deepcopy(data)
+    for loc in sorted(locs, key=lambda l: [(0, p) if isinstance(p, int) else (1, str(p)) for p in l], reverse=True):
+        target: Any = result
+        for part in loc[:-1]:
+            try:
+                target = target[part]
+            except (KeyError, IndexError, TypeError):
+                target = None
+                break
+        if isinstance(target, dict):
+            target.pop(loc[-1], None)
+        elif isinstance(target, list) and isinstance(loc[-1], int) and loc[-1] < len(target):
+            del target[loc[-1]]
+    return result
 
 
 def _resolve_cluster(data: dict, secret_keys: frozenset[str], warnings: list[str]) -> list[Problem]:
@@ -865,7 +1223,9 @@ def _resolve_cluster(data: dict, secret_keys: frozenset[str], warnings: list[str
         return []
     if not cluster.get("kubeconfig"):
         return [Problem("cluster.kubeconfig", "is required in existing-cluster mode: a kubeconfig path or its content")]
-    value = str(cluster["kubeconfig"])
+    value = cluster["kubeconfig"]
+    if not isinstance(value, str):
+        return [Problem("cluster.kubeconfig", f"expected a kubeconfig path or its content as a string, got a {_kind_of(value)}")]
     if "\n" in value or value.lstrip().startswith(("apiVersion", "{")):
         content, where = value, "the kubeconfig given inline"
         if "cluster" not in secret_keys:
@@ -874,17 +1234,29 @@ def _resolve_cluster(data: dict, secret_keys: frozenset[str], warnings: list[str
                 "`pulumi config set --secret --path cluster.kubeconfig \"$(cat <file>)\"`"
             )
     else:
-        path = Path(os.path.expanduser(value))
-        if not path.is_file():
-            return [Problem("cluster.kubeconfig", f"file {path} does not exist; give the path of a kubeconfig or its content")]
-        content, where = path.read_text(), str(path)
+        content, where, problem = _read_kubeconfig_file(value)
+        if problem:
+            return [Problem("cluster.kubeconfig", problem)]
+    # Messages name where the kubeconfig came from and what is wrong, never its content.
     try:
         document = yaml.safe_load(content)
     except yaml.YAMLError as err:
         return [Problem("cluster.kubeconfig", f"{where} is not valid YAML ({err.__class__.__name__})")]
+    if isinstance(document, str) and _is_base64_kubeconfig(document):
+        return [Problem("cluster.kubeconfig", BASE64_KUBECONFIG)]
     if not isinstance(document, Mapping) or not document.get("clusters"):
         return [Problem("cluster.kubeconfig", f"{where} has no clusters; is it a kubeconfig?")]
-    contexts = [c.get("name") for c in document.get("contexts") or [] if isinstance(c, Mapping)]
+    for key in ("clusters", "contexts", "users"):
+        entries = document.get(key)
+        if entries is not None and not (isinstance(entries, list) and all(isinstance(e, Mapping) for e in entries)):
+            return [
+                Problem(
+                    "cluster.kubeconfig",
+                    f"{where}: `{key}` is a {_kind_of(entries)}, not a list of entries; is it a kubeconfig? "
+                    "(`kubectl config view` shows what kubectl makes of it)",
+                )
+            ]
+    contexts = [c.get("name") for c in document.get("contexts") or []]
     context = cluster.get("context")
     if context is not None and context not in contexts:
         return [
@@ -898,8 +1270,59 @@ def _resolve_cluster(data: dict, secret_keys: frozenset[str], warnings: list[str
     return []
 
 
+def _kind_of(value: Any) -> str:
+    return {bool: "boolean", int: "number", float: "number", list: "list", dict: "mapping", str: "string"}.get(
+        type(value), type(value).__name__
+    )
+
+
+BASE64_KUBECONFIG = (
+    "holds a base64-encoded kubeconfig; give the kubeconfig itself (decode it with `base64 -d`) or the path "
+    "of its file (the value is not shown: it holds credentials)"
+)
+
+
+def _is_base64_kubeconfig(value: str) -> bool:
+    try:
+        decoded = base64.b64decode("".join(value.split()), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return False
+    return "clusters" in decoded or "apiVersion" in decoded
+
+
+def _looks_like_a_path(value: str) -> bool:
+    return len(value) < 1024 and ("/" in value or value.startswith(("~", ".")) or "." in value[1:])
+
+
+def _read_kubeconfig_file(value: str) -> tuple[str, str, Optional[str]]:
+    """(content, where, problem) of a kubeconfig given as a path; the value is shown only when it looks like one."""
+    stripped = value.strip()
+    path = Path(os.path.expanduser(stripped))
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except (OSError, ValueError):  # a name too long for a path, or a NUL in it
+        is_dir = is_file = False
+    if is_dir:
+        return "", "", f"{path} is a directory; give the kubeconfig file inside it, e.g. {path / 'config'}"
+    if is_file:
+        try:
+            return path.read_bytes().decode("utf-8"), str(path), None
+        except UnicodeDecodeError:
+            return "", "", f"{path} is not a UTF-8 text file; is it a kubeconfig?"
+        except OSError as err:
+            return "", "", f"{path} cannot be read ({err.strerror})"
+    if _is_base64_kubeconfig(stripped):
+        return "", "", BASE64_KUBECONFIG
+    if _looks_like_a_path(stripped):
+        return "", "", f"file {path} does not exist; give the path of a kubeconfig or its content"
+    return "", "", (
+        "is neither the path of an existing file nor a kubeconfig (the value is not shown: it may hold credentials); "
+        "give a path such as ~/.kube/config or the kubeconfig's YAML"
+    )
+
+
 STRUCTURED_KEYS = frozenset(
-    {"network", "nodes", "vagrant", "kubernetes", "metallb", "ingress", "apps", "app_options", "cluster", "self_check"}
+    {"network", "nodes", "vagrant", "kubernetes", "metallb", "ingress", "apps", "app_options", "cluster", "self_check", "tls", "dns"}
 )
 
 
@@ -907,7 +1330,7 @@ def _decode(key: str, value: Any) -> Any:
     """Pulumi hands structured values to the program as JSON text; plain ones as strings."""
     if not isinstance(value, str):
         return value
-    if key in STRUCTURED_KEYS or key == "write_kubeconfig":
+    if key in STRUCTURED_KEYS or key in ("write_kubeconfig", "local_domain_acknowledged"):
         try:
             return json.loads(value)
         except json.JSONDecodeError:
@@ -934,6 +1357,65 @@ def read_stack_config() -> tuple[dict[str, Any], frozenset[str]]:
 
 
 def load() -> LabConfig:
-    """Read and validate the running stack's configuration. Call once, from ``__main__.py``."""
+    """Read and validate the running stack's configuration. Call once, from ``__main__.py``.
+
+    On a problem the list is logged as the run's one error and the program ends (:class:`ConfigReported`).
+    """
     raw, secret_keys = read_stack_config()
-    return parse(raw, stack=pulumi.get_stack(), secret_keys=secret_keys)
+    try:
+        return parse(raw, stack=pulumi.get_stack(), secret_keys=secret_keys)
+    except ConfigError as err:
+        pulumi.log.error(str(err))
+        raise ConfigReported(err) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Before the engine: `./lab up` and `./lab preview` check the stack's config first, so that a
+# mistake ends with the problem list alone rather than followed by the CLI's resource summary.
+
+PROBLEMS_EXIT_CODE = 65  # EX_DATAERR: anything else lets ./lab go on and pulumi report it
+
+
+def raw_from_cli_json(text: str) -> tuple[dict[str, Any], frozenset[str]]:
+    """The ``k8s-lab:*`` keys of ``pulumi config --json --show-secrets``, decoded, and the secret ones."""
+    listed = json.loads(text)
+    prefix = f"{NAMESPACE}:"
+    raw: dict[str, Any] = {}
+    secret: set[str] = set()
+    for full_key, entry in listed.items():
+        if not full_key.startswith(prefix):
+            continue
+        if not isinstance(entry, Mapping) or "value" not in entry or entry["value"] == "[unknown]":
+            # A secret pulumi did not decrypt, or a value from an environment it did not open.
+            raise ValueError(f"{full_key} has no value to check here")
+        key = full_key[len(prefix) :]
+        raw[key] = entry["objectValue"] if "objectValue" in entry else _decode(key, entry["value"])
+        if entry.get("secret"):
+            secret.add(key)
+    return raw, frozenset(secret)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """``pulumi config --json --show-secrets | python -m components.config --stack lab``."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="Check a k8s-lab stack's config as `pulumi config --json` lists it.")
+    parser.add_argument("--stack", required=True)
+    args = parser.parse_args(argv)
+    try:
+        raw, secret_keys = raw_from_cli_json(sys.stdin.read())
+    except (ValueError, AttributeError):
+        return 0  # not what was expected: the program checks it again under pulumi
+    try:
+        parse(raw, stack=args.stack, secret_keys=secret_keys)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return PROBLEMS_EXIT_CODE
+    except Exception:  # noqa: BLE001 - whatever it is, the program meets it again under pulumi
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

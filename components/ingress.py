@@ -9,7 +9,9 @@ Two controllers serve the same Ingress objects:
   static manifest ships the same Jobs as plain Jobs. ingress-nginx was retired upstream in March
   2026 and gets no more security fixes; it stays pinned here for parity with the seed.
 - **traefik** (maintained), installed from its Helm chart through ``helm.v4.Chart``; it has no
-  admission webhook and no hooks the lab needs.
+  admission webhook and no hooks the lab needs. With ``ingress.api: gateway`` it also serves the
+  Gateway API: this component then makes the GatewayClass and the lab's Gateway
+  (components.gateway), after the Gateway API CRDs, and the apps get HTTPRoutes.
 
 Either way the Service is ``type: LoadBalancer`` with ``externalTrafficPolicy: Cluster``, carries
 MetalLB's IP annotation when ``ingress.ip`` is set (the IP sits in an ``autoAssign: false``
@@ -27,8 +29,10 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import gateway as gw
 from components.cluster import Cluster
-from components.config import IngressConfig
+from components.config import GATEWAY_API_VERSION, IngressConfig, is_url, local_path
+from components.tls import SECRET_NAME as TLS_SECRET
 from components.manifests import (
     Edit,
     Obj,
@@ -40,8 +44,9 @@ from components.manifests import (
     location,
 )
 
-if TYPE_CHECKING:  # the import is for the annotation only; MetalLB builds nothing here
+if TYPE_CHECKING:  # the imports are for the annotations only
     from components.metallb import MetalLB
+    from components.tls import LabTLS
 
 
 @dataclass(frozen=True)
@@ -83,29 +88,62 @@ def keep_admission_jobs(obj: Obj) -> Optional[Obj]:
     return obj
 
 
+def no_hsts(obj: Obj) -> Optional[Obj]:
+    """Turn off the Strict-Transport-Security header ingress-nginx adds to HTTPS answers.
+
+    Upstream sends it by default (a year, subdomains included): after one visit of
+    https://app.lab.local over the trusted lab certificate, browsers would refuse every
+    http:// lab URL for a year, though the lab serves both (and may be rebuilt without TLS).
+    """
+    if kind_and_name(obj) != ("ConfigMap", INGRESS_NGINX.service):
+        return None
+    obj = copy.deepcopy(obj)
+    obj["data"] = {**(obj.get("data") or {}), "hsts": "false"}
+    return obj
+
+
 def ingress_nginx_edit(service_annotations: Mapping[str, str]) -> Edit:
     """Every change the lab makes to ingress-nginx's static manifest."""
     return chain(
         load_balancer_service(INGRESS_NGINX.service, service_annotations),
         default_ingress_class(INGRESS_NGINX.class_name),
         keep_admission_jobs,
+        no_hsts,
     )
 
 
-def traefik_values(service_annotations: Mapping[str, str]) -> dict[str, Any]:
-    """The Traefik chart's values: the same Service and IngressClass the lab gives ingress-nginx."""
-    return {
-        "service": {
-            "type": "LoadBalancer",
-            "annotations": dict(service_annotations),
-            # Why Cluster and not Local: see components.manifests.load_balancer_service.
-            "spec": {"externalTrafficPolicy": "Cluster"},
-        },
+def traefik_values(service_annotations: Mapping[str, str], chart_version: str, gateway: bool = False) -> dict[str, Any]:
+    """The Traefik chart's values: the same Service and IngressClass the lab gives ingress-nginx.
+
+    Chart 40 moved the Service's type from ``service.type`` into ``service.spec`` (with every
+    other Service field); older charts take it at the top. With ``gateway`` Traefik's Gateway API
+    provider is on; the lab makes the GatewayClass and Gateway itself (components.gateway), so
+    the chart's own are off.
+    """
+    # Why Cluster and not Local: see components.manifests.load_balancer_service.
+    service: dict[str, Any] = {"annotations": dict(service_annotations), "spec": {"externalTrafficPolicy": "Cluster"}}
+    if chart_major(chart_version) >= 40:
+        service["spec"]["type"] = "LoadBalancer"
+    else:
+        service["type"] = "LoadBalancer"
+    values: dict[str, Any] = {
+        "service": service,
         "ingressClass": {"enabled": True, "isDefaultClass": True, "name": TRAEFIK.class_name},
         # Ingress status carries the Service's IP, which Pulumi's Ingress await looks for.
         "providers": {"kubernetesIngress": {"publishedService": {"enabled": True}}},
         "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
     }
+    if gateway:
+        # Gateway status addresses are copied from the chart's Service (statusAddress.service,
+        # on by default): the lab's pinned IP.
+        values["providers"]["kubernetesGateway"] = {"enabled": True}
+        values["gateway"] = {"enabled": False}
+        values["gatewayClass"] = {"enabled": False}
+    return values
+
+
+def chart_major(version: str) -> int:
+    return int(version.split(".")[0])
 
 
 def first_ip(status: Any) -> Optional[str]:
@@ -132,6 +170,8 @@ class IngressArgs:
     metallb: "MetalLB"
     config: IngressConfig
     # No domain: the controller routes whatever hosts the apps' Ingresses name.
+    tls: Optional["LabTLS"] = None
+    """The lab's certificate; None: HTTP only."""
 
 
 class Ingress(pulumi.ComponentResource):
@@ -146,6 +186,16 @@ class Ingress(pulumi.ComponentResource):
     install: pulumi.Resource
     """The upstream install (ConfigFile or Chart); depending on it waits for every object in it to be ready."""
 
+    api: str
+    """``ingress`` (apps get an Ingress) or ``gateway`` (apps get an HTTPRoute on :attr:`gateway`)."""
+
+    gateway_api_crds: Optional[k8s.yaml.v2.ConfigFile]
+    """The Gateway API standard CRDs, when the Traefik chart does not bring them."""
+
+    gateway_class: Optional[k8s.apiextensions.CustomResource]
+    gateway: Optional[k8s.apiextensions.CustomResource]
+    """The lab's Gateway (``ingress.api: gateway``); created once the CRDs are established, done once it is programmed."""
+
     ip: pulumi.Output[str]
     """The ingress IP: ``ingress.ip`` when pinned, else what MetalLB assigned to the Service."""
 
@@ -157,6 +207,11 @@ class Ingress(pulumi.ComponentResource):
         config = args.config
         self.controller = CONTROLLERS[config.controller]
         self.class_name = self.controller.class_name
+        self.api = config.api
+        self.tls = args.tls
+        self.gateway_api_crds = None
+        self.gateway_class = None
+        self.gateway = None
         annotations = args.metallb.load_balancer_annotations(config.ip)
 
         # The controller installs while MetalLB comes up: nothing in it needs MetalLB, and its
@@ -184,7 +239,20 @@ class Ingress(pulumi.ComponentResource):
                 metadata={"name": TRAEFIK.namespace},
                 opts=pulumi.ResourceOptions(parent=self, provider=args.cluster.provider),
             )
-            local = config.manifest is not None and "://" not in config.manifest
+            local = config.manifest is not None and not is_url(config.manifest)
+            chart_version = (gw.local_chart_version(local_path(config.manifest)) if local else None) or config.resolved_version
+            chart_waits_for: list[pulumi.Resource] = [namespace, *waits_for]
+            if self.api == "gateway" and not gw.chart_bundles_crds(chart_version):
+                # Charts from 40.2.0 carry no Gateway API CRDs: the lab installs the standard
+                # channel itself, before Traefik, whose Gateway provider watches those kinds.
+                self.gateway_api_crds = k8s.yaml.v2.ConfigFile(
+                    f"{name}-gateway-api-crds",
+                    file=location(config.gateway_api_manifest or gw.standard_install_url(GATEWAY_API_VERSION)),
+                    opts=pulumi.ResourceOptions(
+                        parent=self, provider=args.cluster.provider, transforms=[as_transform(gw.await_established)]
+                    ),
+                )
+                chart_waits_for.append(self.gateway_api_crds)
             self.install = k8s.helm.v4.Chart(
                 f"{name}-install",
                 name="traefik",
@@ -193,13 +261,17 @@ class Ingress(pulumi.ComponentResource):
                 # A local chart is the version it is; helm ignores `version` for paths anyway.
                 version=None if local else config.resolved_version,
                 repository_opts=None if config.manifest else k8s.helm.v4.RepositoryOptsArgs(repo=TRAEFIK_REPOSITORY),
-                values=traefik_values(annotations),
+                values=traefik_values(annotations, chart_version, gateway=self.api == "gateway"),
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     provider=args.cluster.provider,
-                    depends_on=[namespace, *waits_for],
+                    depends_on=chart_waits_for,
+                    # Older charts carry the Gateway API CRDs themselves: await those too.
+                    transforms=[as_transform(gw.await_established)] if self.api == "gateway" else None,
                 ),
             )
+            if self.api == "gateway":
+                self._gateway(name, args, namespace)
 
         self.service = None
         if config.ip is not None:
@@ -217,4 +289,35 @@ class Ingress(pulumi.ComponentResource):
             )
             self.ip = self.service.status.apply(first_ip)  # type: ignore[assignment]
 
-        self.register_outputs({"ip": self.ip, "class_name": self.class_name})
+        self.register_outputs({"ip": self.ip, "class_name": self.class_name, "api": self.api})
+
+    def _gateway(self, name: str, args: IngressArgs, namespace: k8s.core.v1.Namespace) -> None:
+        """The GatewayClass and Gateway, after the chart (and so its CRDs, which Pulumi awaits until established).
+
+        With the lab's certificate the Gateway also listens for HTTPS, terminating TLS with the
+        certificate as a Secret in its own namespace.
+        """
+        crds: list[pulumi.Resource] = [self.install, *([self.gateway_api_crds] if self.gateway_api_crds else [])]
+        tls_secret = None
+        if self.tls is not None:
+            crds.append(self.tls.secret(f"{name}-tls", TRAEFIK.namespace, parent=self, depends_on=[namespace]))
+            tls_secret = TLS_SECRET
+        after = pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=crds)
+        gateway_class = gw.gateway_class_manifest()
+        self.gateway_class = k8s.apiextensions.CustomResource(
+            f"{name}-gateway-class",
+            api_version=gateway_class["apiVersion"],
+            kind=gateway_class["kind"],
+            metadata=gateway_class["metadata"],
+            spec=gateway_class["spec"],
+            opts=after,
+        )
+        gateway = gw.gateway_manifest(TRAEFIK.namespace, tls_secret)
+        self.gateway = k8s.apiextensions.CustomResource(
+            f"{name}-gateway",
+            api_version=gateway["apiVersion"],
+            kind=gateway["kind"],
+            metadata=gateway["metadata"],
+            spec=gateway["spec"],
+            opts=pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=[*crds, self.gateway_class]),
+        )

@@ -300,6 +300,7 @@ class KubeadmCluster(Cluster):
             scripts=[VAGRANT_SCRIPT],
             builds_on=[self.init],
             sensitive=True,
+            rerun_on_script_edit=False,
         )
         # Carries the CNI step as a data edge: whatever uses the provider waits for pod networking.
         self.kubeconfig = pulumi.Output.secret(

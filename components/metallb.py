@@ -55,7 +55,7 @@ class PoolSpec:
     name: str
     addresses: tuple[str, ...]
     auto_assign: bool
-    reserved_for: Optional[str] = None  # the address a reservation pool holds
+    reserved_for: tuple[str, ...] = ()  # the addresses a reservation pool holds
 
     def manifest_spec(self) -> dict[str, Any]:
         return {"addresses": list(self.addresses), "autoAssign": self.auto_assign}
@@ -72,19 +72,30 @@ def reservation_name(pool: str) -> str:
     return f"{pool}-reserved"
 
 
-def plan_pools(config: MetalLBConfig, reserved_ip: Optional[str]) -> list[PoolSpec]:
-    """The pools to create: the configured ones, with ``reserved_ip`` carved out into its own pool."""
-    address = net.parse_address(reserved_ip) if reserved_ip else None
+def plan_pools(config: MetalLBConfig, *reserved_ips: Optional[str]) -> list[PoolSpec]:
+    """The pools to create: the configured ones, with each reserved IP carved out into a pool of its
+    pool's own, ``<pool>-reserved`` (one per pool, holding every reserved IP of that pool)."""
+    addresses = [net.parse_address(ip) for ip in dict.fromkeys(reserved_ips) if ip]
     plan: list[PoolSpec] = []
     for pool in config.pools:
         ranges = list(pool.ranges)
-        if address is None or not any(address in r for r in ranges):
+        held = [a for a in addresses if any(a in r for r in ranges)]
+        if not held:
             plan.append(PoolSpec(pool.name, tuple(r.to_metallb() for r in ranges), pool.auto_assign))
             continue
-        rest = net.subtract_address(ranges, address)
+        rest = ranges
+        for address in held:
+            rest = net.subtract_address(rest, address)
         if rest:
             plan.append(PoolSpec(pool.name, tuple(r.to_metallb() for r in rest), pool.auto_assign))
-        plan.append(PoolSpec(reservation_name(pool.name), (f"{address}/32",), False, reserved_for=str(address)))
+        plan.append(
+            PoolSpec(
+                reservation_name(pool.name),
+                tuple(f"{a}/32" for a in held),
+                False,
+                reserved_for=tuple(str(a) for a in held),
+            )
+        )
     return plan
 
 
@@ -143,6 +154,8 @@ class MetalLBArgs:
     config: MetalLBConfig
     reserved_ip: Optional[str] = None
     """An IP pinned by a Service (the ingress): carved into a reservation pool."""
+    more_reserved_ips: tuple[str, ...] = ()
+    """Further pinned IPs (the lab's DNS server), reserved the same way."""
 
 
 class MetalLB(pulumi.ComponentResource):
@@ -165,7 +178,7 @@ class MetalLB(pulumi.ComponentResource):
                 parent=self, provider=args.cluster.provider, transforms=[as_transform(drop_placeholder_ca_bundle)]
             ),
         )
-        pool_plan = plan_pools(args.config, args.reserved_ip)
+        pool_plan = plan_pools(args.config, args.reserved_ip, *args.more_reserved_ips)
         self.pools = {
             spec.name: IPAddressPool(f"{name}-pool-{spec.name}", IPAddressPoolArgs(metallb=self, spec=spec))
             for spec in pool_plan
@@ -189,7 +202,7 @@ class MetalLB(pulumi.ComponentResource):
     def reservation_for(self, ip: str) -> "IPAddressPool":
         """The ``autoAssign: false`` pool that holds ``ip`` for the Service that pins it."""
         for pool in self.pools.values():
-            if pool.plan.reserved_for == ip:
+            if ip in pool.plan.reserved_for:
                 return pool
         raise KeyError(f"no reservation pool holds {ip}; pass it as MetalLBArgs.reserved_ip")
 

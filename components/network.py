@@ -153,3 +153,10 @@ def range_overlaps_network(r: IPRange, network: IPv4Network) -> bool:
 def needs_virtualbox_networks_conf(network: IPv4Network) -> bool:
     """True when VirtualBox refuses this host-only network without /etc/vbox/networks.conf."""
     return not network.subnet_of(VIRTUALBOX_DEFAULT_HOST_ONLY)
+
+
+def node_ranges(pod_network: IPv4Network, node_prefix: int) -> int:
+    """How many per-node ranges of ``/node_prefix`` a pod network holds (0 when it is smaller than one)."""
+    if pod_network.prefixlen > node_prefix:
+        return 0
+    return 2 ** (node_prefix - pod_network.prefixlen)

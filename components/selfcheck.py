@@ -20,13 +20,17 @@ import pulumi_command as command
 
 from components.apps import Apps
 from components.config import SelfCheckConfig
+from components.dns import LabDNS
 from components.cluster import Cluster
 from components.metallb import MetalLB
 from components.ingress import Ingress
+from components.tls import LabTLS
 
 # Relative to the project: Pulumi runs the program and its providers there, and an absolute path
 # would differ between two clones of the lab and show as a change.
 SCRIPT = "scripts/self-check.sh"
+# The project's virtualenv (Pulumi.yaml), which has dnspython for the DNS check.
+PYTHON = ".venv/bin/python"
 CHECK_COMMAND = "./lab check"
 
 
@@ -38,15 +42,34 @@ def etc_hosts_line(ip: Optional[str], hostnames: Iterable[str]) -> Optional[str]
     return f"{ip} {' '.join(hosts)}"
 
 
-def check_environment(ip: str, hostnames: Iterable[str], config: SelfCheckConfig, controller: str, network_cidr: str) -> dict[str, str]:
-    """The script's environment (see the header of scripts/self-check.sh)."""
-    return {
+def check_environment(
+    ip: str,
+    hostnames: Iterable[str],
+    config: SelfCheckConfig,
+    controller: str,
+    network_cidr: str,
+    ca_certificate: Optional[str] = None,
+    dns_ip: Optional[str] = None,
+) -> dict[str, str]:
+    """The script's environment (see the header of scripts/self-check.sh).
+
+    With the lab CA's certificate the script also checks ``https://<host>``: the answer must come
+    with a certificate that chains to that CA and names the host.
+    """
+    environment = {
         "LAB_INGRESS_IP": ip,
         "LAB_HOSTNAMES": " ".join(hostnames),
         "LAB_TIMEOUT_SECONDS": str(config.timeout_seconds),
         "LAB_CONTROLLER": controller,
         "LAB_NETWORK_CIDR": network_cidr,
     }
+    if ca_certificate:
+        environment["LAB_CA_CERT"] = ca_certificate
+    if dns_ip:
+        # Every hostname must resolve to the ingress IP through the lab's DNS server.
+        environment["LAB_DNS_IP"] = dns_ip
+        environment["LAB_PYTHON"] = PYTHON
+    return environment
 
 
 def check_command() -> str:
@@ -61,6 +84,8 @@ class SelfCheckArgs:
     apps: Apps
     config: SelfCheckConfig
     network_cidr: str
+    tls: Optional[LabTLS] = None
+    dns: Optional[LabDNS] = None
 
 
 class SelfCheck(pulumi.ComponentResource):
@@ -71,15 +96,19 @@ class SelfCheck(pulumi.ComponentResource):
     def __init__(self, name: str, args: SelfCheckArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("k8s-lab:selfcheck:SelfCheck", name, None, opts)
         hostnames = list(args.apps.hostnames.values())
-        environment = args.ingress.ip.apply(
-            lambda ip: check_environment(ip, hostnames, args.config, args.ingress.controller.name, args.network_cidr)
+        ca = args.tls.ca_certificate if args.tls is not None else None
+        dns_ip = args.dns.ip if args.dns is not None else None
+        environment = pulumi.Output.all(args.ingress.ip, ca).apply(
+            lambda v: check_environment(
+                v[0], hostnames, args.config, args.ingress.controller.name, args.network_cidr, v[1], dns_ip
+            )
         )
         self.run = command.local.Command(
             f"{name}-run",
             create=check_command(),
             environment=environment,
-            # A change of the IP or of the hostnames replaces the command, which runs it again.
-            triggers=[args.ingress.ip, *hostnames],
+            # A change of the IP, the hostnames or the CA replaces the command, which runs it again.
+            triggers=[args.ingress.ip, *hostnames, *([ca] if ca is not None else []), *([dns_ip] if dns_ip else [])],
             # Nothing secret here, and the result is what the user wants to see.
             logging=command.local.Logging.STDOUT_AND_STDERR,
             opts=pulumi.ResourceOptions(
@@ -88,7 +117,7 @@ class SelfCheck(pulumi.ComponentResource):
                 # Everything on the path from the laptop to an app: a worker to announce and run
                 # the pods, MetalLB's pools and advertisements, the controller, every app's
                 # Ingress. Not every join: the first curl need not wait for the last worker.
-                depends_on=[*args.cluster.schedulable, args.metallb, args.ingress, args.apps],
+                depends_on=[*args.cluster.schedulable, args.metallb, args.ingress, args.apps, *([args.dns] if args.dns else [])],
             ),
         )
         self.register_outputs({"stdout": self.run.stdout})

@@ -7,18 +7,27 @@
 # is not announced, or the laptop has no path to the host-only network), a refused connection
 # (the controller is not ready), 404 (the controller has no rule for that host) or 5xx (the app
 # behind it is not ready). It reads the laptop's own route and ARP tables; it sends nothing but
-# the HTTP requests.
+# the HTTP requests. Given the lab CA (LAB_CA_CERT) it also requests https://<hostname> through
+# the same IP and requires a certificate that chains to that CA and names the host. Given the
+# lab's DNS server (LAB_DNS_IP) it also asks it for each hostname and requires the ingress IP.
 #
 # `pulumi up` runs it after every change of the IP or the hostnames; `./lab check` runs it any time.
 #
 # Environment:
 #   LAB_INGRESS_IP        the ingress IP (required)
-#   LAB_HOSTNAMES         space-separated hostnames (required)
+#   LAB_HOSTNAMES         space-separated hostnames (required; empty for a lab without apps: then
+#                         the ingress IP itself must answer HTTP, any status, as the controller
+#                         does for a host it has no rule for)
 #   LAB_TIMEOUT_SECONDS   give up after this long (default 300)
 #   LAB_RETRY_SECONDS     pause between rounds (default 5)
 #   LAB_INGRESS_PORT      HTTP port of the ingress (default 80)
 #   LAB_NETWORK_CIDR      the host-only network, for the diagnosis (optional)
 #   LAB_CONTROLLER        ingress-nginx or traefik, for the diagnosis (optional)
+#   LAB_CA_CERT           the lab CA's certificate (PEM); when set, HTTPS is checked too (optional)
+#   LAB_HTTPS_PORT        HTTPS port of the ingress (default 443)
+#   LAB_DNS_IP            the lab's DNS server; when set, every hostname must resolve there (optional)
+#   LAB_DNS_PORT          its port (default 53)
+#   LAB_PYTHON            a Python with dnspython, for the DNS query (default python3)
 #
 # Exit status: 0 all hostnames answer; 1 some do not (the reason is printed); 2 bad usage or no curl.
 set -euo pipefail
@@ -30,6 +39,12 @@ retry=${LAB_RETRY_SECONDS:-5}
 port=${LAB_INGRESS_PORT:-80}
 cidr=${LAB_NETWORK_CIDR:-}
 controller=${LAB_CONTROLLER:-the ingress controller}
+ca_cert=${LAB_CA_CERT:-}
+https_port=${LAB_HTTPS_PORT:-443}
+dns_ip=${LAB_DNS_IP:-}
+dns_port=${LAB_DNS_PORT:-53}
+python=${LAB_PYTHON:-python3}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 usage_error() {
   echo "self-check: $*" >&2
@@ -38,8 +53,14 @@ usage_error() {
 }
 
 [ -n "$ip" ] || usage_error "LAB_INGRESS_IP is not set"
-[ -n "$hostnames" ] || usage_error "LAB_HOSTNAMES is not set"
+[ -n "${LAB_HOSTNAMES+set}" ] || usage_error "LAB_HOSTNAMES is not set (set it empty for a lab without apps)"
 read -r -a hosts <<<"$hostnames"
+# No app routes: probe the IP itself; the controller's own answer (its 404) shows it serves.
+controller_only=""
+if [ ${#hosts[@]} -eq 0 ]; then
+  controller_only=1
+  hosts=("$ip")
+fi
 [[ $timeout =~ ^[0-9]+$ ]] || usage_error "LAB_TIMEOUT_SECONDS must be a whole number of seconds, not '$timeout'"
 [[ $retry =~ ^[0-9]+$ ]] || usage_error "LAB_RETRY_SECONDS must be a whole number of seconds, not '$retry'"
 
@@ -48,6 +69,13 @@ if ! command -v curl >/dev/null 2>&1; then
   echo "  Install it (Debian/Ubuntu: sudo apt-get install curl; macOS ships it; Fedora: sudo dnf install curl)," >&2
   echo "  or turn the check off: pulumi config set --path self_check.enabled false" >&2
   exit 2
+fi
+
+cafile=""
+if [ -n "$ca_cert" ]; then
+  cafile=$(mktemp)
+  trap 'rm -f "$cafile"' EXIT
+  printf '%s\n' "$ca_cert" >"$cafile"
 fi
 
 # -- the laptop's view of the network (read-only lookups) ----------------------------------------
@@ -126,7 +154,7 @@ probe() {
   code=$(curl --silent --show-error --output /dev/null --write-out '%{http_code}' \
     --connect-timeout 3 --max-time 10 --header "Host: $host" "http://$ip:$port/" 2>"$err") || status=$?
   if [ "$status" -eq 0 ]; then
-    if [[ $code =~ ^[23] ]]; then
+    if [[ $code =~ ^[23] ]] || { [ -n "$controller_only" ] && [[ $code =~ ^[1-5] ]]; }; then
       result[i]="ok $code"
     else
       result[i]="http $code"
@@ -144,10 +172,68 @@ probe() {
   rm -f "$err"
 }
 
+# tls_result[i] is what https://hosts[i] last gave: the same words as result, or "chain" (the
+# certificate does not chain to the lab CA) or "name" (it does not name the host).
+tls_result=()
+
+probe_https() {
+  local i=$1 host=${hosts[$1]} code err status=0
+  err=$(mktemp)
+  # --resolve: the request goes to the ingress IP with the hostname as SNI and Host, as a
+  # browser's would once the name resolves; --cacert: only the lab CA is trusted.
+  code=$(curl --silent --show-error --output /dev/null --write-out '%{http_code}' \
+    --connect-timeout 3 --max-time 10 --cacert "$cafile" --resolve "$host:$https_port:$ip" \
+    "https://$host:$https_port/" 2>"$err") || status=$?
+  if [ "$status" -eq 0 ]; then
+    if [[ $code =~ ^[23] ]]; then
+      tls_result[i]="ok $code"
+    else
+      tls_result[i]="http $code"
+    fi
+  elif grep -qiE "subject name|does not match|no alternative" "$err"; then
+    tls_result[i]=name
+  elif [ "$status" -eq 60 ]; then
+    tls_result[i]=chain
+  elif [ "$status" -eq 7 ]; then
+    tls_result[i]=refused
+  elif [ "$status" -eq 28 ]; then
+    tls_result[i]=timeout
+  else
+    tls_result[i]="error $(tr '\n' ' ' <"$err")"
+  fi
+  rm -f "$err"
+}
+
+# dns_result[i] is what the lab's DNS server said for hosts[i]: "ok" (the ingress IP), "wrong
+# <addresses>", "nodata", "timeout", an rcode such as REFUSED, or "error <text>".
+dns_result=()
+
+probe_dns() {
+  local out line name answer i
+  out=$("$python" "$here/dns-query.py" "$dns_ip" "$dns_port" "${hosts[@]}" 2>&1) || {
+    for i in "${!hosts[@]}"; do dns_result[i]="error $(tr '\n' ' ' <<<"$out")"; done
+    return
+  }
+  for i in "${!hosts[@]}"; do
+    line=$(grep -m1 "^${hosts[$i]} " <<<"$out" || true)
+    read -r name answer <<<"$line"
+    if [ -z "$name" ]; then
+      dns_result[i]="error no answer line"
+    elif [[ $answer == ok* ]]; then
+      # shellcheck disable=SC2086 # the addresses are words on purpose
+      if printf '%s\n' ${answer#ok } | grep -qx "$ip"; then dns_result[i]=ok; else dns_result[i]="wrong ${answer#ok }"; fi
+    else
+      dns_result[i]=$answer
+    fi
+  done
+}
+
 all_ok() {
   local i
   for i in "${!hosts[@]}"; do
     [[ ${result[$i]:-} == ok* ]] || return 1
+    [ -z "$cafile" ] || [[ ${tls_result[$i]:-} == ok* ]] || return 1
+    [ -z "$dns_ip" ] || [ "${dns_result[$i]:-}" = ok ] || return 1
   done
 }
 
@@ -197,7 +283,11 @@ not_ready_hint="kubectl get pods -A | grep -E 'ingress|traefik'"
 
 report_failure() {
   local i host outcome refused=0 silent=0 missing=0 backend=0 other=0
-  echo "self-check FAILED after $((SECONDS - start))s (timeout ${timeout}s): not every lab hostname answers through $ip:$port"
+  if [ -n "$controller_only" ]; then
+    echo "self-check FAILED after $((SECONDS - start))s (timeout ${timeout}s): the lab has no apps, and $controller does not answer on $ip:$port"
+  else
+    echo "self-check FAILED after $((SECONDS - start))s (timeout ${timeout}s): not every lab hostname answers through $ip:$port"
+  fi
   for i in "${!hosts[@]}"; do
     host=${hosts[$i]}
     outcome=${result[$i]:-untried}
@@ -229,6 +319,50 @@ report_failure() {
         ;;
     esac
   done
+  local chain=0 name=0 tls_other=0
+  if [ -n "$cafile" ]; then
+    for i in "${!hosts[@]}"; do
+      host=${hosts[$i]}
+      outcome=${tls_result[$i]:-untried}
+      case "$outcome" in
+        ok*) echo "  ok    https://$host -> HTTP ${outcome#ok }, certificate from the lab CA" ;;
+        chain)
+          echo "  FAIL  https://$host -> the certificate does not chain to the lab CA"
+          chain=$((chain + 1))
+          ;;
+        name)
+          echo "  FAIL  https://$host -> the certificate does not name $host"
+          name=$((name + 1))
+          ;;
+        *)
+          echo "  FAIL  https://$host -> $outcome"
+          tls_other=$((tls_other + 1))
+          ;;
+      esac
+    done
+  fi
+  local dns_silent=0 dns_wrong=0 dns_other=0
+  if [ -n "$dns_ip" ]; then
+    for i in "${!hosts[@]}"; do
+      host=${hosts[$i]}
+      outcome=${dns_result[$i]:-untried}
+      case "$outcome" in
+        ok) echo "  ok    $host resolves to $ip through the lab's DNS server $dns_ip" ;;
+        wrong*)
+          echo "  FAIL  $host resolves to ${outcome#wrong } through $dns_ip, not to $ip"
+          dns_wrong=$((dns_wrong + 1))
+          ;;
+        timeout | error*)
+          echo "  FAIL  $host: no answer from the DNS server $dns_ip ($outcome)"
+          dns_silent=$((dns_silent + 1))
+          ;;
+        *)
+          echo "  FAIL  $host: the DNS server $dns_ip answers $outcome"
+          dns_other=$((dns_other + 1))
+          ;;
+      esac
+    done
+  fi
   echo
   if [ $((silent + refused)) -gt 0 ]; then
     echo "Likely cause: $(connection_cause)"
@@ -236,6 +370,18 @@ report_failure() {
     echo "Likely cause: $controller answers on $ip but has no rule for the failing hostnames: their Ingress is missing, names another class, or was not loaded yet. Check: kubectl get ingress -A."
   elif [ "$backend" -gt 0 ]; then
     echo "Likely cause: the ingress routes the hostnames, but the apps' pods are not ready yet (HTTP 5xx). Check: kubectl get pods -A | grep -v Running."
+  elif [ "$chain" -gt 0 ]; then
+    echo "Likely cause: $controller answers HTTPS with a certificate the lab CA did not sign, usually its own default one: the lab-tls Secret is missing beside the route (the app's namespace for an Ingress, the Gateway's namespace for the Gateway API). Check: kubectl get secret -A | grep lab-tls."
+  elif [ "$name" -gt 0 ]; then
+    echo "Likely cause: the lab's certificate names *.<domain> and <domain> only; a hostname outside the lab's domain, or two labels below it, is not covered."
+  elif [ "$dns_silent" -gt 0 ]; then
+    echo "Likely cause: nothing answers DNS on $dns_ip:$dns_port: MetalLB has not announced dns.ip (is its pool in an L2 advertisement?) or the DNS server's pod is not ready. Check: kubectl -n lab-dns get pods,svc."
+  elif [ "$dns_wrong" -gt 0 ]; then
+    echo "Likely cause: the lab's DNS server hands out another address than the ingress IP: it still serves an older configuration. Check: kubectl -n lab-dns get configmap lab-dns -o yaml."
+  elif [ "$dns_other" -gt 0 ]; then
+    echo "Likely cause: the DNS server on $dns_ip does not serve these names: they are outside the lab's domain, or another server owns $dns_ip."
+  elif [ "$tls_other" -gt 0 ]; then
+    echo "Likely cause: HTTP works but HTTPS does not: $controller does not serve port $https_port on $ip. Try: curl -v --cacert <lab CA> --resolve <hostname>:$https_port:$ip https://<hostname>/"
   else
     echo "Likely cause: unexpected answers (above); try: curl -v -H 'Host: <hostname>' http://$ip:$port/"
   fi
@@ -248,10 +394,18 @@ start=$SECONDS
 while :; do
   for i in "${!hosts[@]}"; do
     [[ ${result[$i]:-} == ok* ]] || probe "$i"
+    [ -z "$cafile" ] || [[ ${tls_result[$i]:-} == ok* ]] || probe_https "$i"
   done
+  [ -z "$dns_ip" ] || probe_dns
   if all_ok; then
+    if [ -n "$controller_only" ]; then
+      echo "self-check ok: the lab has no apps; $controller answers on $ip:$port (HTTP ${result[0]#ok })"
+      exit 0
+    fi
     for i in "${!hosts[@]}"; do
       echo "self-check ok: http://${hosts[$i]} -> HTTP ${result[$i]#ok } through $ip:$port"
+      [ -z "$cafile" ] || echo "self-check ok: https://${hosts[$i]} -> HTTP ${tls_result[$i]#ok } through $ip:$https_port, certificate from the lab CA"
+      [ -z "$dns_ip" ] || echo "self-check ok: ${hosts[$i]} resolves to $ip through the lab's DNS server $dns_ip"
     done
     exit 0
   fi

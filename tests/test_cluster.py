@@ -16,7 +16,7 @@ import yaml
 from pulumi.runtime import settings
 
 from components import kubeadm
-from components.command_step import ROOT, read_scripts, spec_hash
+from components.command_step import ROOT, SCRIPTS_VARIABLE, read_scripts, scripts_digest, spec_hash
 from components.config import KubernetesConfig, NodeConfig
 from harness import DELETE, TEST_KUBECONFIG, LabMocks, run_program
 
@@ -65,8 +65,15 @@ def test_one_vm_per_node_with_its_own_spec(seed):
             }
         ]
         assert vm.input("environment.VAGRANT_DEFAULT_PROVIDER") == "virtualbox"
-        # Commands run from the project root whatever the process's working directory.
-        assert vm.inputs["dir"] == str(ROOT)
+
+
+def test_no_step_stores_a_working_directory(seed):
+    # A stored absolute dir re-runs every step once the project is moved, and destroy would
+    # chdir into the old path; the provider runs commands in the project directory instead.
+    for step in seed.of_type(COMMAND):
+        assert "dir" not in step.inputs, step.name
+        for path in (step.inputs["create"], step.inputs.get("delete") or ""):
+            assert str(ROOT) not in path, step.name
 
 
 def test_each_stack_keeps_its_own_vagrant_state_and_names():
@@ -149,15 +156,45 @@ def test_every_step_carries_its_spec_hash_and_upstream_ids(seed):
         assert s[name].inputs["triggers"][1:] == ids, name
 
 
-def test_the_spec_hash_covers_the_scripts_a_step_runs(seed):
+def test_the_spec_hash_covers_the_command_and_environment_not_the_scripts(seed):
     init = steps(seed)["lab-init"]
-    env = init.inputs["environment"]
-    scripts = read_scripts(["scripts/vagrant.sh", "scripts/node/init.sh"])
-    assert init.inputs["triggers"][0] == spec_hash(init.inputs["create"], None, env, scripts)
-    edited = {**scripts, "scripts/node/init.sh": scripts["scripts/node/init.sh"] + "\n# edited\n"}
-    assert spec_hash(init.inputs["create"], None, env, edited) != init.inputs["triggers"][0]
+    env = {k: v for k, v in init.inputs["environment"].items() if k != SCRIPTS_VARIABLE}
+    assert init.inputs["triggers"][0] == spec_hash(init.inputs["create"], None, env)
+    assert spec_hash(init.inputs["create"], None, {**env, "CNI": "calico"}) != init.inputs["triggers"][0]
     # Environment order is not part of the spec.
-    assert spec_hash("c", None, {"A": "1", "B": "2"}, {}) == spec_hash("c", None, {"B": "2", "A": "1"}, {})
+    assert spec_hash("c", None, {"A": "1", "B": "2"}) == spec_hash("c", None, {"B": "2", "A": "1"})
+    assert init.input(f"environment.{SCRIPTS_VARIABLE}") == scripts_digest(
+        read_scripts(["scripts/vagrant.sh", "scripts/node/init.sh"])
+    )
+
+
+def test_a_script_edit_re_runs_steps_in_place_and_replaces_none(seed, monkeypatch):
+    # A `git pull` that touches a script must never destroy a VM or make a worker leave: the
+    # triggers (replacement) stay as they were; only the environment (an in-place re-run) moves.
+    from components import command_step
+
+    real = command_step.read_scripts
+    monkeypatch.setattr(
+        command_step, "read_scripts", lambda paths: {p: t + "\n# edited\n" for p, t in real(paths).items()}
+    )
+    edited = run_program("lab")
+    before, after = steps(seed), steps(edited)
+    assert before.keys() == after.keys()
+    for name, step in before.items():
+        assert after[name].inputs["triggers"] == step.inputs["triggers"], name
+        if SCRIPTS_VARIABLE in step.inputs["environment"]:
+            assert after[name].input(f"environment.{SCRIPTS_VARIABLE}") != step.input(f"environment.{SCRIPTS_VARIABLE}"), name
+    # Every step re-runs but the kubeconfig read-back, whose output configures the provider.
+    assert sorted(name for name, step in before.items() if SCRIPTS_VARIABLE not in step.inputs["environment"]) == ["lab-kubeconfig"]
+
+
+def test_a_value_from_another_step_is_named_not_hashed_in_the_triggers(seed):
+    # The CNI gets the NIC name from node preparation: unknown whenever preparation is about to
+    # re-run, so hashing it would show the CNI as replaced in every such preview.
+    cni = steps(seed)["lab-cni"]
+    env = {k: v for k, v in cni.inputs["environment"].items() if k != SCRIPTS_VARIABLE}
+    assert env["IFACE"] == "eth1"
+    assert cni.inputs["triggers"][0] == spec_hash(cni.inputs["create"], None, {**env, "IFACE": "<from another step>"})
 
 
 def test_a_changed_node_replaces_that_node_only(seed):

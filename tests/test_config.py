@@ -4,10 +4,15 @@ Each bad config runs the whole program under mocks and must raise ConfigError na
 path, saying what is wrong, and registering nothing.
 """
 
+import json
+import logging
+import os
+import subprocess
+
 import pytest
 
 from components import config as lab_config
-from harness import DELETE, TEST_KUBECONFIG, run_program
+from harness import DELETE, ROOT, TEST_KUBECONFIG, run_program, stack_config
 
 
 
@@ -116,6 +121,38 @@ BAD = [
     ("missing-metallb-manifest", {"metallb.manifest": "offline/metallb-native.yaml"}, "metallb.manifest", ["is not a file"]),
     ("bad-interface", {"network.interface": "eth 1"}, "network.interface", ["interface name"]),
     ("program-owned-key", {"stack": "other"}, "stack", ["set by the program"]),
+    # kubeadm would refuse these, or the nodes' apt would find no repository
+    ("k8s-before-v1beta4", {"kubernetes.version": "1.30.5"}, "kubernetes.version", ["v1beta4", "1.31.0 or newer"]),
+    ("k8s-leading-zero", {"kubernetes.version": "1.036.1"}, "kubernetes.version", ["MAJOR.MINOR.PATCH", "no leading zeros: 1.36.1"]),
+    ("service-cidr-too-large", {"kubernetes.service_cidr": "10.0.0.0/8"}, "kubernetes.service_cidr", ["too large", "/12"]),
+    ("service-cidr-too-small", {"kubernetes.service_cidr": "10.96.0.0/29"}, "kubernetes.service_cidr", ["too small", "tenth"]),
+    ("pod-cidr-smaller-than-a-node", {"kubernetes.pod_cidr": "10.244.0.0/25"}, "kubernetes.pod_cidr", ["holds 0 node ranges of /24", "3 nodes", "/22"]),
+    ("pod-cidr-one-node", {"kubernetes.pod_cidr": "10.244.0.0/24"}, "kubernetes.pod_cidr", ["holds 1 node range of /24", "3 nodes"]),
+    # MetalLB would assign an IP that nobody announces
+    (
+        "ingress-pool-unannounced",
+        {"metallb.pools[1]": {"name": "other", "addresses": ["192.168.56.100-192.168.56.110"]}, "metallb.l2_advertisements[0].pools": ["other"]},
+        "metallb.l2_advertisements",
+        ["'lab-pool'", "ingress.ip 192.168.56.200", "nobody would answer ARP"],
+    ),
+    (
+        "auto-pools-unannounced",
+        {"ingress.ip": DELETE, "metallb.pools[0].auto_assign": False,
+         "metallb.pools[1]": {"name": "other", "addresses": ["192.168.56.100-192.168.56.110"]},
+         "metallb.l2_advertisements[0].pools": ["lab-pool"]},
+        "metallb.l2_advertisements",
+        ["auto_assign", "ingress controller's IP"],
+    ),
+    ("interfaces-empty", {"metallb.l2_advertisements[0].interfaces": []}, "metallb.l2_advertisements[0].interfaces", ["every interface", "NAT", "remove the key"]),
+    ("hostname-too-long", {"domain": ".".join(["a" * 63] * 3 + ["b" * 57]), "apps": ["demo", "online-boutique"]}, "domain", ["boutique.", "258 characters", "253"]),
+    ("domain-too-long", {"domain": ".".join(["a" * 63] * 4)}, "domain", ["255 characters", "253"]),
+    # messages: what is wrong, and only that
+    ("pools-as-mapping", {"metallb.pools": {"lab-pool": {"addresses": ["192.168.56.200-192.168.56.250"]}}}, "metallb.pools", ["expected a list", "a mapping"]),
+    ("nodes-as-mapping", {"nodes": {"k8s-cp": {"role": "control-plane", "ip": "192.168.56.10"}}}, "nodes", ["expected a list"]),
+    ("memory-with-unit", {"nodes[1].memory_mb": "4G"}, "nodes[1].memory_mb", ["whole number", "megabytes", "4096"]),
+    ("memory-with-mi", {"nodes[1].memory_mb": "3584Mi"}, "nodes[1].memory_mb", ["write 3584"]),
+    ("cpus-boolean", {"nodes[1].cpus": True}, "nodes[1].cpus", ["whole number", "true"]),
+    ("timeout-boolean", {"self_check.timeout_seconds": True}, "self_check.timeout_seconds", ["whole number", "true"]),
 ]
 
 
@@ -128,6 +165,64 @@ def test_bad_config_fails_before_anything_is_registered(overrides, path, words):
     assert str(err).startswith("the k8s-lab stack configuration has")
     assert f"{path}: " in str(err)
     assert not isinstance(err, (KeyError, TypeError))
+
+
+def test_the_problem_list_is_the_runs_one_error_and_the_program_ends_quietly():
+    # pulumi-language-python-exec exits 1 after a RunError, and the CLI then adds "an unhandled
+    # error occurred"; exit code 32 tells it the user has been shown the message already.
+    err = fails({"nodes[2].ip": "192.168.56.11", "ingress.ip": "192.168.56.100"})
+    errors = [message for level, message in err.logged if level >= logging.ERROR]
+    assert errors == [str(err)]
+    assert err.exit_code == 32
+
+
+def _lab_preview_with_stack_config(tmp_path, config: dict) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """`./lab preview` with a stand-in Pulumi CLI that lists ``config`` and records every call."""
+    listing = {key: {"value": v if isinstance(v, str) else json.dumps(v), **({} if isinstance(v, str) else {"objectValue": v}),
+                     "secret": False} for key, v in config.items()}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(listing))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    pulumi = bin_dir / "pulumi"
+    pulumi.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >>{tmp_path}/calls\n'
+        f'echo "$KUBECONFIG" >>{tmp_path}/kubeconfigs\n'
+        'case "$*" in\n'
+        f"  'config --stack lab --json --show-secrets') cat {tmp_path}/config.json ;;\n"
+        "esac\n"
+    )
+    pulumi.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "K8S_LAB_STACK": "lab",
+           "PULUMI_BACKEND_URL": f"file://{tmp_path}", "PULUMI_CONFIG_PASSPHRASE": "test"}  # fmt: skip
+    result = subprocess.run(["bash", str(ROOT / "lab"), "preview"], env=env, capture_output=True, text=True, timeout=60)
+    return result, (tmp_path / "calls").read_text().splitlines()
+
+
+@pytest.mark.skipif(not (ROOT / ".venv/bin/python").exists(), reason="./lab checks the config with .venv, which ./lab test creates")
+def test_lab_preview_of_an_invalid_config_ends_with_the_problem_list_alone(tmp_path):
+    config = stack_config("lab")
+    config["k8s-lab:nodes"][2]["ip"] = "192.168.56.11"
+    result, calls = _lab_preview_with_stack_config(tmp_path, config)
+    assert result.returncode == 1
+    assert result.stderr.rstrip().splitlines()[-1].startswith("  - nodes[2].ip: 192.168.56.11 is also the IP of nodes[1]")
+    assert not any(call.startswith("preview") for call in calls), calls
+
+
+@pytest.mark.skipif(not (ROOT / ".venv/bin/python").exists(), reason="./lab checks the config with .venv, which ./lab test creates")
+def test_lab_preview_of_a_valid_config_goes_on_to_pulumi(tmp_path):
+    result, calls = _lab_preview_with_stack_config(tmp_path, stack_config("lab"))
+    assert result.returncode == 0, result.stderr
+    assert calls[-1].startswith("preview --stack lab"), calls
+
+
+@pytest.mark.skipif(not (ROOT / ".venv/bin/python").exists(), reason="./lab checks the config with .venv, which ./lab test creates")
+def test_lab_runs_pulumi_with_an_empty_kubeconfig_whatever_the_shell_has(tmp_path, monkeypatch):
+    # Render mode gives the provider no kubeconfig; pulumi-kubernetes would then ask the cluster
+    # of the shell's KUBECONFIG (or ~/.kube/config) for /version and /openapi/v2.
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "users-cluster"))
+    _lab_preview_with_stack_config(tmp_path, stack_config("lab"))
+    assert set((tmp_path / "kubeconfigs").read_text().split()) == {"/dev/null"}
 
 
 def test_all_problems_are_reported_together():
@@ -193,6 +288,44 @@ def test_existing_cluster_kubeconfig_must_be_a_kubeconfig():
     assert "no clusters" in problem(err, "cluster.kubeconfig")
 
 
+@pytest.fixture
+def kubeconfig_values(tmp_path):
+    """Kubeconfigs a user might give by mistake, each with a word its problem must name."""
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfe\x00kube")
+    return {
+        "base64": (__import__("base64").b64encode(TEST_KUBECONFIG.encode()).decode(), "base64"),
+        "base64-wrapped": (__import__("base64").encodebytes(TEST_KUBECONFIG.encode()).decode(), "base64"),
+        "not-utf8": (str(binary), "UTF-8"),
+        "contexts-a-number": (TEST_KUBECONFIG.replace("contexts: [{name: kind-lab, context: {cluster: kind, user: admin}}]", "contexts: 5"), "contexts"),
+        "directory": (str(tmp_path), "is a directory"),
+        "a-token": ("eyJhbGciOiJSUzI1NiIsImtpZCI6IjEyMyJ9", "neither the path"),
+        "a-number": (5, "as a string"),
+    }
+
+
+@pytest.mark.parametrize("case", ["base64", "base64-wrapped", "not-utf8", "contexts-a-number", "directory", "a-token", "a-number"])
+def test_a_kubeconfig_that_is_not_one_is_a_config_error_that_never_shows_it(case, kubeconfig_values):
+    value, word = kubeconfig_values[case]
+    err = fails(existing(value))
+    assert word in problem(err, "cluster.kubeconfig")
+    if case in ("base64", "base64-wrapped", "a-token"):
+        assert str(value).split()[0] not in str(err)
+    assert "token: abc" not in str(err)
+
+
+def test_existing_cluster_ignores_the_unused_pod_and_service_ranges():
+    # A LAN inside the defaults 10.96.0.0/12 and 10.244.0.0/16: the cluster chose its own ranges.
+    for lan in ("10.100.0.0/24", "10.244.7.0/24"):
+        prefix = lan.rsplit(".", 1)[0]
+        run_program("lab", {**existing(), "network.cidr": lan, "metallb.pools[0].addresses": [f"{prefix}.200-{prefix}.250"],
+                            "ingress.ip": f"{prefix}.200"})  # fmt: skip
+
+
+def test_kubernetes_version_is_not_checked_against_kubeadm_on_an_existing_cluster():
+    run_program("lab", {**existing(), "kubernetes.version": "1.30.5"})
+
+
 def test_plain_text_kubeconfig_in_stack_file_is_warned_about_and_still_secret():
     run = run_program("lab", existing())
     assert any("--secret" in w for w in run.warnings)
@@ -215,7 +348,29 @@ def test_render_mode_reaches_the_provider_without_a_kubeconfig(tmp_path):
     run = run_program("lab", rendering(tmp_path))
     provider = run.one("pulumi:providers:kubernetes")
     assert provider.inputs["renderYamlToDirectory"] == str(tmp_path)
-    assert "kubeconfig" not in provider.inputs and "kubeconfig" not in run.outputs
+    assert not provider.inputs.get("kubeconfig") and "kubeconfig" not in run.outputs
+
+
+def test_render_mode_ignores_the_shells_kubeconfig(tmp_path, monkeypatch):
+    # The SDK fills an unset Provider kubeconfig from $KUBECONFIG; the provider then refuses it
+    # beside renderYamlToDirectory ("kubeconfig arg is not compatible with renderYamlToDirectory").
+    shell_config = tmp_path / "shell-kubeconfig"
+    shell_config.write_text(TEST_KUBECONFIG)
+    monkeypatch.setenv("KUBECONFIG", str(shell_config))
+    provider = run_program("lab", rendering(tmp_path / "out")).one("pulumi:providers:kubernetes")
+    assert not provider.inputs.get("kubeconfig"), provider.inputs.get("kubeconfig")
+    assert not provider.inputs.get("context")
+
+
+def test_render_mode_runs_no_self_check_and_no_command(tmp_path):
+    run = run_program("lab", rendering(tmp_path))
+    assert run.of_type("command:local:Command") == [], [c.name for c in run.of_type("command:local:Command")]
+    assert not run.of_type("k8s-lab:selfcheck:SelfCheck")
+
+
+def test_render_mode_refuses_a_self_check_asked_for(tmp_path):
+    err = fails({**rendering(tmp_path), "self_check": {"enabled": True}})
+    assert "contacts nothing" in problem(err, "self_check.enabled")
 
 
 def test_render_mode_refuses_a_kubeconfig_too(tmp_path):
@@ -231,3 +386,51 @@ def test_render_mode_needs_a_pinned_ingress_ip(tmp_path):
 def test_render_mode_cannot_read_argocd_password(tmp_path):
     err = fails({**rendering(tmp_path), "apps": ["demo", "argocd"]})
     assert "set it to false" in problem(err, "app_options.argocd.export_admin_password")
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["192.168.56.250-192.168.56.200", "fd00::1-fd00::5"],
+    ids=["reversed", "ipv6"],
+)
+def test_a_bad_pool_entry_is_one_problem_not_two(entry):
+    err = fails({"metallb.pools[0].addresses[0]": entry})
+    assert err.paths() == ["metallb.pools[0].addresses[0]"], [str(p) for p in err.problems]
+    assert "Tuple" not in str(err)
+
+
+def test_a_list_given_as_a_mapping_is_not_a_list_of_unknown_keys():
+    err = fails({"metallb.pools": {"lab-pool": {"addresses": ["192.168.56.200/29"]}, "second": {}}})
+    assert "unknown key" not in str(err)
+
+
+def test_shape_problems_do_not_hide_problems_of_the_lab_as_a_whole():
+    # An unknown key, an ill-typed value and a cross-key problem, all reported at once.
+    err = fails({"nodes[1].memory": 2048, "nodes[2].cpus": "two", "kubernetes.pod_cidr": "192.168.0.0/16", "vagrant.provider": "hyperv"})
+    assert {"nodes[1].memory", "nodes[2].cpus", "kubernetes.pod_cidr", "vagrant.provider"} <= set(err.paths()), err.paths()
+
+
+def test_a_misspelt_section_is_one_problem_not_the_real_sections_absence():
+    err = fails({"metalb": {"version": "0.14.9"}, "metallb": DELETE})
+    assert err.paths() == ["metalb"], [str(p) for p in err.problems]
+
+
+def test_an_ill_shaped_value_does_not_make_up_lab_problems_from_its_absence():
+    # With the pool's only range left out, the ingress IP would be "outside every pool": it is not said.
+    err = fails({"metallb.pools[0].addresses[0]": "192.168.56.250-192.168.56.200"})
+    assert err.paths() == ["metallb.pools[0].addresses[0]"]
+
+
+def test_a_pool_no_advertisement_names_is_a_warning():
+    run = run_program("lab", {"metallb.pools[1]": {"name": "spare", "addresses": ["192.168.56.100-192.168.56.110"]}})
+    assert any("metallb.pools[1] (spare)" in w and "never answered" in w for w in run.warnings), run.warnings
+
+
+def test_an_advertisement_of_every_pool_covers_the_ingress_pool():
+    run = run_program("lab", {"metallb.l2_advertisements[0].pools": []})
+    assert not any("L2 advertisement" in w for w in run.warnings)
+
+
+def test_an_empty_interface_list_on_an_existing_cluster_is_a_warning():
+    run = run_program("lab", {**existing(), "metallb.l2_advertisements[0].interfaces": []})
+    assert any("interfaces: an empty list announces on every interface" in w for w in run.warnings), run.warnings

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from engine_project import INGRESS_MANIFEST, METALLB_MANIFEST, Project, lab_config
-from harness import reference_file
+from harness import TEST_KUBECONFIG, reference_file
 
 # One worker runs them all, so the render-mode stack is brought up once.
 pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engine")]
@@ -84,6 +84,13 @@ def rendered(tmp_path_factory, references):
     up = project.pulumi("up", "--stack", "render", "--yes", "--skip-preview")
     noop = project.pulumi("preview", "--stack", "render", "--expect-no-changes", check=False)
     outputs = json.loads(project.pulumi("stack", "output", "--stack", "render", "--json").stdout)
+    # A second `up`: the lab CA (a dynamic resource) must be the one the first made.
+    project.pulumi("up", "--stack", "render", "--yes", "--skip-preview")
+    outputs_again = json.loads(project.pulumi("stack", "output", "--stack", "render", "--json").stdout)
+    # A new CA name is a new CA: the dynamic provider's diff asks for a replacement (previewed only).
+    project.pulumi("config", "set", "--stack", "render", "--path", "tls.ca_common_name", "renamed lab CA")
+    renamed = planned(project.pulumi("preview", "--stack", "render", "--json").stdout)
+    project.pulumi("config", "rm", "--stack", "render", "--path", "tls.ca_common_name")
     state = json.loads(project.pulumi("stack", "export", "--stack", "render").stdout)
     manifests = [doc for path in sorted(out.rglob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
     destroy = project.pulumi("destroy", "--stack", "render", "--yes", "--skip-preview")
@@ -92,6 +99,8 @@ def rendered(tmp_path_factory, references):
         "up": up,
         "noop": noop,
         "outputs": outputs,
+        "outputs_again": outputs_again,
+        "renamed": renamed,
         "state": state,
         "manifests": manifests,
         "destroy": destroy,
@@ -167,6 +176,54 @@ def test_admin_passwords_output_is_a_secret_in_state_and_cli(rendered):
     assert "ciphertext" in json.dumps(stack["outputs"]["admin_passwords"])
 
 
+def test_lab_ca_is_made_once_and_its_keys_are_secret_in_state(rendered):
+    # The dynamic provider ran in the engine's own process for Python dynamic resources.
+    ca = rendered["outputs"]["ca_certificate"]
+    assert ca.startswith("-----BEGIN CERTIFICATE-----")
+    assert rendered["outputs_again"]["ca_certificate"] == ca
+    ops = {urn.rsplit("::", 1)[1]: op for urn, op in rendered["renamed"].items()}
+    assert ops["render-tls-ca"] == "replace" and ops["render-tls-certificate"] == "replace"
+    resources = {r["urn"].rsplit("::", 1)[1]: r for r in rendered["state"]["deployment"]["resources"]}
+    for name in ("render-tls-ca", "render-tls-certificate"):
+        assert "ciphertext" in json.dumps(resources[name]["outputs"]["key_pem"]), name
+    assert "PRIVATE KEY" not in json.dumps(rendered["state"])
+    secrets = [m for m in _objects(rendered, "Secret") if m.get("type") == "kubernetes.io/tls"]
+    assert [(s["metadata"]["namespace"], s["metadata"]["name"]) for s in secrets] == [("demo", "lab-tls")]
+
+
 def test_destroy_leaves_the_stack_empty(rendered):
     resources = rendered["after"]["deployment"].get("resources") or []
     assert resources == []
+
+
+def test_an_invalid_config_ends_with_the_problem_list_alone(tmp_path, references):
+    project = Project(tmp_path)
+    config = lab_config()
+    config["k8s-lab:nodes"][2]["ip"] = config["k8s-lab:nodes"][1]["ip"]
+    config["k8s-lab:kubernetes"]["version"] = "1.30.5"
+    project.stack("lab", config)
+    result = project.pulumi("preview", "--stack", "lab", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "nodes[2].ip: 192.168.56.11 is also the IP of nodes[1]" in output
+    assert "kubernetes.version: 1.30.5" in output
+    # Neither a traceback nor the CLI's own "unhandled error" after the list.
+    assert "unhandled" not in output and "Traceback" not in output, output
+
+
+def test_render_mode_previews_whatever_kubeconfig_the_shell_has(tmp_path, references):
+    project = Project(tmp_path)
+    shell_config = tmp_path / "shell-kubeconfig"
+    shell_config.write_text(TEST_KUBECONFIG)
+    project.env["KUBECONFIG"] = str(shell_config)
+    config = lab_config(
+        **{
+            "k8s-lab:cluster": {"render_yaml_to_directory": str(tmp_path / "rendered")},
+            "k8s-lab:network": {"cidr": "192.168.56.0/24", "interface": "eth1"},
+        }
+    )
+    del config["k8s-lab:nodes"], config["k8s-lab:vagrant"]
+    project.stack("render", config)
+    result = project.pulumi("preview", "--stack", "render", "--json", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not any("self-check" in urn for urn in planned(result.stdout))

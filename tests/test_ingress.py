@@ -156,13 +156,14 @@ def test_traefik_is_the_pinned_chart_with_the_same_service_and_default_class():
     r = run_lab(**{"ingress.controller": "traefik"})
     chart = r.one(CHART, "lab-ingress-install")
     assert chart.inputs["chart"] == "traefik"
-    assert chart.inputs["version"] == "37.4.0"
+    assert chart.inputs["version"] == "41.3.0"
     assert chart.input("repositoryOpts.repo") == "https://traefik.github.io/charts"
     assert chart.inputs["namespace"] == "traefik"
     values = chart.inputs["values"]
-    assert values["service"]["type"] == "LoadBalancer"
+    # Chart 40 moved the type into service.spec; a top-level `type` would be ignored.
+    assert "type" not in values["service"]
     assert values["service"]["annotations"] == {"metallb.io/loadBalancerIPs": PINNED}
-    assert values["service"]["spec"] == {"externalTrafficPolicy": "Cluster"}
+    assert values["service"]["spec"] == {"type": "LoadBalancer", "externalTrafficPolicy": "Cluster"}
     assert values["ingressClass"] == {"enabled": True, "isDefaultClass": True, "name": "traefik"}
     assert values["providers"]["kubernetesIngress"]["publishedService"]["enabled"] is True
     namespace = r.one(NAMESPACE, "lab-ingress-namespace")
@@ -209,7 +210,7 @@ def config_error(**overrides):
 
 def test_a_traefik_proxy_version_in_place_of_the_chart_version_is_refused():
     problems = config_error(**{"ingress.controller": "traefik", "ingress.version": "3.6.2"})
-    assert "Helm chart version" in problems["ingress.version"] and "37.4.0" in problems["ingress.version"]
+    assert "Helm chart version" in problems["ingress.version"] and "41.3.0" in problems["ingress.version"]
 
 
 def test_missing_offline_files_are_refused(tmp_path):

@@ -116,6 +116,49 @@ def test_lab_check_runs_the_self_check_on_the_stack_outputs(tmp_path):
     assert "self-check ok: http://app.lab.test -> HTTP 200 through 127.0.0.1" in result.stdout
 
 
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed here; the self-check script needs it")
+def test_lab_check_of_a_lab_without_apps_checks_the_ingress_ip(tmp_path):
+    class Controller(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(404)  # what a controller answers for a host it has no rule for
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Controller)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    # A stand-in for the Pulumi CLI: apps: [] leaves etc_hosts empty and ingress_ip set.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    pulumi = bin_dir / "pulumi"
+    pulumi.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in\n'
+        "  'stack output --stack lab etc_hosts') echo '' ;;\n"
+        "  'stack output --stack lab ingress_ip') echo '127.0.0.1' ;;\n"
+        "  *) exit 1 ;;\n"
+        "esac\n"
+    )
+    pulumi.chmod(pulumi.stat().st_mode | stat.S_IEXEC)
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "PULUMI_BACKEND_URL": f"file://{tmp_path}",
+        "PULUMI_CONFIG_PASSPHRASE": "test",
+        "LAB_INGRESS_PORT": str(server.server_port),
+        "LAB_TIMEOUT_SECONDS": "0",
+    }
+    try:
+        result = subprocess.run([shutil.which("bash") or "/bin/bash", str(ROOT / "lab"), "check"], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "the lab has no apps" in result.stdout and "127.0.0.1" in result.stdout
+
+
 def test_lab_check_before_up_says_what_to_do(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

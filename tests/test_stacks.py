@@ -1,6 +1,8 @@
 """The example stacks: each validates, and any two can run side by side on one laptop."""
 
 import itertools
+import shutil
+import subprocess
 
 import pytest
 
@@ -9,7 +11,19 @@ from components import network as net
 from harness import ROOT, run_program, stack_config
 from tools import stepgraph as sg
 
-STACKS = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
+# The stacks the project ships. A user's own Pulumi.<stack>.yaml is theirs: the suite does not
+# judge it (nor fail because it shares addresses with a shipped lab it never runs beside).
+STACKS = ("lab", "lab2")
+
+
+def test_the_shipped_stacks_are_the_projects_stack_files():
+    assert all((ROOT / f"Pulumi.{stack}.yaml").is_file() for stack in STACKS)
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: the tracked stack files cannot be listed")
+    tracked = subprocess.run(["git", "ls-files", "Pulumi.*.yaml"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    if not tracked:
+        pytest.skip("git lists no tracked files here (an export of the project?)")
+    assert sorted(name[len("Pulumi.") : -len(".yaml")] for name in tracked) == sorted(STACKS)
 
 
 def load(stack: str) -> lab_config.LabConfig:

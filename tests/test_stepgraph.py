@@ -256,8 +256,13 @@ def test_virtualbox_boots_vms_one_after_another_and_libvirt_at_once():
 
 def test_metallb_ingress_and_apps_need_the_cni_and_the_first_worker_only():
     req = sg.inherent_requirements(lab_cfg())
-    for stage in (("metallb", None), ("ingress", None), ("apps", "demo")):
+    for stage in (("metallb", None), ("ingress", None)):
         assert req[stage] == {("kubeconfig", None), ("cni", None), ("join", "k8s-w1")}
+    # An app also holds the lab's certificate beside its Ingress; the certificate needs nothing.
+    assert req[("apps", "demo")] == {("kubeconfig", None), ("cni", None), ("join", "k8s-w1"), ("tls", None)}
+    assert req[("tls", None)] == set()
+    gateway = sg.inherent_requirements(lab_cfg(ingress={"controller": "traefik", "api": "gateway"}))
+    assert ("tls", None) in gateway[("ingress", None)] and ("tls", None) not in gateway[("apps", "demo")]
     assert req[("join", "k8s-w2")] == {("init", None), ("prep", "k8s-w2")}
     assert req[("pool", "lab-pool")] == {("kubeconfig", None), ("metallb", None)}
     preps = {("prep", n) for n in ("k8s-cp", "k8s-w1", "k8s-w2")}
@@ -278,8 +283,8 @@ def test_without_a_self_check_or_a_separate_ingress_ip_step_the_chain_is_shorter
 
 
 def lab_program(provider="virtualbox", *, ingress_waits_for_metallb=False, joins_wait_for_cni=False, provider_waits_for_joins=False):
-    """The shape the lab's components take, with optional mistakes."""
-    cfg = lab_cfg(vagrant={"provider": provider})
+    """The shape the lab's components take (HTTP only), with optional mistakes."""
+    cfg = lab_cfg(vagrant={"provider": provider}, tls={"enabled": False})
     fake = FakeRun()
     cluster = fake.component("lab", "k8s-lab:kubeadm:KubeadmCluster")
     box = fake.command("lab-box", parent=cluster)

@@ -3,10 +3,11 @@
 # module proxy only: Pulumi's installer and plugin servers are not reachable).
 #
 #   pulumi                       CLI (github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
-#   pulumi-language-python       Python language host (see NOTE 2)
+#   pulumi-language-python       upstream Python language host (see NOTE 2)
 #   pulumi-language-python-exec  Python shim, copied from github.com/pulumi/pulumi/sdk/v3
+#   pulumi-resource-pulumi-python  provider of Python dynamic resources, copied from sdk/v3 too
 #   pulumi-resource-kubernetes   github.com/pulumi/pulumi-kubernetes/provider/v4 (see NOTE 3)
-#   pulumi-resource-command      local subset of the command provider (see NOTE 4)
+#   pulumi-resource-command      upstream pulumi-command provider (see NOTE 4)
 #
 # Everything is cached outside the repository, in
 #   ${K8S_LAB_TOOLCHAIN_DIR:-$HOME/.cache/k8s-lab/toolchain}/<versions>/{bin,plugins,src,logs}
@@ -40,6 +41,9 @@
 #                              provider are built from (default 3.274.1, see NOTE 1)
 #   K8S_PROVIDER_MODULE_VERSION  provider/v4 module version built (see NOTE 3)
 #   K8S_SDK_MODULE_VERSION       pulumi-kubernetes/sdk/v4 version used for its ../sdk replace
+#   K8S_LAB_UPSTREAM_DIR       upstream sources of the command provider, the provider framework
+#                              and the language host (default: ../shared/upstream beside the
+#                              repository; see NOTE 2 and NOTE 4)
 #   PULUMI_HOME                where the plugins are installed (default ~/.pulumi)
 #   GOPROXY                    default https://proxy.golang.org (no "direct" fallback)
 #   GOMODCACHE, GOCACHE        the usual Go caches (the script leaves them in place)
@@ -48,25 +52,29 @@
 #   so the CLI cannot be v3.272.0. It is built from the nearest served release above
 #   the SDK, v3.274.1 (a newer CLI runs older SDKs); `pulumi version` prints that.
 # NOTE 2: github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3 is not
-#   served at any version. The host built here is a small one written against
-#   sdk/v3 (same gRPC protocol; interpreter and virtualenv handling from the SDK's own
-#   python/toolchain package) that runs programs through pulumi-language-python-exec
-#   taken from sdk/v3 at PULUMI_VERSION. It honours runtime options toolchain
-#   (pip/uv/poetry), virtualenv and typechecker; RunPlugin (Python component
-#   providers) is not supported. Without a virtualenv it runs `python3` from PATH
-#   (or $PULUMI_PYTHON_CMD).
+#   served by the module proxy at any version. The host is built from its upstream
+#   source (github.com/pulumi/pulumi, sdk/python/cmd/pulumi-language-python, 3.260),
+#   read from K8S_LAB_UPSTREAM_DIR/pulumi-language-python-v3.260 and copied into the
+#   cache before building (the source tree may be read-only), with its in-repo
+#   replaces of pkg/v3 and sdk/v3 swapped for the served v3.260.0 releases. It runs
+#   programs through pulumi-language-python-exec taken from sdk/v3 at PULUMI_VERSION.
 # NOTE 3: pulumi-kubernetes/provider/v4 is served only at the pseudo-version
 #   v4.0.0-20260115033456-f47bc2d6f199 (a main-branch commit of 2026-01-15), not at
 #   v4.34.2. That code is built with its committed schema.json embedded and installed
 #   as plugin version PULUMI_KUBERNETES_VERSION, which the Python SDK asks for.
-# NOTE 4: github.com/pulumi/pulumi-command/provider is not served at any version. The
-#   plugin built here implements command:local:Command (create/update/delete, dir,
-#   environment, interpreter, stdin, triggers, logging, addPreviousOutputInEnv,
-#   stdout/stderr outputs) and the command:local:run function; remote:* resources,
-#   assetPaths and archivePaths are rejected with an error.
+# NOTE 4: github.com/pulumi/pulumi-command/provider is not served at any version,
+#   nor is github.com/pulumi/pulumi-go-provider v1.3.0 it is written on. Both are
+#   read from K8S_LAB_UPSTREAM_DIR (pulumi-command-v1.2.1/provider and
+#   pulumi-go-provider-v1.3.0), copied into the cache, and the provider is built
+#   with the framework replaced by that copy: the real provider, with upstream's own
+#   lifecycle (a changed create, dir or environment updates in place; only a changed
+#   triggers replaces).
+# Without K8S_LAB_UPSTREAM_DIR the script stops and says how to install the official
+# Pulumi CLI instead (https://www.pulumi.com/docs/install/), which downloads the same
+# plugins by itself.
 set -euo pipefail
 
-readonly RECIPE_REV=1 # bump when the build recipe or embedded sources change
+readonly RECIPE_REV=2 # bump when the build recipe or embedded sources change
 
 DEFAULT_PULUMI_VERSION=3.272.0
 DEFAULT_COMMAND_VERSION=1.2.1
@@ -74,6 +82,11 @@ DEFAULT_KUBERNETES_VERSION=4.34.2
 DEFAULT_CLI_VERSION=3.274.1
 DEFAULT_K8S_PROVIDER_MODULE_VERSION=v4.0.0-20260115033456-f47bc2d6f199
 DEFAULT_K8S_SDK_MODULE_VERSION=v4.22.2
+# The language host's upstream source is at 3.260; it is built against these served releases.
+LANGHOST_MODULE_VERSION=v3.260.0
+COMMAND_SOURCE=pulumi-command-v1.2.1
+GO_PROVIDER_SOURCE=pulumi-go-provider-v1.3.0
+LANGHOST_SOURCE=pulumi-language-python-v3.260
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
@@ -161,6 +174,7 @@ PULUMI_CLI_VERSION=${PULUMI_CLI_VERSION#v}
 semver_ok "$PULUMI_CLI_VERSION" || die "PULUMI_CLI_VERSION must look like 3.274.1"
 K8S_PROVIDER_MODULE_VERSION=${K8S_PROVIDER_MODULE_VERSION:-$DEFAULT_K8S_PROVIDER_MODULE_VERSION}
 K8S_SDK_MODULE_VERSION=${K8S_SDK_MODULE_VERSION:-$DEFAULT_K8S_SDK_MODULE_VERSION}
+UPSTREAM_DIR=${K8S_LAB_UPSTREAM_DIR:-$REPO_ROOT/../shared/upstream}
 
 if [[ "$(printf '%s\n%s\n' "$PULUMI_CLI_VERSION" "$PULUMI_VERSION" | sort -V | head -n1)" != "$PULUMI_VERSION" ]]; then
 	warn "CLI $PULUMI_CLI_VERSION is older than the Python SDK $PULUMI_VERSION; set PULUMI_CLI_VERSION to a newer served release"
@@ -169,6 +183,7 @@ fi
 knobs="sdk=$PULUMI_VERSION cli=$PULUMI_CLI_VERSION command=$PULUMI_COMMAND_VERSION"
 knobs+=" kubernetes=$PULUMI_KUBERNETES_VERSION k8smod=$K8S_PROVIDER_MODULE_VERSION"
 knobs+=" k8ssdk=$K8S_SDK_MODULE_VERSION recipe=$RECIPE_REV"
+knobs+=" upstream=$COMMAND_SOURCE,$GO_PROVIDER_SOURCE,$LANGHOST_SOURCE@$LANGHOST_MODULE_VERSION"
 knob_hash=$(printf '%s' "$knobs" | cksum | cut -d' ' -f1)
 KEY="sdk$PULUMI_VERSION-cli$PULUMI_CLI_VERSION-cmd$PULUMI_COMMAND_VERSION-k8s$PULUMI_KUBERNETES_VERSION-$knob_hash"
 
@@ -188,6 +203,7 @@ PULUMI_HOME_DIR=${PULUMI_HOME:-$HOME/.pulumi}
 CLI_BIN="$BIN/pulumi"
 LANG_BIN="$BIN/pulumi-language-python"
 EXEC_SCRIPT="$BIN/pulumi-language-python-exec"
+DYNAMIC_SCRIPT="$BIN/pulumi-resource-pulumi-python"
 CMD_PLUGIN="$PLUGINS/pulumi-resource-command"
 K8S_PLUGIN="$PLUGINS/pulumi-resource-kubernetes"
 
@@ -198,7 +214,7 @@ plugin_installed() { # plugin_installed NAME VERSION BINARY
 }
 
 all_built() {
-	[[ -x "$CLI_BIN" && -x "$LANG_BIN" && -f "$EXEC_SCRIPT" && -x "$CMD_PLUGIN" && -x "$K8S_PLUGIN" ]]
+	[[ -x "$CLI_BIN" && -x "$LANG_BIN" && -f "$EXEC_SCRIPT" && -x "$DYNAMIC_SCRIPT" && -x "$CMD_PLUGIN" && -x "$K8S_PLUGIN" ]]
 }
 
 if [[ "$mode" == check ]]; then
@@ -211,6 +227,27 @@ if [[ "$mode" == check ]]; then
 	exit 0
 fi
 
+upstream_missing() {
+	local name
+	for name in "$COMMAND_SOURCE/provider/go.mod" "$GO_PROVIDER_SOURCE/go.mod" "$LANGHOST_SOURCE/main.go"; do
+		[[ -f "$UPSTREAM_DIR/$name" ]] || {
+			printf '%s\n' "$UPSTREAM_DIR/$name"
+			return 0
+		}
+	done
+	return 1
+}
+
+if missing=$(upstream_missing) && ! { [[ -x "$LANG_BIN" && -x "$CMD_PLUGIN" ]] && ((!force)); }; then
+	die "the upstream sources of the command provider and the Python language host are not here
+(missing: $missing). The Go module proxy does not serve them, so this script builds them
+from a copy of their sources: set K8S_LAB_UPSTREAM_DIR to a folder holding
+$COMMAND_SOURCE/provider, $GO_PROVIDER_SOURCE and $LANGHOST_SOURCE.
+Or use the official Pulumi CLI instead of this toolchain: install it from
+https://www.pulumi.com/docs/install/ (curl -fsSL https://get.pulumi.com | sh); it downloads
+the command and kubernetes plugins by itself on the first 'pulumi preview'."
+fi
+
 mkdir -p "$BIN" "$PLUGINS" "$SRC" "$LOGS"
 
 # One build at a time per cache key (parallel CI jobs, two shells...).
@@ -221,7 +258,7 @@ fi
 
 if ((force)); then
 	log "--force: removing cached binaries in $DIR"
-	rm -f "$CLI_BIN" "$LANG_BIN" "$EXEC_SCRIPT" "$CMD_PLUGIN" "$K8S_PLUGIN"
+	rm -f "$CLI_BIN" "$LANG_BIN" "$EXEC_SCRIPT" "$DYNAMIC_SCRIPT" "$CMD_PLUGIN" "$K8S_PLUGIN"
 fi
 
 # --- Go environment ---------------------------------------------------------
@@ -322,19 +359,26 @@ build_cli() {
 
 # --- 2. Python language host ---------------------------------------------------
 
-write_langhost_source() {
-	cp "$SCRIPT_DIR/toolchain/langhost/main.go" "$1/main.go"
+# copy_upstream NAME DEST: a writable copy of one upstream source tree.
+copy_upstream() {
+	rm -rf "$2"
+	mkdir -p "$(dirname "$2")"
+	cp -R "$UPSTREAM_DIR/$1" "$2"
+	chmod -R u+w "$2"
 }
 
 build_langhost() {
-	local dir="$SRC/language-python"
-	new_module "$dir" k8slab.local/toolchain/langhost
-	write_langhost_source "$dir"
+	local dir="$SRC/$LANGHOST_SOURCE"
+	copy_upstream "$LANGHOST_SOURCE" "$dir"
 	(
 		cd "$dir"
-		go get "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_CLI_VERSION"
-		go mod tidy
-		go build -ldflags "$LDFLAGS_BASE -X main.version=$PULUMI_CLI_VERSION" -o "$LANG_BIN.tmp" .
+		# Upstream builds it inside the pulumi repository (replaces ../../../../pkg and ../../..);
+		# here the same packages come from the served release of the source's version.
+		go mod edit -dropreplace github.com/pulumi/pulumi/pkg/v3 -dropreplace github.com/pulumi/pulumi/sdk/v3 \
+			-require "github.com/pulumi/pulumi/pkg/v3@$LANGHOST_MODULE_VERSION" \
+			-require "github.com/pulumi/pulumi/sdk/v3@$LANGHOST_MODULE_VERSION"
+		go build -ldflags "$LDFLAGS_BASE -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$LANGHOST_MODULE_VERSION" \
+			-o "$LANG_BIN.tmp" .
 	)
 	mv -f "$LANG_BIN.tmp" "$LANG_BIN"
 }
@@ -355,21 +399,34 @@ install_exec_script() {
 	echo "installed $src"
 }
 
-# --- 3a. command provider -------------------------------------------------------
-
-write_command_source() {
-	cp "$SCRIPT_DIR/toolchain/command/main.go" "$1/main.go"
+# The provider of Python dynamic resources (pulumi.dynamic), which a Pulumi release bundles next
+# to the CLI: a shell script that runs `python -m pulumi.dynamic` in the project's virtualenv.
+install_dynamic_provider_script() {
+	local sdkdir
+	if ! sdkdir=$(mod_json "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_CLI_VERSION" Dir); then
+		sdkdir=$(mod_json "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_VERSION" Dir)
+	fi
+	local src="$sdkdir/python/dist/pulumi-resource-pulumi-python"
+	[[ -f "$src" ]] || {
+		echo "no python/dist/pulumi-resource-pulumi-python in $sdkdir"
+		return 1
+	}
+	install -m 0755 "$src" "$DYNAMIC_SCRIPT.tmp"
+	mv -f "$DYNAMIC_SCRIPT.tmp" "$DYNAMIC_SCRIPT"
+	echo "installed $src"
 }
 
+# --- 3a. command provider -------------------------------------------------------
+
 build_command() {
-	local dir="$SRC/command"
-	new_module "$dir" k8slab.local/toolchain/command
-	write_command_source "$dir"
+	local dir="$SRC/$COMMAND_SOURCE" framework="$SRC/$GO_PROVIDER_SOURCE"
+	copy_upstream "$GO_PROVIDER_SOURCE" "$framework"
+	copy_upstream "$COMMAND_SOURCE" "$dir"
 	(
-		cd "$dir"
-		go get "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_CLI_VERSION"
-		go mod tidy
-		go build -ldflags "$LDFLAGS_BASE -X main.version=$PULUMI_COMMAND_VERSION" -o "$CMD_PLUGIN.tmp" .
+		cd "$dir/provider"
+		go mod edit -replace "github.com/pulumi/pulumi-go-provider=$framework"
+		go build -ldflags "$LDFLAGS_BASE -X github.com/pulumi/pulumi-command/provider/pkg/version.Version=v$PULUMI_COMMAND_VERSION" \
+			-o "$CMD_PLUGIN.tmp" ./cmd/pulumi-resource-command
 	)
 	mv -f "$CMD_PLUGIN.tmp" "$CMD_PLUGIN"
 }
@@ -425,6 +482,7 @@ PY
 step pulumi "$CLI_BIN" build_cli
 step pulumi-language-python "$LANG_BIN" build_langhost
 step pulumi-language-python-exec "$EXEC_SCRIPT" install_exec_script
+step pulumi-resource-pulumi-python "$DYNAMIC_SCRIPT" install_dynamic_provider_script
 step pulumi-resource-command "$CMD_PLUGIN" build_command
 step pulumi-resource-kubernetes "$K8S_PLUGIN" build_kubernetes
 

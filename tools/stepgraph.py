@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 PHASES = (
-    "box", "vm", "prep", "init", "kubeconfig", "cni", "join",
-    "metallb", "pool", "l2", "ingress", "ingress-ip", "apps", "route", "selfcheck",
+    "box", "tls", "vm", "prep", "init", "kubeconfig", "cni", "join",
+    "metallb", "pool", "l2", "ingress", "ingress-ip", "dns", "apps", "route", "selfcheck",
 )  # fmt: skip
 UNCLASSIFIED = "unclassified"
 CHEAP_PHASES = frozenset({"kubeconfig"})
@@ -74,9 +74,11 @@ _TOKEN_RULES: tuple[tuple[str, frozenset[str]], ...] = (
     ("metallb", frozenset({"metallb"})),
     ("apps", frozenset(APP_TOKENS) | {"app", "apps"}),
     ("ingress", frozenset({"ingress", "nginx", "traefik"})),
+    ("tls", frozenset({"tls", "ca", "certificate"})),
+    ("dns", frozenset({"dns", "coredns"})),
 )
 # An Ingress object is its app's route; the ingress controller's own objects are not Ingresses.
-_KIND_PHASES = {"IPAddressPool": "pool", "L2Advertisement": "l2", "Ingress": "route"}
+_KIND_PHASES = {"IPAddressPool": "pool", "L2Advertisement": "l2", "Ingress": "route", "HTTPRoute": "route"}
 
 
 def _tokens(text: str) -> list[str]:
@@ -422,6 +424,11 @@ def inherent_requirements(cfg: Any) -> dict[Stage, frozenset[Stage]]:
       ingress controller (its admission webhook, its class), its app's Service and, awaited
       until its status shows the address, the ingress IP. The self-check needs the ingress, its
       IP, the advertisements, the apps and their routes.
+    - The lab CA and its certificate (``tls``) are made on the laptop and need nothing; the TLS
+      Secrets that hold the certificate belong to the apps (beside each Ingress) or to the
+      ingress (beside the Gateway), and the self-check trusts the CA.
+    - The lab's DNS server (``dns``) installs like the ingress controller; its zone names the
+      ingress IP, so an unpinned one must be known first. The self-check asks it.
     """
     req: dict[Stage, set[Stage]] = {}
     kube: set[Stage] = set()
@@ -456,11 +463,19 @@ def inherent_requirements(cfg: Any) -> dict[Stage, frozenset[Stage]]:
     nic_from_nodes = prepared if cfg.network.interface is None else set()
     for adv in cfg.metallb.l2_advertisements:
         req[("l2", adv.name)] = kube | {("metallb", None)} | nic_from_nodes
-    req[("ingress", None)] = set(installed)
+    tls_on = getattr(getattr(cfg, "tls", None), "enabled", False)
+    certificate: set[Stage] = {("tls", None)} if tls_on else set()
+    if tls_on:
+        req[("tls", None)] = set()
+    gateway = getattr(cfg.ingress, "api", "ingress") == "gateway"
+    req[("ingress", None)] = set(installed) | (certificate if gateway else set())
     ingress_pools = _pools_of_ingress(cfg)
     req[("ingress-ip", None)] = kube | {("pool", name) for name in ingress_pools}
+    dns_on = getattr(getattr(cfg, "dns", None), "enabled", False)
+    if dns_on:
+        req[("dns", None)] = set(installed) | (set() if getattr(cfg.ingress, "ip", None) else {("ingress-ip", None)})
     for app in cfg.apps:
-        req[("apps", app)] = set(installed)
+        req[("apps", app)] = set(installed) | (set() if gateway else certificate)
         # An Ingress names its app's Service: a data edge to the app is no needless wait.
         req[("route", app)] = kube | {("ingress", None), ("ingress-ip", None), ("apps", app)}
     if cfg.self_check.enabled:
@@ -474,6 +489,8 @@ def inherent_requirements(cfg: Any) -> dict[Stage, frozenset[Stage]]:
             | {("ingress", None), ("ingress-ip", None)}
             | announcing
             | {(phase, a) for a in cfg.apps for phase in ("apps", "route")}
+            | certificate
+            | ({("dns", None)} if dns_on else set())
         )
     return {stage: frozenset(needs) for stage, needs in req.items()}
 

@@ -8,25 +8,40 @@ from typing import Any, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import gateway as gw
 from components.cluster import Cluster
 from components.ingress import Ingress
+from components.tls import SECRET_NAME as TLS_SECRET
 from components.manifests import Edit, as_transform
 
 LABELS = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "k8s-lab"}
 
 
-def ingress_manifest(name: str, namespace: str, host: str, service: str, port: int, class_name: str) -> dict[str, Any]:
+# With a TLS section ingress-nginx redirects HTTP to HTTPS; the lab keeps both answering.
+NGINX_NO_REDIRECT = {"nginx.ingress.kubernetes.io/ssl-redirect": "false"}
+
+
+def ingress_manifest(
+    name: str, namespace: str, host: str, service: str, port: int, class_name: str, tls_secret: Optional[str] = None
+) -> dict[str, Any]:
     """An Ingress routing every path of ``host`` to ``service:port``, naming its class explicitly.
 
     The class is named even though it is the default one: an Ingress without a class is ignored
     when no default exists (an existing cluster, a second controller), and one with a class is
-    picked up by exactly one controller.
+    picked up by exactly one controller. With ``tls_secret`` (a kubernetes.io/tls Secret in the
+    same namespace) the controller also serves ``https://host`` with that certificate.
     """
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(LABELS)}
+    tls: dict[str, Any] = {}
+    if tls_secret:
+        tls = {"tls": [{"hosts": [host], "secretName": tls_secret}]}
+        metadata["annotations"] = dict(NGINX_NO_REDIRECT)
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
-        "metadata": {"name": name, "namespace": namespace, "labels": dict(LABELS)},
+        "metadata": metadata,
         "spec": {
+            **tls,
             "ingressClassName": class_name,
             "rules": [
                 {
@@ -65,8 +80,9 @@ class App(pulumi.ComponentResource):
 
     namespace: k8s.core.v1.Namespace
 
-    route: k8s.networking.v1.Ingress
-    """The app's Ingress; it waits for the ingress controller (and its admission webhook) to be ready."""
+    route: pulumi.CustomResource
+    """The app's Ingress, or its HTTPRoute with ``ingress.api: gateway``; it waits for the controller (and
+    its admission webhook, or the programmed Gateway) to be ready."""
 
     admin_password: Optional[pulumi.Output[str]] = None
     """The admin password (a Pulumi secret), for apps that have one."""
@@ -106,19 +122,34 @@ class App(pulumi.ComponentResource):
         after: list[pulumi.Resource],
         port: int = 80,
         object_name: Optional[str] = None,
-    ) -> k8s.networking.v1.Ingress:
-        """The app's Ingress, created only once the controller is ready and the app's backend exists.
+    ) -> pulumi.CustomResource:
+        """The app's Ingress (or HTTPRoute), created only once the controller is ready and the app's backend exists.
 
         Waiting for ``ingress`` (the whole component: controller Deployment ready, admission Jobs
         done) is what keeps ingress-nginx's validating webhook from refusing the Ingress with
-        "connection refused" while its pod starts.
+        "connection refused" while its pod starts; with the Gateway API it is what makes the route
+        wait for established CRDs and a programmed Gateway (no "no matches for kind").
         """
-        manifest = ingress_manifest(object_name or service, namespace, args.host, service, port, args.ingress.class_name)
         self.host = args.host
         self.url = f"http://{args.host}"
-        return k8s.networking.v1.Ingress(
-            f"{name}-ingress",
-            metadata=manifest["metadata"],
-            spec=manifest["spec"],
-            opts=pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=[args.ingress, *after]),
-        )
+        tls = args.ingress.tls
+        secret = None
+        if tls is not None and args.ingress.api == "ingress":
+            # The certificate beside the Ingress: an Ingress names Secrets of its own namespace only.
+            secret = TLS_SECRET
+            after = [*after, tls.secret(f"{name}-tls", namespace, parent=self, depends_on=[self.namespace])]
+        opts = pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=[args.ingress, *after])
+        if args.ingress.api == "gateway":
+            route = gw.http_route_manifest(
+                object_name or service, namespace, args.host, service, port, args.ingress.controller.namespace, LABELS
+            )
+            return k8s.apiextensions.CustomResource(
+                f"{name}-route",
+                api_version=route["apiVersion"],
+                kind=route["kind"],
+                metadata=route["metadata"],
+                spec=route["spec"],
+                opts=opts,
+            )
+        manifest = ingress_manifest(object_name or service, namespace, args.host, service, port, args.ingress.class_name, secret)
+        return k8s.networking.v1.Ingress(f"{name}-ingress", metadata=manifest["metadata"], spec=manifest["spec"], opts=opts)

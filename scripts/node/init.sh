@@ -71,8 +71,9 @@ main() {
   wait_for_api 90 || die "the API server did not become ready after kubeadm init"
 
   # kubectl for `vagrant ssh` users.
-  install -d -o vagrant -g vagrant /home/vagrant/.kube 2>/dev/null &&
-    install -m 0600 -o vagrant -g vagrant "$ADMIN" /home/vagrant/.kube/config || true
+  if install -d -o vagrant -g vagrant /home/vagrant/.kube 2>/dev/null; then
+    install -m 0600 -o vagrant -g vagrant "$ADMIN" /home/vagrant/.kube/config
+  fi
 
   echo "$want" >"$STAMP"
   log "control plane initialised"

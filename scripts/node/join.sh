@@ -1,23 +1,46 @@
 #!/usr/bin/env bash
 # Joins this worker to the cluster. Runs as root inside the VM (scripts/vagrant.sh join).
 #
-# Safe to run again: a worker already joined to this cluster (same CA, kubelet running) is left
-# alone; one that half-joined, or joined a cluster that has since been rebuilt, is reset first.
+# Safe to run again, and it always ends with this worker's Node registered in the cluster:
+# - joined to this cluster (same CA, kubelet running) and its Node listed: left alone;
+# - joined, but its Node object deleted (a replaced join step ran `leave` first): kubelet is
+#   restarted, which registers the Node again with the credentials it already has;
+# - half-joined, or joined to a cluster that has since been rebuilt: reset, then joined.
 # JOIN_COMMAND holds a bootstrap token: it is never printed and never put in an argument list
 # other than kubeadm's own.
 #
 # Environment: NODE_NAME JOIN_COMMAND ("kubeadm join <ip>:6443 --token ... --discovery-token-ca-cert-hash sha256:...")
+#   NODE_REGISTER_TIMEOUT (seconds to wait for the Node to be listed; default 180)
 set -euo pipefail
 exec 1>&2
 
 : "${NODE_NAME:?}" "${JOIN_COMMAND:?}"
 
-STAMP=/var/lib/k8s-lab/joined-ca.sha256
+# K8S_LAB_NODE_ROOT relocates the node's files, for running this script outside a VM.
+ROOT=${K8S_LAB_NODE_ROOT:-}
+KUBELET_CONF=$ROOT/etc/kubernetes/kubelet.conf
+CA=$ROOT/etc/kubernetes/pki/ca.crt
+STAMP=$ROOT/var/lib/k8s-lab/joined-ca.sha256
 
 log() { echo "[$NODE_NAME] $*"; }
 die() {
   echo "[$NODE_NAME] error: $*"
   exit 1
+}
+
+# The Node as the API server lists it, asked with kubelet's own credentials (a node may read
+# its own Node object).
+node_registered() {
+  kubectl --kubeconfig "$KUBELET_CONF" get node "$NODE_NAME" -o name >/dev/null 2>&1
+}
+
+wait_registered() {
+  local deadline=$((SECONDS + ${NODE_REGISTER_TIMEOUT:-180}))
+  until node_registered; do
+    ((SECONDS < deadline)) || die "node $NODE_NAME is not listed by the API server $((${NODE_REGISTER_TIMEOUT:-180}))s after joining (journalctl -u kubelet says why)"
+    sleep 2
+  done
+  log "registered as node $NODE_NAME"
 }
 
 main() {
@@ -31,16 +54,24 @@ main() {
   ca_hash=${BASH_REMATCH[1]}
   mkdir -p "$(dirname "$STAMP")"
 
-  if [ -f /etc/kubernetes/kubelet.conf ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$ca_hash" ] &&
+  if [ -f "$KUBELET_CONF" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$ca_hash" ] &&
     systemctl is-active --quiet kubelet; then
-    log "already joined to this cluster"
+    if node_registered; then
+      log "already joined to this cluster"
+      exit 0
+    fi
+    # kubelet registers its Node when it starts; a running kubelet whose Node was deleted
+    # does not, so restart it.
+    log "joined to this cluster but node $NODE_NAME is not listed: restarting kubelet to register it again"
+    systemctl restart kubelet
+    wait_registered
     exit 0
   fi
 
-  if [ -e /etc/kubernetes/kubelet.conf ] || [ -e /etc/kubernetes/pki/ca.crt ]; then
+  if [ -e "$KUBELET_CONF" ] || [ -e "$CA" ]; then
     log "resetting a half-finished join or a join to an earlier cluster"
     kubeadm reset -f
-    rm -rf /etc/cni/net.d/* /var/lib/cni /run/flannel
+    rm -rf "$ROOT"/etc/cni/net.d/* "$ROOT/var/lib/cni" "$ROOT/run/flannel"
     ip link delete cni0 2>/dev/null || true
     ip link delete flannel.1 2>/dev/null || true
   fi
@@ -49,7 +80,10 @@ main() {
   log "joining the cluster"
   "${args[@]}" --node-name "$NODE_NAME"
   echo "$ca_hash" >"$STAMP"
+  wait_registered
   log "joined"
 }
 
-main
+if [ "${K8S_LAB_SOURCE_ONLY:-}" != 1 ]; then
+  main
+fi

@@ -1,0 +1,230 @@
+"""The Vagrant lab's command steps through the real Pulumi CLI and the real command provider.
+
+What a user lives with after the first `up`: which commands a later `up` runs, what a change to
+one node replaces, what a script edit or a moved project does, and the order `destroy` takes.
+These are properties of upstream pulumi-command's lifecycle (a changed create, dir or
+environment re-runs create in place; only changed triggers replace) meeting the program's
+triggers, so they are only proven through the real engine and provider.
+
+Stand-ins: ``vagrant`` on PATH is a script that records each call and answers as far as the
+lab's steps need (the NIC name, a join command, a kubeconfig); it boots nothing. The program is
+the cluster layer alone (``KubeadmCluster`` built from the stack's config as ``__main__.py``
+builds it): MetalLB's and the ingress's manifests are components the Kubernetes provider expands
+against a live API server, which the real control-plane tier provides and this test does not. As
+a guard, every `pulumi` runs in a network namespace of its own with only loopback, so nothing can
+leave (the stand-in's kubeconfig names the user's network).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from engine_project import Project, lab_config
+
+pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engine")]
+
+if shutil.which("pulumi") is None:
+    pytest.skip(
+        "the Pulumi CLI is not on PATH (tools/build-pulumi-toolchain.sh builds it; .ci/run does)",
+        allow_module_level=True,
+    )
+if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
+    pytest.skip(
+        "these tests run pulumi in a loopback-only network namespace, which needs root, unshare and ip",
+        allow_module_level=True,
+    )
+
+COMMAND = "command:local:Command"
+
+STAND_IN_VAGRANT = r"""#!/usr/bin/env bash
+# Stand-in for the vagrant CLI: one line per call in $FAKE_VAGRANT_LOG, answers for the lab's steps.
+set -euo pipefail
+log() { printf '%s\n' "$*" >>"$FAKE_VAGRANT_LOG"; }
+case "$1" in
+  box)
+    if [ "$2" = list ]; then printf '%s\n' "${FAKE_BOXES:-}"; else log "box-add $2"; fi ;;
+  up) log "up $2" ;;
+  destroy) log "destroy ${!#}" ;;
+  ssh)
+    node=$2 cmd=${!#}
+    case $cmd in
+      *"kubeadm token create"*)
+        log "mint-token $node"
+        printf 'kubeadm join 192.168.56.10:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:0a1b\r\n' ;;
+      *"delete node"*) rest=${cmd##*delete node }; log "leave ${rest%% *}" ;;
+      *"cat /etc/kubernetes/admin.conf"*)
+        log "kubeconfig $node"
+        printf '%s\n' "apiVersion: v1" "kind: Config" "clusters:" "- name: lab" "  cluster:" \
+          "    server: https://192.168.56.10:6443" "contexts: [{name: lab, context: {cluster: lab, user: admin}}]" \
+          "current-context: lab" "users: [{name: admin, user: {token: stand-in}}]" ;;
+      *)
+        script=$(cat)
+        case $script in
+          *"# Prepares one lab node"*) log "prepare $node"; echo eth1 ;;
+          *"# Initialises the control plane"*) log "init $node" ;;
+          *"# Installs the pod network"*) log "cni $node" ;;
+          *"# Joins this worker"*) log "join $node" ;;
+          *) log "run-unknown $node"; exit 1 ;;
+        esac ;;
+    esac ;;
+  *) log "unexpected $*"; exit 1 ;;
+esac
+"""
+
+
+CLUSTER_ONLY = """import pulumi
+
+from components import config as lab_config
+from components.kubeadm import KubeadmCluster, KubeadmClusterArgs
+
+cfg = lab_config.load()
+cluster = KubeadmCluster(
+    cfg.stack,
+    KubeadmClusterArgs(
+        stack=cfg.stack, nodes=cfg.nodes, vagrant=cfg.vagrant, kubernetes=cfg.kubernetes,
+        network=cfg.network, write_kubeconfig=cfg.write_kubeconfig,
+    ),
+)
+pulumi.export("kubeconfig", cluster.kubeconfig)
+"""
+
+
+class Lab:
+    """A copy of the project whose `pulumi` runs in a loopback-only namespace with the stand-in vagrant."""
+
+    def __init__(self, tmp_path):
+        self.project = Project(tmp_path)
+        (self.project.dir / "__main__.py").write_text(CLUSTER_ONLY)
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "vagrant").write_text(STAND_IN_VAGRANT)
+        (bin_dir / "vagrant").chmod(0o755)
+        self.log = tmp_path / "vagrant.log"
+        self.project.env.update(
+            PATH=f"{bin_dir}{os.pathsep}{self.project.env['PATH']}",
+            FAKE_VAGRANT_LOG=str(self.log),
+            FAKE_BOXES="bento/ubuntu-24.04 (virtualbox, 202510.26.0)",
+        )
+        self.project.stack("lab", lab_config(**{"k8s-lab:self_check": {"enabled": False}}))
+
+    def pulumi(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        isolated = ["unshare", "--net", "--", "bash", "-c", 'ip link set lo up && exec "$@"', "pulumi-netns"]
+        return self.project.pulumi(*args, check=check, wrapper=isolated)
+
+    def up(self) -> subprocess.CompletedProcess:
+        return self.pulumi("up", "--stack", "lab", "--yes", "--skip-preview")
+
+    def calls(self) -> list[str]:
+        """The stand-in vagrant's calls since the last time this was asked."""
+        lines = self.log.read_text().splitlines() if self.log.exists() else []
+        self.log.write_text("")
+        return [line.strip() for line in lines]
+
+    def ids(self) -> dict[str, str]:
+        state = json.loads(self.pulumi("stack", "export", "--stack", "lab").stdout)["deployment"]
+        return {r["urn"].rsplit("::", 1)[1]: r.get("id", "") for r in state.get("resources") or [] if r["type"] == COMMAND}
+
+    def set_config(self, path: str, value) -> None:
+        file = self.project.dir / "Pulumi.lab.yaml"
+        config = yaml.safe_load(file.read_text())
+        node = config["config"]
+        keys = path.split(".")
+        for key in keys[:-1]:
+            node = node[int(key)] if key.isdigit() else node[key]
+        node[int(keys[-1]) if keys[-1].isdigit() else keys[-1]] = value
+        file.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    lab = Lab(tmp_path_factory.mktemp("lifecycle"))
+    lab.up()
+    lab.first_calls = lab.calls()
+    return lab
+
+
+def test_first_up_runs_every_step_once(lab):
+    calls = lab.first_calls
+    for node in ("k8s-cp", "k8s-w1", "k8s-w2"):
+        assert calls.count(f"up {node}") == 1 and calls.count(f"prepare {node}") == 1, calls
+    assert calls.count("init k8s-cp") == 1 and calls.count("cni k8s-cp") == 1
+    assert calls.count("join k8s-w1") == 1 and calls.count("join k8s-w2") == 1
+    assert calls.index("up k8s-cp") < calls.index("up k8s-w1") < calls.index("up k8s-w2")  # VirtualBox: a chain
+    assert not [c for c in calls if c.startswith(("destroy", "leave"))]
+
+
+def test_second_up_with_nothing_changed_runs_no_command(lab):
+    before = lab.ids()
+    lab.up()
+    assert lab.calls() == []
+    assert lab.ids() == before
+
+
+def test_a_workers_memory_replaces_its_vm_preparation_and_join_only(lab):
+    before = lab.ids()
+    lab.set_config("k8s-lab:nodes.2.memory_mb", 6144)
+    try:
+        lab.up()
+        calls = lab.calls()
+        after = lab.ids()
+    finally:
+        lab.set_config("k8s-lab:nodes.2.memory_mb", 4096)
+    replaced = sorted(name for name in before if after.get(name) != before[name])
+    assert replaced == ["lab-k8s-w2-join", "lab-k8s-w2-prepare", "lab-k8s-w2-vm"]
+    # Delete before replace, dependents first: the worker leaves, its VM goes, then it comes back.
+    assert calls == ["leave k8s-w2", "destroy k8s-w2", "up k8s-w2", "prepare k8s-w2", "mint-token k8s-cp", "join k8s-w2"]
+    # Back to the old size: the same three again, nothing else.
+    lab.up()
+    assert sorted(c.split()[0] for c in lab.calls()) == ["destroy", "join", "leave", "mint-token", "prepare", "up"]
+
+
+def test_a_script_edit_re_runs_steps_in_place_and_destroys_nothing(lab):
+    before = lab.ids()
+    script = lab.project.dir / "scripts" / "vagrant.sh"
+    original = script.read_text()
+    script.write_text(original + "\n# a comment-only edit\n")
+    try:
+        preview = json.loads(lab.pulumi("preview", "--stack", "lab", "--json").stdout)["steps"]
+        lab.up()
+        calls = lab.calls()
+    finally:
+        script.write_text(original)
+    ops = {step["urn"].rsplit("::", 1)[1]: step["op"] for step in preview}
+    changed = {name: op for name, op in ops.items() if op != "same"}
+    # Every step that runs a script re-runs in place; the kubeconfig read-back and the provider
+    # it configures stay as they are, so the preview shows no replacement anywhere.
+    assert set(changed.values()) == {"update"}, ops
+    assert len(changed) == 11 and "lab-kubeconfig" not in changed and "lab-provider" not in changed, changed
+    assert lab.ids() == before
+    assert not [c for c in calls if c.startswith(("destroy", "leave"))], calls
+    lab.up()  # the original script again: in place as well
+    assert not [c for c in lab.calls() if c.startswith(("destroy", "leave"))]
+
+
+def test_a_moved_project_finds_nothing_to_change(lab):
+    before = lab.ids()
+    moved = lab.project.dir.with_name("k8s-lab-moved")
+    lab.project.dir.rename(moved)
+    lab.project.dir = moved
+    result = lab.pulumi("preview", "--stack", "lab", "--expect-no-changes", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lab.up()
+    assert lab.calls() == []
+    assert lab.ids() == before
+
+
+def test_destroy_runs_every_leave_before_any_vm_destroy_and_empties_the_stack(lab):
+    lab.pulumi("destroy", "--stack", "lab", "--yes", "--skip-preview")
+    calls = lab.calls()
+    leaves = [i for i, c in enumerate(calls) if c.startswith("leave")]
+    destroys = [i for i, c in enumerate(calls) if c.startswith("destroy")]
+    assert len(leaves) == 2 and len(destroys) == 3, calls
+    assert max(leaves) < min(destroys), calls
+    state = json.loads(lab.pulumi("stack", "export", "--stack", "lab").stdout)["deployment"]
+    assert (state.get("resources") or []) == []

@@ -1,0 +1,277 @@
+"""HTTPS from the lab CA: the certificates themselves, the dynamic providers' create-once and
+replace rules, and where the certificate goes in the graph (Ingress, Gateway, outputs).
+
+Certificates are checked with cryptography's own X.509 path verifier (the rules browsers apply:
+chain, validity, names, the CA's name constraint), not by reading fields back.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import subprocess
+import sys
+
+import dill
+import kubernetes_validate
+import pytest
+from cryptography import x509
+from cryptography.x509 import verification
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from components import tls
+from harness import ROOT
+from labruns import ALL_APPS, INGRESS, SECRET, run_lab
+
+DYNAMIC = "pulumi-python:dynamic:Resource"
+NOW = datetime.datetime.now(datetime.timezone.utc)
+
+
+def verify(cert_pem: str, ca_pem: str, host: str) -> None:
+    """Raises VerificationError unless ``cert_pem`` is valid for ``host`` with only ``ca_pem`` trusted."""
+    store = verification.Store([x509.load_pem_x509_certificate(ca_pem.encode())])
+    verifier = verification.PolicyBuilder().store(store).time(NOW).build_server_verifier(verification.DNSName(host))
+    verifier.verify(x509.load_pem_x509_certificate(cert_pem.encode()), [])
+
+
+@pytest.fixture(scope="module")
+def lab_ca():
+    return tls.issue_ca("k8s-lab test CA", "lab.test", 3650)
+
+
+# -- the certificates ------------------------------------------------------------------------
+
+
+def test_server_certificate_is_trusted_for_every_lab_host_through_the_ca(lab_ca):
+    ca_pem, ca_key = lab_ca
+    cert, key = tls.issue_certificate(ca_pem, ca_key, ["*.lab.test", "lab.test"], 397)
+    for host in ("app.lab.test", "grafana.lab.test", "lab.test"):
+        verify(cert, ca_pem, host)
+    assert "PRIVATE KEY" in key and key != ca_key
+    parsed = x509.load_pem_x509_certificate(cert.encode())
+    assert parsed.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])
+    assert (parsed.not_valid_after_utc - NOW).days in (396, 397)
+
+
+def test_server_certificate_is_refused_for_other_names_and_other_cas(lab_ca):
+    ca_pem, ca_key = lab_ca
+    cert, _ = tls.issue_certificate(ca_pem, ca_key, ["*.lab.test", "lab.test"], 397)
+    with pytest.raises(verification.VerificationError):
+        verify(cert, ca_pem, "app.example.com")
+    with pytest.raises(verification.VerificationError):
+        verify(cert, ca_pem, "deep.app.lab.test")  # a wildcard covers one label
+    other_ca, _ = tls.issue_ca("another CA", "lab.test", 3650)
+    with pytest.raises(verification.VerificationError):
+        verify(cert, other_ca, "app.lab.test")
+
+
+def test_the_ca_can_sign_for_its_domain_only(lab_ca):
+    ca_pem, ca_key = lab_ca
+    ca = x509.load_pem_x509_certificate(ca_pem.encode())
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    constraint = ca.extensions.get_extension_for_class(x509.NameConstraints)
+    assert constraint.critical and constraint.value.permitted_subtrees == [x509.DNSName("lab.test")]
+    # Even a certificate it signs for another name is refused by a verifier that trusts it.
+    rogue, _ = tls.issue_certificate(ca_pem, ca_key, ["bank.example.com"], 30)
+    with pytest.raises(verification.VerificationError):
+        verify(rogue, ca_pem, "bank.example.com")
+
+
+def test_certificate_never_outlives_its_ca():
+    ca_pem, ca_key = tls.issue_ca("short CA", "lab.test", 30)
+    cert, _ = tls.issue_certificate(ca_pem, ca_key, ["lab.test"], 397)
+    assert tls.not_after(cert) <= tls.not_after(ca_pem)
+
+
+# -- the dynamic providers: made once, replaced only on purpose ------------------------------
+
+
+def ca_props(**changes):
+    return {"common_name": "k8s-lab lab CA", "domain": "lab.test", "validity_days": 3650, **changes}
+
+
+def test_ca_provider_creates_a_ca_and_keeps_it_while_its_settings_stand():
+    provider = tls.CertificateAuthorityProvider()
+    created = provider.create(ca_props())
+    assert created.id == tls.fingerprint(created.outs["cert_pem"])
+    assert "PRIVATE KEY" in created.outs["key_pem"]
+    unchanged = provider.diff(created.id, created.outs, ca_props())
+    assert unchanged.changes is False and unchanged.replaces == []
+    for key, value in (("common_name", "my CA"), ("domain", "lab2.test"), ("validity_days", 365)):
+        changed = provider.diff(created.id, created.outs, ca_props(**{key: value}))
+        assert changed.changes is True and changed.replaces == [key]
+        assert changed.delete_before_replace is False  # the new CA exists before the old goes
+
+
+def test_certificate_provider_reissues_for_new_names_a_new_ca_or_expiry_in_sight(lab_ca):
+    ca_pem, ca_key = lab_ca
+    provider = tls.ServerCertificateProvider()
+    props = {"ca_cert_pem": ca_pem, "ca_key_pem": ca_key, "dns_names": ["*.lab.test", "lab.test"], "validity_days": 397}
+    created = provider.create(props)
+    verify(created.outs["cert_pem"], ca_pem, "app.lab.test")
+    assert "ca_key_pem" not in created.outs  # the CA key stays an input, never an output
+    assert provider.diff(created.id, created.outs, props).changes is False
+    assert provider.diff(created.id, created.outs, {**props, "dns_names": ["*.lab2.test"]}).replaces == ["dns_names"]
+    other_ca, other_key = tls.issue_ca("new CA", "lab.test", 3650)
+    assert provider.diff(created.id, created.outs, {**props, "ca_cert_pem": other_ca, "ca_key_pem": other_key}).replaces == ["ca_cert_pem"]
+    expiring = {**created.outs, "not_after": (NOW + datetime.timedelta(days=10)).isoformat()}
+    assert provider.diff(created.id, expiring, props).replaces == ["not_after"]
+
+
+def test_the_serialized_provider_loads_in_a_fresh_process_in_the_project_directory():
+    # The engine runs dynamic providers in their own process (`python -m pulumi.dynamic`, in the
+    # project directory): the provider is pickled by reference and must import from there.
+    ca = run_lab().named("lab-tls-ca")
+    script = (
+        "import base64, sys, dill; "
+        "p = dill.loads(base64.b64decode(sys.stdin.read())); "
+        "r = p.create({'common_name': 'x', 'domain': 'lab.test', 'validity_days': 30}); "
+        "print(type(p).__module__, type(p).__name__, 'BEGIN CERTIFICATE' in r.outs['cert_pem'])"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, input=ca.inputs["__provider"], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["components.tls", "CertificateAuthorityProvider", "True"]
+    assert type(dill.loads(base64.b64decode(ca.inputs["__provider"]))) is tls.CertificateAuthorityProvider
+
+
+# -- the graph -------------------------------------------------------------------------------
+
+
+def test_one_ca_and_one_wildcard_certificate_for_the_domain():
+    r = run_lab(apps=ALL_APPS, domain="lab.test")
+    ca, cert = r.named("lab-tls-ca"), r.named("lab-tls-certificate")
+    assert {x.type for x in (ca, cert)} == {DYNAMIC} and len(r.of_type(DYNAMIC)) == 2
+    assert {k: ca.inputs[k] for k in ("common_name", "domain", "validity_days")} == {
+        "common_name": "k8s-lab lab CA", "domain": "lab.test", "validity_days": 3650,
+    }  # fmt: skip
+    assert cert.inputs["dns_names"] == ["*.lab.test", "lab.test"]
+    assert cert.depends_on(ca)
+    assert "ca_key_pem" in cert.secret_inputs
+    assert ca.options["additional_secret_outputs"] == ["key_pem"] and cert.options["additional_secret_outputs"] == ["key_pem"]
+
+
+def test_every_app_ingress_serves_https_with_the_lab_certificate_beside_it():
+    r = run_lab(apps=ALL_APPS)
+    ca_pem = r.outputs["ca_certificate"]
+    secrets = {s.input("metadata.namespace"): s for s in r.of_type(SECRET) if s.name.endswith("-tls")}
+    for ingress in r.of_type(INGRESS):
+        namespace, host = ingress.input("metadata.namespace"), ingress.input("spec.rules")[0]["host"]
+        assert ingress.input("spec.tls") == [{"hosts": [host], "secretName": "lab-tls"}]
+        secret = secrets[namespace]
+        assert secret.input("metadata.name") == "lab-tls" and secret.input("type") == "kubernetes.io/tls"
+        assert "stringData" in secret.secret_inputs
+        verify(secret.input("stringData")["tls.crt"], ca_pem, host)
+        assert r.waits_for(ingress, secret) and r.waits_for(secret, r.named(ingress.name.replace("-ingress", "-namespace")))
+        # HTTP keeps answering: ingress-nginx would otherwise redirect it to HTTPS.
+        assert ingress.input("metadata.annotations") == {"nginx.ingress.kubernetes.io/ssl-redirect": "false"}
+        kubernetes_validate.validate({k: ingress.inputs[k] for k in ("apiVersion", "kind", "metadata", "spec")}, "1.34", strict=True)
+
+
+def test_tls_secret_is_a_valid_kubernetes_secret():
+    secret = run_lab().named("lab-apps-demo-tls")
+    kubernetes_validate.validate({k: secret.inputs[k] for k in ("apiVersion", "kind", "metadata", "type", "stringData")}, "1.34", strict=True)
+
+
+def test_gateway_gets_an_https_listener_with_the_certificate_in_its_namespace():
+    from test_gateway import GATEWAY, HTTP_ROUTE, assert_valid_gateway_object, registered_object
+
+    r = run_lab(**{"ingress.controller": "traefik", "ingress.api": "gateway"})
+    (gateway,) = r.of_type(GATEWAY)
+    https = gateway.input("spec.listeners")[1]
+    assert (https["name"], https["port"], https["protocol"]) == ("websecure", 8443, "HTTPS")
+    assert https["tls"] == {"mode": "Terminate", "certificateRefs": [{"group": "", "kind": "Secret", "name": "lab-tls"}]}
+    secret = r.named("lab-ingress-tls")
+    assert secret.input("metadata.namespace") == gateway.input("metadata.namespace") == "traefik"
+    assert gateway.depends_on(secret)
+    assert_valid_gateway_object(registered_object(gateway))
+    # Routes carry no TLS of their own, and no per-app Secret is made.
+    assert [s.name for s in r.of_type(SECRET) if s.name.endswith("-tls")] == ["lab-ingress-tls"]
+    assert all("tls" not in route.inputs["spec"] for route in r.of_type(HTTP_ROUTE))
+
+
+def test_outputs_give_the_ca_in_clear_and_the_trust_commands():
+    r = run_lab()
+    assert r.outputs["ca_certificate"].startswith("-----BEGIN CERTIFICATE-----")
+    assert "ca_certificate" not in r.secret_outputs
+    assert r.outputs["https_urls"] == {"demo": "https://app.lab.local"}
+    assert r.outputs["urls"] == {"demo": "http://app.lab.local"}
+    commands = r.outputs["trust_commands"]
+    assert set(commands) == {"debian_ubuntu", "fedora", "macos", "windows", "firefox"}
+    for command in commands.values():
+        assert command.startswith("pulumi stack output --stack lab ca_certificate > k8s-lab-lab-ca.crt")
+    assert "update-ca-certificates" in commands["debian_ubuntu"] and "update-ca-trust" in commands["fedora"]
+    assert "add-trusted-cert" in commands["macos"] and "Cert:\\LocalMachine\\Root" in commands["windows"]
+    assert "certutil -A" in commands["firefox"]
+    assert not any("PRIVATE KEY" in json.dumps(v) for v in r.outputs.values())
+
+
+def test_self_check_gets_the_ca_and_reruns_when_it_changes():
+    r = run_lab()
+    check = r.named("lab-self-check-run")
+    assert check.inputs["environment"]["LAB_CA_CERT"] == r.outputs["ca_certificate"]
+    assert check.inputs["triggers"][-1] == r.outputs["ca_certificate"]
+
+
+def test_tls_can_be_turned_off():
+    r = run_lab(**{"tls.enabled": False})
+    assert r.of_type(DYNAMIC) == [] and not [s for s in r.of_type(SECRET) if s.name.endswith("-tls")]
+    assert "tls" not in r.one(INGRESS).inputs["spec"]
+    assert "LAB_CA_CERT" not in r.named("lab-self-check-run").inputs["environment"]
+    assert "ca_certificate" not in r.outputs and "trust_commands" not in r.outputs
+    gateway = run_lab(**{"tls.enabled": False, "ingress.controller": "traefik", "ingress.api": "gateway"})
+    (lab_gateway,) = gateway.of_type("kubernetes:gateway.networking.k8s.io/v1:Gateway")
+    assert [listener["name"] for listener in lab_gateway.input("spec.listeners")] == ["web"]
+    assert not [s for s in gateway.of_type(SECRET) if s.name.endswith("-tls")]
+
+
+def test_settings_reach_the_ca_and_the_certificate():
+    r = run_lab(**{"tls.ca_common_name": "My lab", "tls.ca_validity_days": 365, "tls.certificate_validity_days": 90})
+    assert r.named("lab-tls-ca").inputs["common_name"] == "My lab"
+    assert r.named("lab-tls-ca").inputs["validity_days"] == 365
+    assert r.named("lab-tls-certificate").inputs["validity_days"] == 90
+
+
+def config_error(**overrides):
+    from components.config import ConfigError
+    from harness import run_program
+    from labruns import existing
+
+    with pytest.raises(ConfigError) as caught:
+        run_program("lab", existing(**overrides))
+    assert caught.value.registered == []
+    return {p.path: p.message for p in caught.value.problems}
+
+
+def test_bad_tls_settings_are_refused_naming_the_key():
+    assert "825" in config_error(**{"tls.certificate_validity_days": 1000})["tls.certificate_validity_days"]
+    problems = config_error(**{"tls.ca_validity_days": 60, "tls.certificate_validity_days": 90})
+    assert "outlives the CA" in problems["tls.certificate_validity_days"]
+    assert "unknown key" in config_error(**{"tls.ca_days": 10})["tls.ca_days"]
+
+
+def test_lab_trust_prints_the_commands_of_the_stacks_output(tmp_path):
+    # A stand-in `pulumi` on PATH that answers `stack output --json trust_commands` with what the
+    # program exports; everything else about ./lab trust is the real script.
+    commands = run_lab().outputs["trust_commands"]
+    stub = tmp_path / "pulumi"
+    (tmp_path / "out.json").write_text(json.dumps(commands))
+    stub.write_text(f'#!/bin/sh\ncase "$*" in *"--json trust_commands"*) cat {tmp_path}/out.json ;; *) exit 1 ;; esac\n')
+    stub.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "PULUMI_BACKEND_URL": "file:///nowhere", "PULUMI_CONFIG_PASSPHRASE": "x", "HOME": str(tmp_path)}
+    result = subprocess.run([str(ROOT / "lab"), "trust"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "# debian ubuntu\n" + commands["debian_ubuntu"] in result.stdout
+    assert "# windows\n" + commands["windows"] in result.stdout
+    (tmp_path / "out.json").write_text("")
+    empty = subprocess.run([str(ROOT / "lab"), "trust"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert empty.returncode == 1 and "run ./lab up first" in empty.stderr
+
+
+def test_ingress_nginx_sends_no_hsts_so_http_keeps_working_in_browsers():
+    from harness import reference_docs
+    from labruns import CONFIGFILE
+
+    objects = run_lab().one(CONFIGFILE, "lab-ingress-install").transformed(reference_docs("ingress-nginx/deploy-cloud-controller-v1.15.1.yaml"))
+    (config,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "ingress-nginx-controller"]
+    assert config["data"] == {"hsts": "false"}
+    kubernetes_validate.validate(config, "1.34", strict=True)
