@@ -161,6 +161,140 @@ def engine(stack: str) -> list[list[str]]:
     return rows
 
 
+# A pod's start-up in the second control-plane round: an image already pulled, a process that
+# starts in a few seconds, as on a warm lab.
+POD_START_MODEL_SECONDS = 5.0
+TIER_TARGET_SECONDS = 90.0
+
+# The program's order, for the script beside `pulumi up`: each phase applied, then waited for.
+_SCRIPT_PHASES = ("metallb", "metallb-objects", "ingress", "app", "app-ingress")
+
+
+def _script_phase(obj: dict) -> str:
+    kind, meta = obj.get("kind", ""), obj.get("metadata") or {}
+    name, namespace = meta.get("name", ""), meta.get("namespace", "")
+    if kind in ("IPAddressPool", "L2Advertisement"):
+        return "metallb-objects"
+    if kind == "Ingress":
+        return "app-ingress"
+    if namespace == "metallb-system" or "metallb" in name:
+        return "metallb"
+    if namespace == "ingress-nginx" or "ingress-nginx" in name or kind == "IngressClass":
+        return "ingress"
+    return "app"
+
+
+def _kubectl_script(plane, phases: dict[str, list[dict]], workdir: Path, ip: str) -> float:
+    """`kubectl apply --server-side` phase by phase, each followed by `kubectl wait` for what `up` awaits."""
+    import yaml
+
+    waits = {
+        "metallb": [
+            ["wait", "-n", "metallb-system", "--for=condition=Available", "deployment/controller", "--timeout=300s"],
+            ["rollout", "status", "-n", "metallb-system", "daemonset/speaker", "--timeout=300s"],
+        ],
+        "ingress": [
+            ["wait", "-n", "ingress-nginx", "--for=condition=Complete", "job", "--all", "--timeout=300s"],
+            ["wait", "-n", "ingress-nginx", "--for=condition=Available", "deployment/ingress-nginx-controller", "--timeout=300s"],
+            ["wait", "-n", "ingress-nginx", f"--for=jsonpath={{.status.loadBalancer.ingress[0].ip}}={ip}", "service/ingress-nginx-controller", "--timeout=300s"],
+        ],
+        "app": [["wait", "-n", "demo", "--for=condition=Available", "deployment/demo", "--timeout=300s"]],
+        "app-ingress": [["wait", "-n", "demo", f"--for=jsonpath={{.status.loadBalancer.ingress[0].ip}}={ip}", "ingress/demo", "--timeout=300s"]],
+    }
+    start = time.perf_counter()
+    for phase in _SCRIPT_PHASES:
+        path = workdir / f"{phase}.yaml"
+        # CRDs and Namespaces first, as a script would order one file.
+        objs = sorted(phases.get(phase, []), key=lambda o: o.get("kind") not in ("CustomResourceDefinition", "Namespace"))
+        path.write_text(yaml.safe_dump_all(objs))
+        plane.kubectl("apply", "--server-side", "--field-manager=bench-script", "-f", str(path))
+        for wait in waits.get(phase, []):
+            plane.kubectl(*wait)
+    return time.perf_counter() - start
+
+
+def control_plane_tier() -> list[str]:
+    """Wall time of the control-plane tests, warm (binaries cached), as `./lab test` runs them."""
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_controlplane.py"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    summary = re.sub(r" in [\d.]+s.*$", "", (out.stdout.strip().splitlines() or ["(no output)"])[-1].strip("= "))
+    ok = out.returncode == 0 and "skipped" not in summary and seconds < TIER_TARGET_SECONDS
+    return [f"control-plane tier, warm ({summary})", f"{seconds:.1f} s", f"< {TIER_TARGET_SECONDS:.0f} s: {_met(ok)}"]
+
+
+def control_plane(pod_start_seconds: float = 0.0, plane_rows: bool = True) -> list[list[str]]:
+    """A real control plane on loopback: its start-up and memory, then `pulumi up` beside a script.
+
+    ``pod_start_seconds``: every pod takes that long to start before it may turn Ready (a model of
+    image pulls and process start-up; 0 leaves only the real waits: MetalLB's controller, the
+    Secrets pods need).
+    """
+    sys.path.insert(0, str(ROOT / "tests"))
+    import controlplane as cp  # noqa: E402
+
+    reason = cp.skip_reason()
+    if reason:
+        return [["control-plane tier", "-", reason]]
+    if shutil.which("pulumi") is None:
+        return [["control-plane tier", "-", "no pulumi CLI (tools/build-pulumi-toolchain.sh builds one)"]]
+    import yaml
+    from engine_project import Project
+
+    rows: list[list[str]] = []
+    ip = "192.168.56.200"
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        # The objects `up` applies, as render mode writes them (no cluster needed for that).
+        (tmp / "render").mkdir()
+        (tmp / "engine").mkdir()
+        render = Project(tmp / "render")
+        rendered = tmp / "rendered"
+        config = cp.existing_cluster_config(**{"k8s-lab:cluster": {"render_yaml_to_directory": str(rendered)}})
+        render.stack("render", config)
+        render.pulumi("up", "--stack", "render", "--yes", "--skip-preview")
+        phases: dict[str, list[dict]] = {}
+        for path in sorted(rendered.rglob("*.yaml")):
+            for obj in yaml.safe_load_all(path.read_text()):
+                if obj:
+                    phases.setdefault(_script_phase(obj), []).append(obj)
+        netns = cp.LoopbackNetns()
+        with netns.inside():
+            plane = cp.ControlPlane(bin=cp.control_plane_bin(), dir=tmp / "plane", pod_start_seconds=pod_start_seconds)
+            try:
+                plane.start()
+                if plane_rows:
+                    rows.append(["control plane start-up", f"{plane.started_seconds:.1f} s", "etcd, kube-apiserver, controller-manager, scheduler, kwok; 2 nodes Ready"])
+                    rows.append(["control plane memory, idle", f"{plane.memory_mb():.0f} MB", "resident, all processes"])
+                project = Project(tmp / "engine")
+                project.stack("bench", cp.existing_cluster_config())
+                cp.set_kubeconfig(project, "bench", plane.kubeconfig)
+                start = time.perf_counter()
+                project.pulumi("up", "--stack", "bench", "--yes", "--skip-preview")
+                up = time.perf_counter() - start
+                if plane_rows:
+                    rows.append(["control plane memory, lab up", f"{plane.memory_mb():.0f} MB", "with MetalLB's controller"])
+                start = time.perf_counter()
+                project.pulumi("up", "--stack", "bench", "--yes", "--skip-preview")
+                fixed = time.perf_counter() - start
+                project.pulumi("destroy", "--stack", "bench", "--yes", "--skip-preview")
+                script = _kubectl_script(plane, phases, tmp, ip)
+                for phase in reversed(_SCRIPT_PHASES):
+                    plane.kubectl("delete", "--ignore-not-found", "--wait=true", "-f", str(tmp / f"{phase}.yaml"), check=False)
+            finally:
+                plane.stop()
+        netns.close()
+    held = f"pods start in {pod_start_seconds:g} s" if pod_start_seconds else "real waits only"
+    rows.append([f"pulumi up, {held}", f"{up:.1f} s", "existing-cluster mode, MetalLB 0.14.9, ingress-nginx, demo"])
+    rows.append([f"kubectl apply --server-side + wait, {held}", f"{script:.1f} s", "the same rendered objects, the program's order, in turn"])
+    rows.append([f"ratio up / script, {held}", f"{up / script:.2f}", _met(up / script <= 1.0) + " (target at most 1.0)"])
+    rows.append([f"engine fixed cost (no-op up), {held}", f"{fixed:.1f} s", f"up without it: {up - fixed:.1f} s, ratio {(up - fixed) / script:.2f}"])
+    return rows
+
+
 FRONT_DOOR_TARGET = 1.5
 
 
@@ -216,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--event-log", type=Path, help="a `pulumi up --event-log` file to report on")
     parser.add_argument("--skip-suite", action="store_true", help="do not time the test suite")
     parser.add_argument("--skip-engine", action="store_true", help="do not time the real engine")
+    parser.add_argument("--skip-control-plane", action="store_true", help="do not run the control-plane figures")
     args = parser.parse_args(argv)
 
     print(f"k8s-lab bench: stack {args.stack}, {os.cpu_count()} cores, Python {platform.python_version()}\n")
@@ -227,6 +362,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_engine:
         print("\nReal engine")
         print(table(["what", "time", "note"], engine(args.stack)))
+    if not args.skip_engine and not args.skip_control_plane:
+        print("\nControl plane on loopback (held readiness; both wait for the same real events)")
+        rows = [control_plane_tier()]
+        rows += control_plane() + control_plane(pod_start_seconds=POD_START_MODEL_SECONDS, plane_rows=False)
+        print(table(["what", "value", "note"], rows))
     rows, details = chains(args.stack)
     print("\nBring-up chain (steps / stages; target: longest chain no longer than inherent, no needless wait)")
     print(table(["provider", "serial", "longest chain", "inherent", "target"], rows))

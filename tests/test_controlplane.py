@@ -1,0 +1,393 @@
+"""`pulumi up` against a real Kubernetes API server, with MetalLB's own controller assigning the IP.
+
+Mocks prove the graph and render mode the manifests; these prove what the lab exists for, through
+the real Pulumi CLI: MetalLB's controller gives the ingress Service the pinned pool IP, the pools
+and the advertisement pass MetalLB's own validating webhook (because they wait for it), every await
+`up` relies on finishes, a second run finds nothing to change, and `destroy` leaves the cluster
+clean. Real and stand-in parts are listed in tests/controlplane.py; in short: etcd,
+kube-apiserver, kube-controller-manager, kube-scheduler and MetalLB's controller are the real
+programs; kwok stands in for the kubelets (with pods held un-Ready until what a kubelet would wait
+for exists, and MetalLB's controller passes its own readiness probe and serves its webhook), and
+small stand-ins do the work of ingress-nginx's certificate Jobs, its admission endpoint, and the
+ingress controllers' Ingress status writer, whose processes cannot run here.
+
+The whole tier, Pulumi CLI included, runs in a network namespace with only loopback: kube-apiserver
+calls webhooks at Service IPs, and its egress selector hands those calls to a proxy on a Unix
+socket that reaches only the local process serving that Service, never the network. The IPs in Service status (192.168.56.x) are data.
+
+Scenarios that run on one control plane run in turn, so each also proves the one before it left
+nothing behind. They need root, the binaries of tools/build-control-plane.sh, the Pulumi CLI and
+../shared/reference, and skip with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import REFERENCE
+
+# One test per scenario, so that a scenario runs once whichever pytest-xdist worker gets it; each
+# worker that gets one runs its own control plane, in a network namespace of its own.
+pytestmark = [pytest.mark.engine]
+
+if shutil.which("pulumi") is None:
+    pytest.skip(
+        "the Pulumi CLI is not on PATH (tools/build-pulumi-toolchain.sh builds it; .ci/run does)",
+        allow_module_level=True,
+    )
+try:
+    import cryptography  # noqa: F401
+except ImportError:
+    pytest.skip("the cryptography package is not installed (requirements-dev.txt has it)", allow_module_level=True)
+
+import controlplane as cp  # noqa: E402
+from controlplane import existing_cluster_config  # noqa: E402
+from engine_project import INGRESS_MANIFEST, METALLB_MANIFEST, Project, lab_config  # noqa: E402
+
+_reason = cp.skip_reason()
+if _reason:
+    pytest.skip(_reason, allow_module_level=True)
+
+METALLB_0_16_MANIFEST = "metallb/metallb-native-v0.16.1.yaml"
+TRAEFIK_CHART = "traefik/chart-37.4.0"
+LAB_NAMESPACES = ("metallb-system", "ingress-nginx", "traefik", "demo")
+PINNED_IP = "192.168.56.200"
+VAGRANT_CONTROL_PLANE_IP = "192.168.56.10"  # Pulumi.lab.yaml's k8s-cp; data only, never contacted
+KUBECONFIG_PROXY_PORT = 8132
+
+
+def _reference(relative: str) -> Path:
+    path = REFERENCE / relative
+    if not path.exists():
+        pytest.skip(f"upstream reference copy {relative} not found (../shared/reference is absent in this clone)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def plane(tmp_path_factory):
+    """One control plane per worker, in a loopback-only network namespace; talk to it inside ``plane.netns``.
+
+    Session-scoped, like the scenarios: pytest-xdist interleaves other modules' tests, and a
+    module-scoped fixture would be torn down and built again in between.
+    """
+    for relative in (METALLB_MANIFEST, METALLB_0_16_MANIFEST, INGRESS_MANIFEST, TRAEFIK_CHART):
+        _reference(relative)
+    root = tmp_path_factory.mktemp("controlplane")
+    netns = cp.LoopbackNetns()
+    plane = cp.ControlPlane(
+        bin=cp.control_plane_bin(),
+        dir=root / "plane",
+        # The Vagrant lab's node names; its kubeconfig names the control plane's IP, as kubeadm's does.
+        nodes=["k8s-cp", "k8s-w1", "k8s-w2"],
+        serving_ips=["127.0.0.1", "10.96.0.1", VAGRANT_CONTROL_PLANE_IP],
+    )
+    plane.netns = netns
+    try:
+        with netns.inside():
+            plane.start()
+        yield plane
+    finally:
+        plane.stop()
+        netns.close()
+
+
+# --------------------------------------------------------------------------------------------
+# What a scenario collects from the API server
+
+
+def _names(items) -> set[str]:
+    return {i["metadata"]["name"] for i in items}
+
+
+def lab_leftovers(api: cp.Api) -> dict[str, list[str]]:
+    """Namespaces, CRDs and webhooks of the lab still in the cluster."""
+    namespaces = [n for n in _names(api.items("/api/v1/namespaces")) if n in LAB_NAMESPACES]
+    crds = [
+        n
+        for n in _names(api.items("/apis/apiextensions.k8s.io/v1/customresourcedefinitions"))
+        if n.endswith(("metallb.io", "traefik.io", "traefik.containo.us", "gateway.networking.k8s.io"))
+    ]
+    hooks = sorted(
+        _names(api.items("/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"))
+        | _names(api.items("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"))
+    )
+    return {"namespaces": sorted(namespaces), "crds": sorted(crds), "webhooks": hooks}
+
+
+def overlapping_pool_attempt(api: cp.Api) -> str:
+    """Create a pool overlapping lab-pool; return the API server's answer (MetalLB's webhook refuses it)."""
+    pool = {
+        "apiVersion": "metallb.io/v1beta1",
+        "kind": "IPAddressPool",
+        "metadata": {"name": "overlapping", "namespace": "metallb-system"},
+        "spec": {"addresses": ["192.168.56.210-192.168.56.220"]},
+    }
+    try:
+        api.request("POST", "/apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools", pool)
+    except cp.ApiError as err:
+        return str(err)
+    api.request("DELETE", "/apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools/overlapping")
+    return "created"
+
+
+def snapshot(plane: cp.ControlPlane, service: tuple[str, str]) -> dict:
+    api = plane.api
+    ns, name = service
+    deployments = [d for d in api.items("/apis/apps/v1/deployments") if d["metadata"]["namespace"] in LAB_NAMESPACES]
+    events = [
+        {"reason": e.get("reason"), "message": e.get("message"), "source": (e.get("source") or {}).get("component") or e.get("reportingComponent")}
+        for e in api.items(f"/api/v1/namespaces/{ns}/events")
+        if e["involvedObject"].get("kind") == "Service" and e["involvedObject"].get("name") == name
+    ]
+    return {
+        "pools": {p["metadata"]["name"]: p["spec"] for p in api.items("/apis/metallb.io/v1beta1/ipaddresspools")},
+        "l2": {a["metadata"]["name"]: a["spec"] for a in api.items("/apis/metallb.io/v1beta1/l2advertisements")},
+        "service": api.get(f"/api/v1/namespaces/{ns}/services/{name}"),
+        "service_events": events,
+        "deployments": {
+            f"{d['metadata']['namespace']}/{d['metadata']['name']}": {c["type"]: c["status"] for c in d.get("status", {}).get("conditions") or []}
+            for d in deployments
+        },
+        "ingresses": api.items("/apis/networking.k8s.io/v1/ingresses"),
+        "metallb_webhooks": api.get("/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/metallb-webhook-configuration"),
+        "metallb_crds": sorted(n for n in _names(api.items("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")) if n.endswith("metallb.io")),
+        "configuration_states": api.items("/apis/metallb.io/v1beta1/configurationstates") if api.get("/apis/metallb.io/v1beta1") and any(
+            r["name"] == "configurationstates" for r in api.get("/apis/metallb.io/v1beta1")["resources"]
+        ) else [],
+        "overlapping_pool": overlapping_pool_attempt(api),
+        "proxy_log": list(plane.proxy.log),
+    }
+
+
+def run_scenario(plane: cp.ControlPlane, root: Path, stack: str, config: dict, service: tuple[str, str], prepare=None) -> dict:
+    """`pulumi up`, the cluster as the API shows it, a no-op preview, `destroy`, what is left."""
+    with plane.netns.inside():
+        return _run_scenario(plane, root, stack, config, service, prepare)
+
+
+def _run_scenario(plane: cp.ControlPlane, root: Path, stack: str, config: dict, service: tuple[str, str], prepare) -> dict:
+    plane.check_alive()
+    project = Project(root)
+    if prepare:
+        prepare(project, root)
+    project.stack(stack, config)
+    if "k8s-lab:nodes" not in config:  # existing-cluster mode
+        cp.set_kubeconfig(project, stack, plane.kubeconfig)
+    plane.proxy.log.clear()
+    start = time.monotonic()
+    up = project.pulumi("up", "--stack", stack, "--yes", "--skip-preview", check=False)
+    up_seconds = time.monotonic() - start
+    if up.returncode != 0:
+        project.pulumi("destroy", "--stack", stack, "--yes", "--skip-preview", check=False)
+        raise AssertionError(f"pulumi up failed:\n{up.stdout[-6000:]}\n{up.stderr[-3000:]}\nstand-in errors: {plane.kubelet.errors[-5:]}")
+    seen = snapshot(plane, service)
+    outputs = json.loads(project.pulumi("stack", "output", "--stack", stack, "--json", "--show-secrets").stdout)
+    noop = project.pulumi("preview", "--stack", stack, "--expect-no-changes", "--diff", check=False)
+    start = time.monotonic()
+    destroy = project.pulumi("destroy", "--stack", stack, "--yes", "--skip-preview", check=False)
+    destroy_seconds = time.monotonic() - start
+    state = json.loads(project.pulumi("stack", "export", "--stack", stack).stdout)
+    return {
+        "up": up,
+        "up_seconds": up_seconds,
+        "seen": seen,
+        "outputs": outputs,
+        "noop": noop,
+        "destroy": destroy,
+        "destroy_seconds": destroy_seconds,
+        "state_after": state["deployment"].get("resources") or [],
+        "left": lab_leftovers(plane.api),
+        "stand_in_errors": list(plane.kubelet.errors),
+    }
+
+
+@pytest.fixture(scope="session")
+def nginx_0_14(plane, tmp_path_factory):
+    """Scenario 1: existing-cluster mode, the seed's lab (MetalLB 0.14.9, ingress-nginx, demo)."""
+    return run_scenario(
+        plane, tmp_path_factory.mktemp("nginx-0-14"), "existing", existing_cluster_config(), ("ingress-nginx", "ingress-nginx-controller")
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Shared assertions
+
+
+def assert_lab_was_up(run: dict, *, class_name: str, annotation_prefix: str) -> None:
+    seen = run["seen"]
+    assert seen["pools"] == {
+        "lab-pool": {"addresses": ["192.168.56.201-192.168.56.250"], "autoAssign": True, "avoidBuggyIPs": False},
+        "lab-pool-reserved": {"addresses": ["192.168.56.200/32"], "autoAssign": False, "avoidBuggyIPs": False},
+    }
+    assert seen["l2"]["lab-l2"]["ipAddressPools"] == ["lab-pool", "lab-pool-reserved"]
+    service = seen["service"]
+    assert service["metadata"]["annotations"][f"{annotation_prefix}/loadBalancerIPs"] == PINNED_IP
+    assert service["status"]["loadBalancer"]["ingress"][0]["ip"] == PINNED_IP
+    allocated = [e for e in seen["service_events"] if e["reason"] == "IPAllocated"]
+    assert allocated and allocated[-1]["source"] == "metallb-controller", seen["service_events"]
+    assert PINNED_IP in allocated[-1]["message"]
+    assert seen["deployments"], "no Deployment of the lab found"
+    not_available = {name: c for name, c in seen["deployments"].items() if c.get("Available") != "True"}
+    assert not not_available, not_available
+    (ingress,) = [i for i in seen["ingresses"] if i["spec"]["rules"][0]["host"] == "app.lab.local"]
+    assert ingress["metadata"]["namespace"] == "demo"
+    assert ingress["spec"]["ingressClassName"] == class_name
+    assert run["outputs"]["ingress_ip"] == PINNED_IP
+
+
+def assert_webhook_admitted_the_lab(run: dict) -> None:
+    seen = run["seen"]
+    # The pools exist, so the webhook (failurePolicy Fail) admitted them; it serves with the CA
+    # MetalLB's own certificate rotation injected, and it refuses what MetalLB forbids.
+    webhooks = seen["metallb_webhooks"]["webhooks"]
+    assert all(w["failurePolicy"] == "Fail" and w["clientConfig"].get("caBundle") for w in webhooks)
+    assert "ipaddresspoolvalidationwebhook.metallb.io" in seen["overlapping_pool"], seen["overlapping_pool"]
+    assert "denied the request" in seen["overlapping_pool"]
+    assert "overlaps" in seen["overlapping_pool"]
+    # The calls went through the loopback proxy to the local controller.
+    assert any("-> 9443" in line for line in seen["proxy_log"]), seen["proxy_log"]
+
+
+def assert_noop_and_clean_destroy(run: dict) -> None:
+    noop = run["noop"]
+    assert noop.returncode == 0, noop.stdout[-4000:] + noop.stderr[-2000:]
+    destroy = run["destroy"]
+    assert destroy.returncode == 0, destroy.stdout[-4000:] + destroy.stderr[-2000:]
+    assert run["state_after"] == []
+    assert run["left"] == {"namespaces": [], "crds": [], "webhooks": []}
+
+
+# --------------------------------------------------------------------------------------------
+# Scenario 1
+
+
+def test_the_tier_runs_with_loopback_only(plane):
+    assert plane.netns.interfaces == ["lo"]
+    with plane.netns.inside():
+        assert [name for _, name in socket.if_nameindex()] == ["lo"]
+        assert plane.api.get("/version")["gitVersion"].startswith("v1.")
+
+
+def test_seed_lab_in_existing_cluster_mode(nginx_0_14):
+    """MetalLB 0.14.9, ingress-nginx, demo: the pinned IP, the webhook, a no-op rerun, a clean destroy."""
+    assert_lab_was_up(nginx_0_14, class_name="nginx", annotation_prefix="metallb.io")
+    assert_webhook_admitted_the_lab(nginx_0_14)
+    assert "configurationstates.metallb.io" not in nginx_0_14["seen"]["metallb_crds"]
+    assert_noop_and_clean_destroy(nginx_0_14)
+
+
+# --------------------------------------------------------------------------------------------
+# Scenario 4: MetalLB 0.16.1 (its CRDs, its annotation prefix, its controller)
+
+
+@pytest.fixture(scope="session")
+def nginx_0_16(plane, tmp_path_factory):
+    config = existing_cluster_config(
+        **{"k8s-lab:metallb": {"version": "0.16.1", "manifest": str(_reference(METALLB_0_16_MANIFEST))}}
+    )
+    return run_scenario(plane, tmp_path_factory.mktemp("nginx-0-16"), "metallb016", config, ("ingress-nginx", "ingress-nginx-controller"))
+
+
+def test_metallb_0_16(nginx_0_16):
+    """The version-dependent parts (CRDs, annotation prefix) meet MetalLB 0.16.1's own controller."""
+    assert_lab_was_up(nginx_0_16, class_name="nginx", annotation_prefix="metallb.io")
+    assert_webhook_admitted_the_lab(nginx_0_16)
+    assert "configurationstates.metallb.io" in nginx_0_16["seen"]["metallb_crds"]
+    # 0.16's controller reports the configuration it loaded in a ConfigurationState of its own.
+    assert nginx_0_16["seen"]["configuration_states"], "MetalLB 0.16.1's controller wrote no ConfigurationState"
+    assert_noop_and_clean_destroy(nginx_0_16)
+
+
+# --------------------------------------------------------------------------------------------
+# Scenario 2: Traefik from its chart
+
+
+@pytest.fixture(scope="session")
+def traefik(plane, tmp_path_factory):
+    config = existing_cluster_config(
+        **{
+            "k8s-lab:ingress": {
+                "controller": "traefik",
+                "ip": PINNED_IP,
+                "version": "37.4.0",
+                "manifest": str(_reference(TRAEFIK_CHART)),
+            }
+        }
+    )
+    return run_scenario(plane, tmp_path_factory.mktemp("traefik"), "traefik", config, ("traefik", "traefik"))
+
+
+def test_traefik_lab(traefik):
+    """`ingress.controller: traefik` from its chart: the same guarantees."""
+    assert_lab_was_up(traefik, class_name="traefik", annotation_prefix="metallb.io")
+    assert_webhook_admitted_the_lab(traefik)
+    assert_noop_and_clean_destroy(traefik)
+
+
+# --------------------------------------------------------------------------------------------
+# Scenario 3: the Vagrant lab stack, whole, with a stand-in `vagrant`
+
+
+@pytest.fixture(scope="session")
+def vagrant_lab(plane, tmp_path_factory):
+    """Pulumi.lab.yaml as it is (self-check off): VM, kubeadm and kubeconfig steps, then every layer.
+
+    No VM can run here, so `vagrant` is a stand-in (tests/controlplane.py): it records each call
+    and answers the kubeconfig read with the local control plane's kubeconfig, which, like
+    kubeadm's, names the control plane at https://192.168.56.10:6443. The Kubernetes provider
+    reaches it through a CONNECT proxy on loopback (HTTPS_PROXY) that maps that one address to
+    127.0.0.1:6443 and refuses any other: the address is data, nothing is sent to it.
+    """
+    root = tmp_path_factory.mktemp("vagrant")
+    server = f"{VAGRANT_CONTROL_PLANE_IP}:6443"
+    admin_conf = root / "admin.conf"
+    admin_conf.write_text(plane.kubeconfig.replace("https://127.0.0.1:6443", f"https://{server}"))
+    log = root / "vagrant-calls.jsonl"
+    with plane.netns.inside():
+        proxy = cp.EgressProxy(None, port=KUBECONFIG_PROXY_PORT, static={server: 6443})
+
+    def prepare(project, _root):
+        stand_in = cp.write_vagrant_stand_in(
+            root / "vagrant-bin", log=log, scripts=project.dir / "scripts" / "node", kubeconfig=admin_conf, nic="eth1", control_plane=server
+        )
+        project.env["PATH"] = f"{stand_in.parent}{os.pathsep}{project.env['PATH']}"
+        project.env["HTTPS_PROXY"] = f"http://127.0.0.1:{KUBECONFIG_PROXY_PORT}"
+        project.env["NO_PROXY"] = "127.0.0.1,localhost"
+
+    config = lab_config(**{"k8s-lab:self_check": {"enabled": False}})
+    try:
+        run = run_scenario(plane, root, "lab", config, ("ingress-nginx", "ingress-nginx-controller"), prepare=prepare)
+    finally:
+        proxy.close()
+    run["vagrant_calls"] = cp.vagrant_calls(log)
+    run["kubeconfig_proxy_log"] = list(proxy.log)
+    return run
+
+
+def _calls(run, verb):
+    return [c for c in run["vagrant_calls"] if c["argv"][:1] == [verb]]
+
+
+def test_vagrant_lab_stack_whole(vagrant_lab):
+    """Every command step through `vagrant`, the provider built from their output, every layer."""
+    ups = {c["argv"][1] for c in _calls(vagrant_lab, "up")}
+    assert ups == {"k8s-cp", "k8s-w1", "k8s-w2"}
+    scripts = [(c["argv"][1], c["script"]) for c in _calls(vagrant_lab, "ssh") if c["script"]]
+    assert {s for s in scripts if s[1] == "prepare.sh"} == {("k8s-cp", "prepare.sh"), ("k8s-w1", "prepare.sh"), ("k8s-w2", "prepare.sh")}
+    assert ("k8s-cp", "init.sh") in scripts and ("k8s-cp", "cni.sh") in scripts
+    assert {s for s in scripts if s[1] == "join.sh"} == {("k8s-w1", "join.sh"), ("k8s-w2", "join.sh")}
+    # The provider was built from the kubeconfig step's output and reached the API through the proxy.
+    assert any(c["argv"][:2] == ["ssh", "k8s-cp"] and "admin.conf" in c["argv"][-1] for c in _calls(vagrant_lab, "ssh"))
+    assert vagrant_lab["kubeconfig_proxy_log"] and all(line.endswith("-> 6443") for line in vagrant_lab["kubeconfig_proxy_log"])
+    assert_lab_was_up(vagrant_lab, class_name="nginx", annotation_prefix="metallb.io")
+    assert_webhook_admitted_the_lab(vagrant_lab)
+    assert_noop_and_clean_destroy(vagrant_lab)
+    destroyed = {c["argv"][-1] for c in _calls(vagrant_lab, "destroy")}
+    assert destroyed == {"k8s-cp", "k8s-w1", "k8s-w2"}
