@@ -23,7 +23,7 @@ from engine_project import INGRESS_MANIFEST, METALLB_MANIFEST, Project, lab_conf
 from harness import TEST_KUBECONFIG, reference_file
 
 # One worker runs them all, so the render-mode stack is brought up once.
-pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engine")]
+pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engine-render")]
 
 if shutil.which("pulumi") is None:
     pytest.skip(

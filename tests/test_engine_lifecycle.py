@@ -27,7 +27,7 @@ import yaml
 
 from engine_project import Project, lab_config
 
-pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engine")]
+pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engine-lifecycle")]
 
 if shutil.which("pulumi") is None:
     pytest.skip(

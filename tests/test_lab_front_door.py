@@ -20,7 +20,7 @@ import pytest
 from engine_project import INGRESS_MANIFEST, METALLB_MANIFEST, Project
 from harness import REFERENCE, ROOT, reference_file
 
-pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engine")]
+pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engine-front-door")]
 
 if shutil.which("pulumi") is None:
     pytest.skip(
