@@ -10,10 +10,12 @@ cluster the user already has and creates no command resources at all.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
+
+from components.config import ClusterConfig
 
 
 class Cluster(pulumi.ComponentResource):
@@ -27,9 +29,6 @@ class Cluster(pulumi.ComponentResource):
 
     interfaces: pulumi.Output[list[str]]
     """Names of the nodes' NICs on the host-only network; empty means "every interface"."""
-
-    node_ips: pulumi.Output[list[str]]
-    """The nodes' addresses on the host-only network (empty when unknown)."""
 
     schedulable: list[pulumi.Resource]
     """What must be done before a workload pod can run: the first worker's join.
@@ -51,6 +50,16 @@ class ExistingClusterArgs:
     render_yaml_to_directory: Optional[str] = None
     """Write manifests there instead of applying them (no cluster is contacted)."""
 
+    @classmethod
+    def from_config(cls, config: ClusterConfig, interface: Optional[str] = None) -> "ExistingClusterArgs":
+        """The stack's ``cluster`` section, its kubeconfig unwrapped for the provider alone."""
+        return cls(
+            kubeconfig=config.kubeconfig.get_secret_value() if config.kubeconfig else None,
+            context=config.context,
+            interface=interface,
+            render_yaml_to_directory=config.render_yaml_to_directory,
+        )
+
 
 class ExistingCluster(Cluster):
     """A cluster that already exists (kind, k3s, bare metal), reached through its kubeconfig."""
@@ -70,11 +79,5 @@ class ExistingCluster(Cluster):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.interfaces = pulumi.Output.from_input([args.interface] if args.interface else [])
-        self.node_ips = pulumi.Output.from_input([])
         self.schedulable = []
         self.register_outputs({"interfaces": self.interfaces})
-
-
-def kubernetes_opts(cluster: Cluster, parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource] = ()) -> pulumi.ResourceOptions:
-    """Options for a Kubernetes resource of the lab: the lab's provider, the given parent."""
-    return pulumi.ResourceOptions(parent=parent, provider=cluster.provider, depends_on=list(depends_on))

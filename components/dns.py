@@ -142,7 +142,7 @@ class LabDNS(pulumi.ComponentResource):
         super().__init__("k8s-lab:dns:LabDNS", name, None, opts)
         config = args.config
         assert config.ip is not None  # the configuration's checks require it
-        self.ip = config.ip
+        self.ip = str(config.ip)
         provider = args.cluster.provider
         self.namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
@@ -172,5 +172,5 @@ class LabDNS(pulumi.ComponentResource):
             spec=manifests["service"]["spec"],
             opts=child,
         )
-        self.resolvers = resolver_commands(args.domain, config.ip)
+        self.resolvers = resolver_commands(args.domain, self.ip)
         self.register_outputs({"ip": self.ip})

@@ -220,7 +220,6 @@ class Ingress(pulumi.ComponentResource):
         # nothing else can take it meanwhile. What it does need is a worker to run on (kubeadm
         # taints the control plane; the provider is usable before workers join).
         waits_for: list[pulumi.Resource] = list(args.cluster.schedulable)
-        self.metallb = args.metallb
 
         if self.controller is INGRESS_NGINX:
             self.install = k8s.yaml.v2.ConfigFile(
@@ -275,7 +274,7 @@ class Ingress(pulumi.ComponentResource):
 
         self.service = None
         if config.ip is not None:
-            self.ip = pulumi.Output.from_input(config.ip)
+            self.ip = pulumi.Output.from_input(str(config.ip))
         else:
             # Read the Service back once the install is done. The id is derived from the install's
             # output so that a preview, where the install does not exist yet, skips the read.

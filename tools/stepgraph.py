@@ -435,8 +435,8 @@ def inherent_requirements(cfg: Any) -> dict[Stage, frozenset[Stage]]:
     ready: set[Stage] = set()
     prepared: set[Stage] = set()
     if not getattr(cfg, "existing_cluster", False) and cfg.nodes:
-        control_plane = next(n for n in cfg.nodes if n.role == "control-plane")
-        workers = [n for n in cfg.nodes if n.role == "worker"]
+        control_plane, workers = cfg.control_plane, cfg.workers
+        assert control_plane is not None  # the configuration's checks require one
         first_vm: Stage = ("vm", control_plane.name)
         req[("box", None)] = set()
         req[first_vm] = {("box", None)}
@@ -498,9 +498,9 @@ def inherent_requirements(cfg: Any) -> dict[Stage, frozenset[Stage]]:
 def _pools_of_ingress(cfg: Any) -> list[str]:
     """The pools the ingress IP can come from: the one holding ingress.ip, else the auto-assign ones."""
     pools = cfg.metallb.pools
-    address = getattr(cfg.ingress, "address", None)
+    address = cfg.ingress.ip
     if address is not None:
-        holding = [p.name for p in pools if any(address in r for r in p.ranges)]
+        holding = [p.name for p in pools if any(address in r for r in p.addresses)]
         if holding:
             return holding
     return [p.name for p in pools if p.auto_assign] or [p.name for p in pools]

@@ -56,5 +56,8 @@ from components.config.schema import (
     SelfCheckConfig,
     TLSConfig,
     VagrantConfig,
+    app_hostname,
+    control_plane_and_workers,
+    reservation_name,
 )
 from components.config.stack import PROBLEMS_EXIT_CODE, load, raw_from_cli_json, read_stack_config

@@ -33,7 +33,7 @@ def check_lab(cfg: LabConfig) -> tuple[list[Problem], list[str]]:
     problems: list[Problem] = []
     warnings: list[str] = []
     add = lambda path, message: problems.append(Problem(path, message))  # noqa: E731
-    network = cfg.network.network
+    network = cfg.network.cidr
     reserved = net.reserved_addresses(network)
 
     # -- cluster mode --
@@ -71,15 +71,15 @@ def check_lab(cfg: LabConfig) -> tuple[list[Problem], list[str]]:
     # An existing cluster chose its own pod and Service ranges: the lab's (unused) ones are not checked.
     pod = svc = None
     if not cfg.existing_cluster:
-        pod, svc = net.parse_network(k8s.pod_cidr), net.parse_network(k8s.service_cidr)
+        pod, svc = k8s.pod_cidr, k8s.service_cidr
         _check_cluster_ranges(cfg, network, pod, svc, add)
 
     # -- MetalLB --
     check_metallb(cfg, network, reserved, pod, svc, add, warnings)
 
     # -- ingress --
-    ingress_ip = cfg.ingress.address
-    if ingress_ip is not None and not any(ingress_ip in r for p in cfg.metallb.pools for r in p.ranges):
+    ingress_ip = cfg.ingress.ip
+    if ingress_ip is not None and not any(ingress_ip in r for p in cfg.metallb.pools for r in p.addresses):
         add(
             "ingress.ip",
             f"{ingress_ip} is outside every MetalLB pool, so MetalLB will never assign it; "
@@ -90,9 +90,9 @@ def check_lab(cfg: LabConfig) -> tuple[list[Problem], list[str]]:
     services = cfg.load_balancer_services
     capacity = sum(p.size for p in cfg.metallb.pools)
     auto_capacity = sum(p.size for p in cfg.metallb.pools if p.auto_assign)
-    pinned = {a for a in (ingress_ip, cfg.dns.address if cfg.dns.enabled else None) if a is not None}
+    pinned = {a for a in (ingress_ip, cfg.dns.ip if cfg.dns.enabled else None) if a is not None}
     for address in pinned:
-        if any(address in r for p in cfg.metallb.pools if p.auto_assign for r in p.ranges):
+        if any(address in r for p in cfg.metallb.pools if p.auto_assign for r in p.addresses):
             auto_capacity -= 1  # a pinned address is reserved for its Service
     wanting_auto = len(services) - len(pinned)
     if cfg.metallb.pools and (len(services) > capacity or wanting_auto > auto_capacity):
@@ -195,17 +195,17 @@ def _check_dns(cfg: LabConfig, add) -> None:
     if not dns.enabled:
         return
     pools = cfg.metallb.pools
-    ingress_ip = cfg.ingress.address
-    if dns.address is None:
+    ingress_ip = cfg.ingress.ip
+    if dns.ip is None:
         free = next(
-            (a for p in pools for r in p.ranges for a in (r.last, r.first) if a != ingress_ip),
+            (a for p in pools for r in p.addresses for a in (r.last, r.first) if a != ingress_ip),
             None,
         )
         example = f", e.g. {free}" if free else ""
         add("dns.ip", f"is required with dns.enabled: the resolver you configure needs an address that never changes; pick a free one from metallb.pools{example}")
         return
-    address = dns.address
-    holders = [p.name for p in pools if any(address in r for r in p.ranges)]
+    address = dns.ip
+    holders = [p.name for p in pools if any(address in r for r in p.addresses)]
     if not holders:
         add("dns.ip", f"{address} is outside every MetalLB pool, so MetalLB will never assign it; choose an address from metallb.pools")
         return
@@ -259,7 +259,7 @@ def _check_nodes(cfg: LabConfig, network: IPv4Network, reserved: dict, add) -> N
         if node.name in seen_names:
             add(f"nodes[{i}].name", f"{node.name!r} is also the name of nodes[{seen_names[node.name]}]; names must be unique")
         seen_names.setdefault(node.name, i)
-        address = node.address
+        address = node.ip
         if address in seen_ips:
             add(f"nodes[{i}].ip", f"{address} is also the IP of nodes[{seen_ips[address]}]; give each node its own IP")
         seen_ips.setdefault(address, i)

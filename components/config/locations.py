@@ -10,6 +10,7 @@ from components.config.schema import LabConfig
 
 
 def is_url(location: str) -> bool:
+    """A manifest or chart location is a URL or a local path; nothing else tells them apart."""
     return "://" in location
 
 

@@ -30,12 +30,12 @@ def check_metallb(cfg: LabConfig, network, reserved, pod, svc, add, warnings) ->
             "[{name: lab-pool, addresses: ['192.168.56.200-192.168.56.250']}]",
         )
     pool_index: dict[str, int] = {}
-    node_ips = {n.address: n.name for n in cfg.nodes}
+    node_ips = {n.ip: n.name for n in cfg.nodes}
     for i, pool in enumerate(mlb.pools):
         if pool.name in pool_index:
             add(f"metallb.pools[{i}].name", f"{pool.name!r} is also the name of metallb.pools[{pool_index[pool.name]}]")
         pool_index.setdefault(pool.name, i)
-        for j, r in enumerate(pool.ranges):
+        for j, r in enumerate(pool.addresses):
             path = _pool_path(i, j)
             if not r.within(network):
                 add(
@@ -54,16 +54,16 @@ def check_metallb(cfg: LabConfig, network, reserved, pod, svc, add, warnings) ->
                 if cidr is not None and net.range_overlaps_network(r, cidr):
                     add(path, f"{r} overlaps {label} {cidr}")
             for k, other in enumerate(mlb.pools[:i]):
-                hit = net.first_overlap([r], other.ranges)
+                hit = net.first_overlap([r], other.addresses)
                 if hit:
                     add(path, f"{r} overlaps metallb.pools[{k}] ({other.name}: {hit[1]}); pools must not share addresses")
-            for k, earlier in enumerate(pool.ranges[:j]):
+            for k, earlier in enumerate(pool.addresses[:j]):
                 if r.overlaps(earlier):
                     add(path, f"{r} overlaps {earlier}, an earlier entry of the same pool")
-    ingress_ip = cfg.ingress.address
+    ingress_ip = cfg.ingress.ip
     for i, pool in enumerate(mlb.pools):
-        holder = next((p for p in mlb.pools if ingress_ip is not None and any(ingress_ip in r for r in p.ranges)), None)
-        if holder is not None and pool.name == f"{holder.name}-reserved":
+        holder = next((p for p in mlb.pools if ingress_ip is not None and any(ingress_ip in r for r in p.addresses)), None)
+        if holder is not None and pool.name == holder.reservation_name:
             add(
                 f"metallb.pools[{i}].name",
                 f"{pool.name!r} is the name of the pool that reserves ingress.ip {ingress_ip} inside {holder.name}; rename it",
@@ -123,8 +123,8 @@ def _check_announced(cfg: LabConfig, add, warnings) -> None:
     mlb = cfg.metallb
     if not mlb.l2_advertisements:
         return  # reported already
-    ingress_ip = cfg.ingress.address
-    holder = next((p for p in mlb.pools if ingress_ip is not None and any(ingress_ip in r for r in p.ranges)), None)
+    ingress_ip = cfg.ingress.ip
+    holder = next((p for p in mlb.pools if ingress_ip is not None and any(ingress_ip in r for r in p.addresses)), None)
     if holder is not None and not _announced(mlb, holder.name):
         add(
             "metallb.l2_advertisements",

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 from ipaddress import IPv4Address, IPv4Network
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Sequence
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, SecretStr, field_validator
+from pydantic_core import PydanticCustomError
 from typing_extensions import Annotated
 
 from components import network as net
@@ -49,34 +50,42 @@ def _check_version(value: str, example: str) -> str:
     return value
 
 
-def _check_range(value: str) -> str:
+def _text(value: Any) -> str:
+    # The parsers below take any value; the stack file must still give these as strings.
+    if not isinstance(value, str):
+        raise PydanticCustomError("string_type", "Input should be a valid string")
+    return value
+
+
+def _parse_range(value: Any) -> net.IPRange:
     try:
-        net.parse_range(value)
+        return net.parse_range(_text(value))
     except net.AddressError as err:
         raise ValueError(
             f"{err}. A pool entry is a range '192.168.56.200-192.168.56.250', a CIDR '192.168.56.200/29' "
             "or one address"
         ) from None
-    return str(value).strip()
 
 
-def _check_address(value: str) -> str:
+def _parse_address(value: Any) -> IPv4Address:
     try:
-        return str(net.parse_address(value))
+        return net.parse_address(_text(value))
     except net.AddressError as err:
         raise ValueError(str(err)) from None
 
 
-def _check_cidr(value: str) -> str:
+def _parse_network(value: Any) -> IPv4Network:
     try:
-        return str(net.parse_network(value))
+        return net.parse_network(_text(value))
     except net.AddressError as err:
         raise ValueError(str(err)) from None
 
 
-Address = Annotated[str, AfterValidator(_check_address)]
-Cidr = Annotated[str, AfterValidator(_check_cidr)]
-AddressRange = Annotated[str, AfterValidator(_check_range)]
+# Addresses, networks and pool ranges are parsed once, here, and travel typed; they become strings
+# only where a manifest, a command's environment or an export is built.
+Address = Annotated[IPv4Address, PlainValidator(_parse_address)]
+Cidr = Annotated[IPv4Network, PlainValidator(_parse_network)]
+AddressRange = Annotated[net.IPRange, PlainValidator(_parse_range)]
 KubernetesVersion = Annotated[str, AfterValidator(lambda v: _check_version(v, DEFAULT_KUBERNETES_VERSION))]
 MetalLBVersion = Annotated[str, AfterValidator(lambda v: _check_version(v, DEFAULT_METALLB_VERSION))]
 AppVersion = Annotated[str, AfterValidator(lambda v: _check_version(v, "1.15.1"))]
@@ -95,10 +104,6 @@ class NetworkConfig(_Strict):
         if value is not None and not INTERFACE_NAME.match(value):
             raise ValueError(f"{value!r} is not a Linux interface name (1-15 letters, digits, '-', '_' or '.'), e.g. eth1")
         return value
-
-    @property
-    def network(self) -> IPv4Network:
-        return net.parse_network(self.cidr)
 
 
 def _not_a_boolean(value: Any) -> Any:
@@ -128,9 +133,11 @@ class NodeConfig(_Strict):
             )
         return value
 
-    @property
-    def address(self) -> IPv4Address:
-        return net.parse_address(self.ip)
+
+def control_plane_and_workers(nodes: Sequence[NodeConfig]) -> tuple[Optional[NodeConfig], tuple[NodeConfig, ...]]:
+    """The control plane (the checks require exactly one; None before they ran) and the workers, in order."""
+    control_plane = next((n for n in nodes if n.role == "control-plane"), None)
+    return control_plane, tuple(n for n in nodes if n.role == "worker")
 
 
 class VagrantConfig(_Strict):
@@ -142,8 +149,8 @@ class VagrantConfig(_Strict):
 class KubernetesConfig(_Strict):
     version: KubernetesVersion = DEFAULT_KUBERNETES_VERSION
     cni: Literal["flannel", "calico"] = "flannel"
-    pod_cidr: Cidr = DEFAULT_POD_CIDR
-    service_cidr: Cidr = DEFAULT_SERVICE_CIDR
+    pod_cidr: Cidr = Field(DEFAULT_POD_CIDR, validate_default=True)
+    service_cidr: Cidr = Field(DEFAULT_SERVICE_CIDR, validate_default=True)
     kube_proxy_mode: Literal["iptables", "ipvs"] = "iptables"
 
     @property
@@ -176,12 +183,17 @@ class PoolConfig(_Strict):
         return [value] if isinstance(value, str) else value
 
     @property
-    def ranges(self) -> tuple[net.IPRange, ...]:
-        return tuple(net.parse_range(a) for a in self.addresses)
+    def size(self) -> int:
+        return net.total_size(self.addresses)
 
     @property
-    def size(self) -> int:
-        return net.total_size(self.ranges)
+    def reservation_name(self) -> str:
+        """The ``autoAssign: false`` pool that holds the pinned IPs carved out of this one."""
+        return reservation_name(self.name)
+
+
+def reservation_name(pool: str) -> str:
+    return f"{pool}-reserved"
 
 
 class L2AdvertisementConfig(_Strict):
@@ -224,10 +236,6 @@ class IngressConfig(_Strict):
     def resolved_version(self) -> str:
         return self.version or DEFAULT_INGRESS_VERSIONS[self.controller]
 
-    @property
-    def address(self) -> Optional[IPv4Address]:
-        return None if self.ip is None else net.parse_address(self.ip)
-
 
 class ClusterConfig(_Strict):
     """An existing cluster: replaces the VM and kubeadm layer entirely."""
@@ -260,10 +268,6 @@ class DNSConfig(_Strict):
     # Its LoadBalancer IP, from a pool: the one address users configure as the domain's resolver.
     ip: Optional[Address] = None
     version: AppVersion = DEFAULT_COREDNS_VERSION
-
-    @property
-    def address(self) -> Optional[IPv4Address]:
-        return None if self.ip is None else net.parse_address(self.ip)
 
 
 class SelfCheckConfig(_Strict):
@@ -310,6 +314,11 @@ class AppOptions(_Strict):
 
 # --------------------------------------------------------------------------------------------
 # The whole lab
+
+
+def app_hostname(app: str, domain: str) -> str:
+    """``app.lab.local``: where an app answers."""
+    return f"{APP_HOSTS[app]}.{domain}"
 
 
 class LabConfig(_Strict):
@@ -367,15 +376,15 @@ class LabConfig(_Strict):
         return self.self_check.enabled and not self.rendering
 
     @property
-    def control_plane(self) -> NodeConfig:
-        return next(n for n in self.nodes if n.role == "control-plane")
+    def control_plane(self) -> Optional[NodeConfig]:
+        return control_plane_and_workers(self.nodes)[0]
 
     @property
     def workers(self) -> tuple[NodeConfig, ...]:
-        return tuple(n for n in self.nodes if n.role == "worker")
+        return control_plane_and_workers(self.nodes)[1]
 
     def hostname(self, app: str) -> str:
-        return f"{APP_HOSTS[app]}.{self.domain}"
+        return app_hostname(app, self.domain)
 
     @property
     def hostnames(self) -> tuple[str, ...]:
