@@ -22,7 +22,9 @@ class Cluster(pulumi.ComponentResource):
     """What MetalLB, the ingress and the apps need from a cluster."""
 
     provider: k8s.Provider
-    """Every Kubernetes resource of the lab uses this provider, never an ambient one."""
+    """Every Kubernetes resource of the lab uses this provider, never an ambient one. Its
+    kubeconfig carries, as data, what a pod needs before it can run, so whatever the provider
+    applies waits for that and no more (see KubeadmCluster)."""
 
     kubeconfig: Optional[pulumi.Output[str]]
     """The admin kubeconfig, a Pulumi secret (None when manifests are only rendered)."""
@@ -30,14 +32,6 @@ class Cluster(pulumi.ComponentResource):
     interfaces: pulumi.Output[list[str]]
     """Names of the nodes' NICs on the host-only network; empty means "every interface"."""
 
-    schedulable: list[pulumi.Resource]
-    """What must be done before a workload pod can run: the first worker's join.
-
-    kubeadm taints the control plane, and the provider works as soon as the control plane does;
-    a Deployment applied before a worker has joined would sit unscheduled while Pulumi awaits it.
-    Waiting for the first worker only (not all of them) lets installs overlap the other joins.
-    Empty for an existing cluster.
-    """
 
 
 @dataclass(frozen=True)
@@ -79,5 +73,4 @@ class ExistingCluster(Cluster):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.interfaces = pulumi.Output.from_input([args.interface] if args.interface else [])
-        self.schedulable = []
         self.register_outputs({"interfaces": self.interfaces})

@@ -148,7 +148,7 @@ class LabDNS(pulumi.ComponentResource):
             f"{name}-namespace",
             metadata={"name": NAMESPACE, "labels": LABELS},
             # Like the ingress controller: it installs while MetalLB comes up, once a worker can run it.
-            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=args.cluster.schedulable),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider),
         )
         manifests = args.ingress.ip.apply(
             lambda ip: dns_manifests(args.domain, ip, config.version, args.metallb.load_balancer_annotations(config.ip))

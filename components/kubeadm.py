@@ -302,9 +302,13 @@ class KubeadmCluster(Cluster):
             sensitive=True,
             rerun_on_script_edit=False,
         )
-        # Carries the CNI step as a data edge: whatever uses the provider waits for pod networking.
+        # The kubeconfig carries the ids of what a pod needs, so whatever uses the provider waits
+        # for them: pod networking (the CNI) and a worker to run on, since kubeadm taints the
+        # control plane and a Deployment applied before a worker joins would sit unscheduled
+        # while Pulumi awaits it. The first worker only: installs overlap the other joins.
+        ready_for_pods = [self.cni, *([self.joins[workers[0].name].command] if workers else [])]
         self.kubeconfig = pulumi.Output.secret(
-            pulumi.Output.all(readback.stdout, self.cni.id).apply(lambda values: values[0])
+            pulumi.Output.all(readback.stdout, *[step.id for step in ready_for_pods]).apply(lambda values: values[0])
         )
         self.provider = k8s.Provider(
             f"{name}-provider",
@@ -331,6 +335,5 @@ class KubeadmCluster(Cluster):
             )
             self.kubeconfig_file = path
 
-        self.schedulable = [self.joins[workers[0].name].command] if workers else []
         self.interfaces = pulumi.Output.all(*[step.stdout for step in self.prepared.values()]).apply(unique_interfaces)
         self.register_outputs({"interfaces": self.interfaces})

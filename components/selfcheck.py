@@ -131,7 +131,7 @@ class SelfCheck(pulumi.ComponentResource):
                 # Everything on the path from the laptop to an app: a worker to announce and run
                 # the pods, MetalLB's pools and advertisements, the controller, every app's
                 # Ingress. Not every join: the first curl need not wait for the last worker.
-                depends_on=[*args.cluster.schedulable, args.metallb, args.ingress, args.apps, *([args.dns] if args.dns else [])],
+                depends_on=[args.metallb, args.ingress, args.apps, *([args.dns] if args.dns else [])],
             ),
         )
         self.register_outputs({"stdout": self.run.stdout})
