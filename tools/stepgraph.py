@@ -1,6 +1,6 @@
 """The lab's bring-up as a graph of steps: what waits for what, and the longest chain of waits.
 
-Pure: it reads any record of registered resources shaped like ``tests/harness.py``'s ``Run``
+Pure: it reads any record of registered resources shaped like :class:`tools.mocks.Run`
 (``resources`` with ``urn, type, name, parent, custom, dependencies, provider, inputs``) and,
 for the inherent chain, a ``LabConfig``-shaped object. Nothing here imports Pulumi.
 
@@ -230,46 +230,71 @@ class StepGraph:
         return {s.phase for s in self.steps.values()}
 
 
-def build(run: Any, cfg: Any = None, local_packages: frozenset[str] = LOCAL_PACKAGES) -> StepGraph:
-    """The graph of steps of one recorded run; ``cfg`` (a LabConfig) names nodes, pools and apps."""
-    names = Names.of(cfg)
-    ignore = (names.stack, *names.nodes)
-    resources = [r for r in run.resources if r.type != STACK_TYPE]
-    by_urn = {r.urn: r for r in resources}
-    children: dict[str, list[Any]] = defaultdict(list)
-    for r in resources:
-        children[r.parent].append(r)
+class Registrations:
+    """The resources of one recorded run and the waits among them (the module's "waits for")."""
 
-    def is_component(r: Any) -> bool:
-        return not r.custom and (r.type.split(":", 1)[0] in local_packages or bool(children[r.urn]))
+    def __init__(self, run: Any, local_packages: frozenset[str] = LOCAL_PACKAGES):
+        self.resources = [r for r in run.resources if r.type != STACK_TYPE]
+        self.by_urn = {r.urn: r for r in self.resources}
+        self.local_packages = local_packages
+        self.children: dict[str, list[Any]] = defaultdict(list)
+        for r in self.resources:
+            self.children[r.parent].append(r)
 
-    def is_step(r: Any) -> bool:
-        return not r.type.startswith(PROVIDER_PREFIX) and not is_component(r)
+    def is_component(self, r: Any) -> bool:
+        return not r.custom and (r.type.split(":", 1)[0] in self.local_packages or bool(self.children[r.urn]))
 
-    def members(component: Any) -> set[str]:
-        # The SDK's expansion of a dependency on a component: its children, through nested
-        # components, but not the children of a custom resource.
+    def is_step(self, r: Any) -> bool:
+        return not r.type.startswith(PROVIDER_PREFIX) and not self.is_component(r)
+
+    def members(self, component: Any) -> set[str]:
+        """The SDK's expansion of a dependency on a component: its children, through nested
+        components, but not the children of a custom resource."""
         found, frontier = set(), [component]
         while frontier:
-            for child in children[frontier.pop().urn]:
-                if is_component(child):
+            for child in self.children[frontier.pop().urn]:
+                if self.is_component(child):
                     frontier.append(child)
                 else:
                     found.add(child.urn)
         return found
 
-    def direct(r: Any) -> set[str]:
+    def direct(self, r: Any) -> set[str]:
+        """What ``r``'s registration waits for directly: its dependencies, its provider, its parent."""
         out: set[str] = set()
         for urn in r.dependencies:
-            dep = by_urn.get(urn)
+            dep = self.by_urn.get(urn)
             if dep is not None:
-                out |= members(dep) if is_component(dep) else {urn}
+                out |= self.members(dep) if self.is_component(dep) else {urn}
         provider = (r.provider or "").rsplit("::", 1)[0]
-        if provider in by_urn:
+        if provider in self.by_urn:
             out.add(provider)
-        if r.parent in by_urn:
+        if r.parent in self.by_urn:
             out.add(r.parent)
         return out
+
+    def waits_for(self, later: str, earlier: str) -> bool:
+        """True when ``later`` cannot start before ``earlier`` is done; a component is done when
+        each of its members is."""
+        targets = self.members(self.by_urn[earlier]) if self.is_component(self.by_urn[earlier]) else {earlier}
+        seen: set[str] = set()
+        frontier = list(self.direct(self.by_urn[later]))
+        while frontier and targets - seen:
+            urn = frontier.pop()
+            if urn in seen:
+                continue
+            seen.add(urn)
+            frontier.extend(self.direct(self.by_urn[urn]))
+        return bool(targets) and targets <= seen
+
+
+def build(run: Any, cfg: Any = None, local_packages: frozenset[str] = LOCAL_PACKAGES) -> StepGraph:
+    """The graph of steps of one recorded run; ``cfg`` (a LabConfig) names nodes, pools and apps."""
+    names = Names.of(cfg)
+    ignore = (names.stack, *names.nodes)
+    registrations = Registrations(run, local_packages)
+    resources, by_urn = registrations.resources, registrations.by_urn
+    is_component, is_step, direct = registrations.is_component, registrations.is_step, registrations.direct
 
     def nearest_steps(r: Any) -> frozenset[str]:
         found, seen, frontier = set(), set(), list(direct(r))
