@@ -16,22 +16,7 @@ The program stops before registering a single resource. Components never read co
 ``__main__.py`` calls :func:`load` and passes the pieces on.
 """
 
-from components.config.defaults import (
-    APP_HOSTS,
-    APP_NAMES,
-    DEFAULT_COREDNS_VERSION,
-    DEFAULT_INGRESS_VERSIONS,
-    DEFAULT_KUBERNETES_VERSION,
-    DEFAULT_METALLB_VERSION,
-    DEFAULT_POD_CIDR,
-    DEFAULT_SERVICE_CIDR,
-    DEFAULT_VAGRANT_BOX,
-    DEFAULT_VAGRANT_BOX_VERSION,
-    GATEWAY_API_VERSION,
-    NAMESPACE,
-    PROJECT_ROOT,
-    version_tuple,
-)
+from components.config.defaults import GATEWAY_API_VERSION, NAMESPACE, version_tuple
 from components.config.checks import check_lab
 from components.config.locations import is_url, local_path
 from components.config.memory import app_memory_mb, memory_warnings
