@@ -13,7 +13,7 @@ from components.dns import LabDNS, LabDNSArgs
 from components.ingress import Ingress, IngressArgs
 from components.kubeadm import KubeadmCluster, KubeadmClusterArgs
 from components.metallb import MetalLB, MetalLBArgs
-from components.selfcheck import CHECK_COMMAND, SelfCheck, SelfCheckArgs, etc_hosts_line
+from components.selfcheck import CHECK_COMMAND, SelfCheck, SelfCheckArgs, etc_hosts_line, lab_check_environment
 from components.tls import LabTLS, LabTLSArgs, trust_commands
 
 cfg = lab_config.load()
@@ -23,12 +23,7 @@ for warning in cfg.warnings:
 if cfg.cluster is not None:
     cluster = ExistingCluster(
         cfg.stack,
-        ExistingClusterArgs(
-            kubeconfig=cfg.cluster.kubeconfig.get_secret_value() if cfg.cluster.kubeconfig else None,
-            context=cfg.cluster.context,
-            interface=cfg.network.interface,
-            render_yaml_to_directory=cfg.cluster.render_yaml_to_directory,
-        ),
+        ExistingClusterArgs.from_config(cfg.cluster, interface=cfg.network.interface),
     )
 else:
     cluster = KubeadmCluster(
@@ -82,17 +77,18 @@ if cfg.runs_self_check:
 
 if cluster.kubeconfig is not None:
     pulumi.export("kubeconfig", cluster.kubeconfig)
-pulumi.export("node_ips", {node.name: node.ip for node in cfg.nodes})
+pulumi.export("node_ips", {node.name: str(node.ip) for node in cfg.nodes})
 pulumi.export("ingress_ip", ingress.ip)
 pulumi.export("hostnames", list(cfg.hostnames))
 pulumi.export("etc_hosts", ingress.ip.apply(lambda ip: etc_hosts_line(ip, cfg.hostnames)))
-pulumi.export("urls", {app: f"http://{cfg.hostname(app)}" for app in cfg.apps})
+pulumi.export("urls", apps.urls)
 pulumi.export("admin_passwords", apps.admin_passwords)
 if tls is not None:
-    pulumi.export("https_urls", {app: f"https://{cfg.hostname(app)}" for app in cfg.apps})
+    pulumi.export("https_urls", apps.https_urls)
     pulumi.export("ca_certificate", tls.ca_certificate)
     pulumi.export("trust_commands", trust_commands(cfg.stack))
 if dns is not None:
     pulumi.export("dns_ip", dns.ip)
     pulumi.export("dns_resolvers", dns.resolvers)
 pulumi.export("check", CHECK_COMMAND)
+pulumi.export("check_environment", lab_check_environment(ingress, apps, cfg.self_check, cfg.network.cidr, tls, dns))

@@ -16,9 +16,9 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))  # run as a script, from anywhere
 
-import harness  # noqa: E402
+from tools import mocks  # noqa: E402
 
 PROGRAMS = {"lab": None, "baseline": ROOT / "bench" / "one_resource_program.py"}
 
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--stack", default="lab")
     parser.add_argument("--modules-out", type=Path, help="write the modules loaded by the end of the run here")
     args = parser.parse_args()
-    run = harness.run_program(args.stack, program=PROGRAMS[args.program])
+    run = mocks.run_program(args.stack, program=PROGRAMS[args.program])
     seconds = time.perf_counter() - START
     if args.modules_out:
         # Modules only: skip __main__ and the namespace entries some packages register.

@@ -10,17 +10,21 @@ cluster the user already has and creates no command resources at all.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
+
+from components.config import ClusterConfig
 
 
 class Cluster(pulumi.ComponentResource):
     """What MetalLB, the ingress and the apps need from a cluster."""
 
     provider: k8s.Provider
-    """Every Kubernetes resource of the lab uses this provider, never an ambient one."""
+    """Every Kubernetes resource of the lab uses this provider, never an ambient one. Its
+    kubeconfig carries, as data, what a pod needs before it can run, so whatever the provider
+    applies waits for that and no more (see KubeadmCluster)."""
 
     kubeconfig: Optional[pulumi.Output[str]]
     """The admin kubeconfig, a Pulumi secret (None when manifests are only rendered)."""
@@ -28,17 +32,6 @@ class Cluster(pulumi.ComponentResource):
     interfaces: pulumi.Output[list[str]]
     """Names of the nodes' NICs on the host-only network; empty means "every interface"."""
 
-    node_ips: pulumi.Output[list[str]]
-    """The nodes' addresses on the host-only network (empty when unknown)."""
-
-    schedulable: list[pulumi.Resource]
-    """What must be done before a workload pod can run: the first worker's join.
-
-    kubeadm taints the control plane, and the provider works as soon as the control plane does;
-    a Deployment applied before a worker has joined would sit unscheduled while Pulumi awaits it.
-    Waiting for the first worker only (not all of them) lets installs overlap the other joins.
-    Empty for an existing cluster.
-    """
 
 
 @dataclass(frozen=True)
@@ -50,6 +43,16 @@ class ExistingClusterArgs:
     """The nodes' NIC on the lab network, when the user knows it."""
     render_yaml_to_directory: Optional[str] = None
     """Write manifests there instead of applying them (no cluster is contacted)."""
+
+    @classmethod
+    def from_config(cls, config: ClusterConfig, interface: Optional[str] = None) -> "ExistingClusterArgs":
+        """The stack's ``cluster`` section, its kubeconfig unwrapped for the provider alone."""
+        return cls(
+            kubeconfig=config.kubeconfig.get_secret_value() if config.kubeconfig else None,
+            context=config.context,
+            interface=interface,
+            render_yaml_to_directory=config.render_yaml_to_directory,
+        )
 
 
 class ExistingCluster(Cluster):
@@ -70,11 +73,4 @@ class ExistingCluster(Cluster):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.interfaces = pulumi.Output.from_input([args.interface] if args.interface else [])
-        self.node_ips = pulumi.Output.from_input([])
-        self.schedulable = []
         self.register_outputs({"interfaces": self.interfaces})
-
-
-def kubernetes_opts(cluster: Cluster, parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource] = ()) -> pulumi.ResourceOptions:
-    """Options for a Kubernetes resource of the lab: the lab's provider, the given parent."""
-    return pulumi.ResourceOptions(parent=parent, provider=cluster.provider, depends_on=list(depends_on))

@@ -142,13 +142,13 @@ class LabDNS(pulumi.ComponentResource):
         super().__init__("k8s-lab:dns:LabDNS", name, None, opts)
         config = args.config
         assert config.ip is not None  # the configuration's checks require it
-        self.ip = config.ip
+        self.ip = str(config.ip)
         provider = args.cluster.provider
         self.namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata={"name": NAMESPACE, "labels": LABELS},
             # Like the ingress controller: it installs while MetalLB comes up, once a worker can run it.
-            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=args.cluster.schedulable),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider),
         )
         manifests = args.ingress.ip.apply(
             lambda ip: dns_manifests(args.domain, ip, config.version, args.metallb.load_balancer_annotations(config.ip))
@@ -172,5 +172,5 @@ class LabDNS(pulumi.ComponentResource):
             spec=manifests["service"]["spec"],
             opts=child,
         )
-        self.resolvers = resolver_commands(args.domain, config.ip)
+        self.resolvers = resolver_commands(args.domain, self.ip)
         self.register_outputs({"ip": self.ip})

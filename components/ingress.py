@@ -217,10 +217,8 @@ class Ingress(pulumi.ComponentResource):
         # The controller installs while MetalLB comes up: nothing in it needs MetalLB, and its
         # LoadBalancer Service simply waits (Pulumi awaits it) until MetalLB's controller runs and
         # the pool holding its IP exists; a pinned IP sits in an autoAssign:false reservation, so
-        # nothing else can take it meanwhile. What it does need is a worker to run on (kubeadm
-        # taints the control plane; the provider is usable before workers join).
-        waits_for: list[pulumi.Resource] = list(args.cluster.schedulable)
-        self.metallb = args.metallb
+        # nothing else can take it meanwhile. What it does need, a worker to run on, the provider
+        # carries (Cluster.provider).
 
         if self.controller is INGRESS_NGINX:
             self.install = k8s.yaml.v2.ConfigFile(
@@ -229,7 +227,6 @@ class Ingress(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     provider=args.cluster.provider,
-                    depends_on=waits_for,
                     transforms=[as_transform(ingress_nginx_edit(annotations))],
                 ),
             )
@@ -241,7 +238,7 @@ class Ingress(pulumi.ComponentResource):
             )
             local = config.manifest is not None and not is_url(config.manifest)
             chart_version = (gw.local_chart_version(local_path(config.manifest)) if local else None) or config.resolved_version
-            chart_waits_for: list[pulumi.Resource] = [namespace, *waits_for]
+            chart_waits_for: list[pulumi.Resource] = [namespace]
             if self.api == "gateway" and not gw.chart_bundles_crds(chart_version):
                 # Charts from 40.2.0 carry no Gateway API CRDs: the lab installs the standard
                 # channel itself, before Traefik, whose Gateway provider watches those kinds.
@@ -275,7 +272,7 @@ class Ingress(pulumi.ComponentResource):
 
         self.service = None
         if config.ip is not None:
-            self.ip = pulumi.Output.from_input(config.ip)
+            self.ip = pulumi.Output.from_input(str(config.ip))
         else:
             # Read the Service back once the install is done. The id is derived from the install's
             # output so that a preview, where the install does not exist yet, skips the read.

@@ -26,7 +26,7 @@ import yaml
 
 from components.cluster import Cluster
 from components.command_step import Step, command_step
-from components.config import KubernetesConfig, NetworkConfig, NodeConfig, VagrantConfig
+from components.config import KubernetesConfig, NetworkConfig, NodeConfig, VagrantConfig, control_plane_and_workers
 from components.vm import VAGRANT_SCRIPT, VirtualMachine, VirtualMachineArgs, vagrant_command, vagrant_environment
 
 # Pins of what node preparation installs besides the Kubernetes packages.
@@ -69,11 +69,11 @@ def kubeadm_config(stack: str, control_plane: NodeConfig, kubernetes: Kubernetes
         "apiVersion": "kubeadm.k8s.io/v1beta4",
         "kind": "InitConfiguration",
         # The host-only IP, never the NAT NIC's 10.0.2.15 that every VirtualBox VM shares.
-        "localAPIEndpoint": {"advertiseAddress": control_plane.ip, "bindPort": API_SERVER_PORT},
+        "localAPIEndpoint": {"advertiseAddress": str(control_plane.ip), "bindPort": API_SERVER_PORT},
         "nodeRegistration": {
             "name": control_plane.name,
             "criSocket": CRI_SOCKET,
-            "kubeletExtraArgs": [{"name": "node-ip", "value": control_plane.ip}],
+            "kubeletExtraArgs": [{"name": "node-ip", "value": str(control_plane.ip)}],
         },
     }
     cluster = {
@@ -83,8 +83,8 @@ def kubeadm_config(stack: str, control_plane: NodeConfig, kubernetes: Kubernetes
         "kubernetesVersion": f"v{kubernetes.version}",
         # admin.conf's server: the address the laptop uses too.
         "controlPlaneEndpoint": f"{control_plane.ip}:{API_SERVER_PORT}",
-        "apiServer": {"certSANs": [control_plane.ip]},
-        "networking": {"podSubnet": kubernetes.pod_cidr, "serviceSubnet": kubernetes.service_cidr},
+        "apiServer": {"certSANs": [str(control_plane.ip)]},
+        "networking": {"podSubnet": str(kubernetes.pod_cidr), "serviceSubnet": str(kubernetes.service_cidr)},
     }
     proxy: dict = {
         "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
@@ -164,8 +164,8 @@ class KubeadmCluster(Cluster):
         if warning:
             pulumi.log.warn(warning, resource=self)
 
-        control_plane = next(n for n in args.nodes if n.role == "control-plane")
-        workers = [n for n in args.nodes if n.role == "worker"]
+        control_plane, workers = control_plane_and_workers(args.nodes)
+        assert control_plane is not None  # the configuration's checks require one
 
         def env(nodes: Sequence[NodeConfig], variables: Optional[Mapping[str, pulumi.Input[str]]] = None) -> dict:
             return {
@@ -219,7 +219,7 @@ class KubeadmCluster(Cluster):
                     [node],
                     {
                         "NODE_NAME": node.name,
-                        "NODE_IP": node.ip,
+                        "NODE_IP": str(node.ip),
                         "NODE_ROLE": node.role,
                         "NETWORK_INTERFACE": args.network.interface or "",
                         "K8S_VERSION": args.kubernetes.version,
@@ -266,7 +266,7 @@ class KubeadmCluster(Cluster):
                     "CNI": args.kubernetes.cni,
                     "CNI_MANIFEST_URL": cni_url,
                     "CNI_MANIFEST_FILE": cni_file,
-                    "POD_CIDR": args.kubernetes.pod_cidr,
+                    "POD_CIDR": str(args.kubernetes.pod_cidr),
                     # Every node runs the same box, so the control plane's NIC name is everyone's.
                     "IFACE": control_plane_nic,
                 },
@@ -302,9 +302,13 @@ class KubeadmCluster(Cluster):
             sensitive=True,
             rerun_on_script_edit=False,
         )
-        # Carries the CNI step as a data edge: whatever uses the provider waits for pod networking.
+        # The kubeconfig carries the ids of what a pod needs, so whatever uses the provider waits
+        # for them: pod networking (the CNI) and a worker to run on, since kubeadm taints the
+        # control plane and a Deployment applied before a worker joins would sit unscheduled
+        # while Pulumi awaits it. The first worker only: installs overlap the other joins.
+        ready_for_pods = [self.cni, *([self.joins[workers[0].name].command] if workers else [])]
         self.kubeconfig = pulumi.Output.secret(
-            pulumi.Output.all(readback.stdout, self.cni.id).apply(lambda values: values[0])
+            pulumi.Output.all(readback.stdout, *[step.id for step in ready_for_pods]).apply(lambda values: values[0])
         )
         self.provider = k8s.Provider(
             f"{name}-provider",
@@ -331,7 +335,5 @@ class KubeadmCluster(Cluster):
             )
             self.kubeconfig_file = path
 
-        self.schedulable = [self.joins[workers[0].name].command] if workers else []
         self.interfaces = pulumi.Output.all(*[step.stdout for step in self.prepared.values()]).apply(unique_interfaces)
-        self.node_ips = pulumi.Output.from_input([node.ip for node in args.nodes])
-        self.register_outputs({"interfaces": self.interfaces, "node_ips": self.node_ips})
+        self.register_outputs({"interfaces": self.interfaces})

@@ -16,6 +16,8 @@ from typing import Callable, Iterable, Mapping, Optional
 
 import pulumi
 
+from components.config import is_url
+
 Obj = dict
 Edit = Callable[[Obj], Optional[Obj]]
 
@@ -142,4 +144,4 @@ def location(value: str) -> str:
     Relative paths stay relative: Pulumi runs the provider in the project directory, and an
     absolute path would differ between two clones of the same lab and show as a change.
     """
-    return value if "://" in value else os.path.expanduser(value)
+    return value if is_url(value) else os.path.expanduser(value)

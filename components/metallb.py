@@ -32,6 +32,7 @@ it runs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from typing import Any, Optional
 
 import pulumi
@@ -39,7 +40,7 @@ import pulumi_kubernetes as k8s
 
 from components import network as net
 from components.cluster import Cluster
-from components.config import MetalLBConfig, version_tuple
+from components.config import MetalLBConfig, reservation_name, version_tuple
 from components.manifests import as_transform, location
 
 NAMESPACE = "metallb-system"
@@ -55,7 +56,7 @@ class PoolSpec:
     name: str
     addresses: tuple[str, ...]
     auto_assign: bool
-    reserved_for: tuple[str, ...] = ()  # the addresses a reservation pool holds
+    reserved_for: tuple[IPv4Address, ...] = ()  # the addresses a reservation pool holds
 
     def manifest_spec(self) -> dict[str, Any]:
         return {"addresses": list(self.addresses), "autoAssign": self.auto_assign}
@@ -68,17 +69,13 @@ class L2AdvertisementSpec:
     interfaces: Optional[tuple[str, ...]]  # None: the cluster's host-only NIC
 
 
-def reservation_name(pool: str) -> str:
-    return f"{pool}-reserved"
-
-
-def plan_pools(config: MetalLBConfig, *reserved_ips: Optional[str]) -> list[PoolSpec]:
+def plan_pools(config: MetalLBConfig, *reserved_ips: Optional[IPv4Address]) -> list[PoolSpec]:
     """The pools to create: the configured ones, with each reserved IP carved out into a pool of its
     pool's own, ``<pool>-reserved`` (one per pool, holding every reserved IP of that pool)."""
-    addresses = [net.parse_address(ip) for ip in dict.fromkeys(reserved_ips) if ip]
+    addresses = [ip for ip in dict.fromkeys(reserved_ips) if ip]
     plan: list[PoolSpec] = []
     for pool in config.pools:
-        ranges = list(pool.ranges)
+        ranges = list(pool.addresses)
         held = [a for a in addresses if any(a in r for r in ranges)]
         if not held:
             plan.append(PoolSpec(pool.name, tuple(r.to_metallb() for r in ranges), pool.auto_assign))
@@ -90,10 +87,10 @@ def plan_pools(config: MetalLBConfig, *reserved_ips: Optional[str]) -> list[Pool
             plan.append(PoolSpec(pool.name, tuple(r.to_metallb() for r in rest), pool.auto_assign))
         plan.append(
             PoolSpec(
-                reservation_name(pool.name),
+                pool.reservation_name,
                 tuple(f"{a}/32" for a in held),
                 False,
-                reserved_for=tuple(str(a) for a in held),
+                reserved_for=tuple(held),
             )
         )
     return plan
@@ -152,9 +149,9 @@ def drop_placeholder_ca_bundle(obj: dict[str, Any]) -> dict[str, Any]:
 class MetalLBArgs:
     cluster: Cluster
     config: MetalLBConfig
-    reserved_ip: Optional[str] = None
+    reserved_ip: Optional[IPv4Address] = None
     """An IP pinned by a Service (the ingress): carved into a reservation pool."""
-    more_reserved_ips: tuple[str, ...] = ()
+    more_reserved_ips: tuple[IPv4Address, ...] = ()
     """Further pinned IPs (the lab's DNS server), reserved the same way."""
 
 
@@ -195,16 +192,10 @@ class MetalLB(pulumi.ComponentResource):
             }
         )
 
-    def load_balancer_annotations(self, ip: Optional[str]) -> dict[str, str]:
+    def load_balancer_annotations(self, ip: Optional[IPv4Address]) -> dict[str, str]:
         """Annotations that pin a LoadBalancer Service to ``ip`` ({} for no pin)."""
-        return {pin_annotation(self.version): ip} if ip else {}
+        return {pin_annotation(self.version): str(ip)} if ip else {}
 
-    def reservation_for(self, ip: str) -> "IPAddressPool":
-        """The ``autoAssign: false`` pool that holds ``ip`` for the Service that pins it."""
-        for pool in self.pools.values():
-            if ip in pool.plan.reserved_for:
-                return pool
-        raise KeyError(f"no reservation pool holds {ip}; pass it as MetalLBArgs.reserved_ip")
 
 
 def _after_install(metallb: MetalLB, opts: Optional[pulumi.ResourceOptions]) -> pulumi.ResourceOptions:

@@ -142,10 +142,6 @@ def subtract_address(ranges: Sequence[IPRange], address: IPv4Address) -> list[IP
     return result
 
 
-def networks_overlap(a: IPv4Network, b: IPv4Network) -> bool:
-    return a.overlaps(b)
-
-
 def range_overlaps_network(r: IPRange, network: IPv4Network) -> bool:
     return r.first <= network.broadcast_address and network.network_address <= r.last
 

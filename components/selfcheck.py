@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
+from ipaddress import IPv4Network
 from typing import Iterable, Optional
 
 import pulumi
@@ -47,7 +48,7 @@ def check_environment(
     hostnames: Iterable[str],
     config: SelfCheckConfig,
     controller: str,
-    network_cidr: str,
+    network_cidr: IPv4Network,
     ca_certificate: Optional[str] = None,
     dns_ip: Optional[str] = None,
 ) -> dict[str, str]:
@@ -61,7 +62,7 @@ def check_environment(
         "LAB_HOSTNAMES": " ".join(hostnames),
         "LAB_TIMEOUT_SECONDS": str(config.timeout_seconds),
         "LAB_CONTROLLER": controller,
-        "LAB_NETWORK_CIDR": network_cidr,
+        "LAB_NETWORK_CIDR": str(network_cidr),
     }
     if ca_certificate:
         environment["LAB_CA_CERT"] = ca_certificate
@@ -70,6 +71,23 @@ def check_environment(
         environment["LAB_DNS_IP"] = dns_ip
         environment["LAB_PYTHON"] = PYTHON
     return environment
+
+
+def lab_check_environment(
+    ingress: Ingress,
+    apps: Apps,
+    config: SelfCheckConfig,
+    network_cidr: IPv4Network,
+    tls: Optional[LabTLS] = None,
+    dns: Optional[LabDNS] = None,
+) -> pulumi.Output[dict[str, str]]:
+    """The script's environment for this lab: the same for `pulumi up`'s check and `./lab check`,
+    which reads it from the stack output ``check_environment``."""
+    hostnames = list(apps.hostnames.values())
+    dns_ip = dns.ip if dns is not None else None
+    return pulumi.Output.all(ingress.ip, tls.ca_certificate if tls is not None else None).apply(
+        lambda v: check_environment(v[0], hostnames, config, ingress.controller.name, network_cidr, v[1], dns_ip)
+    )
 
 
 def check_command() -> str:
@@ -83,7 +101,7 @@ class SelfCheckArgs:
     ingress: Ingress
     apps: Apps
     config: SelfCheckConfig
-    network_cidr: str
+    network_cidr: IPv4Network
     tls: Optional[LabTLS] = None
     dns: Optional[LabDNS] = None
 
@@ -98,11 +116,7 @@ class SelfCheck(pulumi.ComponentResource):
         hostnames = list(args.apps.hostnames.values())
         ca = args.tls.ca_certificate if args.tls is not None else None
         dns_ip = args.dns.ip if args.dns is not None else None
-        environment = pulumi.Output.all(args.ingress.ip, ca).apply(
-            lambda v: check_environment(
-                v[0], hostnames, args.config, args.ingress.controller.name, args.network_cidr, v[1], dns_ip
-            )
-        )
+        environment = lab_check_environment(args.ingress, args.apps, args.config, args.network_cidr, args.tls, args.dns)
         self.run = command.local.Command(
             f"{name}-run",
             create=check_command(),
@@ -117,7 +131,7 @@ class SelfCheck(pulumi.ComponentResource):
                 # Everything on the path from the laptop to an app: a worker to announce and run
                 # the pods, MetalLB's pools and advertisements, the controller, every app's
                 # Ingress. Not every join: the first curl need not wait for the last worker.
-                depends_on=[*args.cluster.schedulable, args.metallb, args.ingress, args.apps, *([args.dns] if args.dns else [])],
+                depends_on=[args.metallb, args.ingress, args.apps, *([args.dns] if args.dns else [])],
             ),
         )
         self.register_outputs({"stdout": self.run.stdout})

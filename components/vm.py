@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass
+from ipaddress import IPv4Network
 from typing import Optional, Sequence
 
 import pulumi
 
-from components import network as net
 from components.command_step import Step, command_step
 from components.config import NodeConfig, VagrantConfig
 
@@ -27,13 +27,13 @@ def dotfile_path(stack: str) -> str:
     return f".vagrant/{stack}"
 
 
-def node_specs(nodes: Sequence[NodeConfig], vagrant: VagrantConfig, network_cidr: str) -> str:
+def node_specs(nodes: Sequence[NodeConfig], vagrant: VagrantConfig, network_cidr: IPv4Network) -> str:
     """``K8S_LAB_NODES``: what the Vagrantfile needs to define these machines, as compact JSON."""
-    netmask = str(net.parse_network(network_cidr).netmask)
+    netmask = str(network_cidr.netmask)
     specs = [
         {
             "name": node.name,
-            "ip": node.ip,
+            "ip": str(node.ip),
             "netmask": netmask,
             "cpus": node.cpus,
             "memory_mb": node.memory_mb,
@@ -46,7 +46,7 @@ def node_specs(nodes: Sequence[NodeConfig], vagrant: VagrantConfig, network_cidr
 
 
 def vagrant_environment(
-    stack: str, nodes: Sequence[NodeConfig], vagrant: VagrantConfig, network_cidr: str
+    stack: str, nodes: Sequence[NodeConfig], vagrant: VagrantConfig, network_cidr: IPv4Network
 ) -> dict[str, str]:
     """The environment of every vagrant command acting on ``nodes``.
 
@@ -73,7 +73,7 @@ class VirtualMachineArgs:
     stack: str
     node: NodeConfig
     vagrant: VagrantConfig
-    network_cidr: str
+    network_cidr: IPv4Network
     after: Sequence[pulumi.Resource] = ()
     """Ordering only: the box download, and under VirtualBox the previous machine of the chain."""
 

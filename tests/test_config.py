@@ -10,13 +10,13 @@ import os
 import shutil
 import subprocess
 import sys
+from ipaddress import IPv4Address
 
 import pytest
 import yaml
 
 from components import config as lab_config
 from harness import DELETE, ROOT, TEST_KUBECONFIG, run_program, stack_config
-
 
 
 def fails(overrides, stack="lab", **kwargs) -> lab_config.ConfigError:
@@ -36,15 +36,15 @@ def test_seed_lab_loads_as_typed_frozen_config():
     raw = {k.split(":", 1)[1]: v for k, v in __import__("harness").stack_config("lab").items() if k.startswith("k8s-lab:")}
     cfg = lab_config.parse(raw, stack="lab")
     assert [n.name for n in cfg.nodes] == ["k8s-cp", "k8s-w1", "k8s-w2"]
-    assert [n.ip for n in cfg.nodes] == ["192.168.56.10", "192.168.56.11", "192.168.56.12"]
+    assert [n.ip for n in cfg.nodes] == [IPv4Address(f"192.168.56.{i}") for i in (10, 11, 12)]
     assert cfg.control_plane.name == "k8s-cp"
     assert cfg.metallb.version == "0.14.9"
     assert cfg.metallb.pools[0].name == "lab-pool"
-    assert cfg.metallb.pools[0].addresses == ("192.168.56.200-192.168.56.250",)
+    assert [str(r) for r in cfg.metallb.pools[0].addresses] == ["192.168.56.200-192.168.56.250"]
     assert cfg.metallb.pools[0].size == 51
     assert cfg.metallb.l2_advertisements[0].name == "lab-l2"
     assert cfg.metallb.l2_advertisements[0].pools == ("lab-pool",)
-    assert cfg.ingress.controller == "ingress-nginx" and cfg.ingress.ip == "192.168.56.200"
+    assert cfg.ingress.controller == "ingress-nginx" and cfg.ingress.ip == IPv4Address("192.168.56.200")
     assert cfg.domain == "lab.local" and cfg.apps == ("demo",)
     assert cfg.hostnames == ("app.lab.local",)
     with pytest.raises(Exception):

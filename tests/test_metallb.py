@@ -216,7 +216,7 @@ def pool_and_ip(draw):
 def test_reservation_keeps_every_address_in_exactly_one_pool(case):
     addresses, ip = case
     config = lab_config.MetalLBConfig(pools=[{"name": "p", "addresses": [addresses]}], l2_advertisements=[{"name": "l2", "pools": ["p"]}])
-    plan = mlb.plan_pools(config, ip)
+    plan = mlb.plan_pools(config, IPv4Address(ip))
     ranges = [net.parse_range(a) for spec in plan for a in spec.addresses]
     original = net.parse_range(addresses)
     assert net.total_size(ranges) == original.size

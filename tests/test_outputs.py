@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import shutil
 import stat
@@ -86,14 +87,17 @@ def test_lab_check_runs_the_self_check_on_the_stack_outputs(tmp_path):
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ingress)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    # A stand-in for the Pulumi CLI that knows one stack output and no config.
+    # A stand-in for the Pulumi CLI that knows one stack output, the environment the program
+    # exports for the check, and no config.
+    exported = {"LAB_INGRESS_IP": "127.0.0.1", "LAB_HOSTNAMES": "app.lab.test", "LAB_TIMEOUT_SECONDS": "300",
+                "LAB_CONTROLLER": "ingress-nginx", "LAB_NETWORK_CIDR": "192.168.56.0/24"}
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     pulumi = bin_dir / "pulumi"
     pulumi.write_text(
         "#!/bin/sh\n"
         'case "$*" in\n'
-        "  'stack output --stack lab etc_hosts') echo '127.0.0.1 app.lab.test' ;;\n"
+        f"  'stack output --stack lab --json check_environment') echo '{json.dumps(exported)}' ;;\n"
         "  *) exit 1 ;;\n"
         "esac\n"
     )
@@ -129,15 +133,16 @@ def test_lab_check_of_a_lab_without_apps_checks_the_ingress_ip(tmp_path):
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Controller)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    # A stand-in for the Pulumi CLI: apps: [] leaves etc_hosts empty and ingress_ip set.
+    # A stand-in for the Pulumi CLI: apps: [] leaves the check's hostnames empty.
+    exported = {"LAB_INGRESS_IP": "127.0.0.1", "LAB_HOSTNAMES": "", "LAB_TIMEOUT_SECONDS": "300",
+                "LAB_CONTROLLER": "ingress-nginx", "LAB_NETWORK_CIDR": "192.168.56.0/24"}
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     pulumi = bin_dir / "pulumi"
     pulumi.write_text(
         "#!/bin/sh\n"
         'case "$*" in\n'
-        "  'stack output --stack lab etc_hosts') echo '' ;;\n"
-        "  'stack output --stack lab ingress_ip') echo '127.0.0.1' ;;\n"
+        f"  'stack output --stack lab --json check_environment') echo '{json.dumps(exported)}' ;;\n"
         "  *) exit 1 ;;\n"
         "esac\n"
     )

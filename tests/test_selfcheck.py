@@ -407,3 +407,11 @@ def test_without_a_ca_only_http_is_checked(fake_ingress):
     http = fake_ingress({"app.lab.test": [200]})
     result = check(http.server_port, "app.lab.test", LAB_HTTPS_PORT=str(closed_port()))
     assert result.returncode == 0 and "https://" not in result.stdout
+
+
+
+def test_pulumi_up_and_lab_check_share_one_exported_environment():
+    r = run_lab()
+    exported = r.outputs["check_environment"]
+    assert exported == r.one(COMMAND, CHECK).inputs["environment"]
+    assert exported["LAB_NETWORK_CIDR"] == "192.168.56.0/24" and exported["LAB_CONTROLLER"] == "ingress-nginx"

@@ -32,17 +32,17 @@ def load(stack: str) -> lab_config.LabConfig:
 
 
 def addresses(cfg: lab_config.LabConfig):
-    return [r for pool in cfg.metallb.pools for r in pool.ranges]
+    return [r for pool in cfg.metallb.pools for r in pool.addresses]
 
 
 def test_lab2_is_a_small_traefik_lab_of_its_own():
     cfg = load("lab2")
-    assert [(n.name, n.role, n.ip) for n in cfg.nodes] == [
+    assert [(n.name, n.role, str(n.ip)) for n in cfg.nodes] == [
         ("lab2-cp", "control-plane", "192.168.56.20"),
         ("lab2-w1", "worker", "192.168.56.21"),
     ]
-    assert cfg.ingress.controller == "traefik" and cfg.ingress.ip == "192.168.56.160"
-    assert [(p.name, p.addresses) for p in cfg.metallb.pools] == [("lab2-pool", ("192.168.56.160-192.168.56.180",))]
+    assert cfg.ingress.controller == "traefik" and str(cfg.ingress.ip) == "192.168.56.160"
+    assert [(p.name, tuple(map(str, p.addresses))) for p in cfg.metallb.pools] == [("lab2-pool", ("192.168.56.160-192.168.56.180",))]
     assert [(a.name, a.pools) for a in cfg.metallb.l2_advertisements] == [("lab2-l2", ("lab2-pool",))]
     assert sum(n.memory_mb for n in cfg.nodes) < sum(n.memory_mb for n in load("lab").nodes)
     assert cfg.warnings == ()  # lab2.test: no mDNS detour, network inside VirtualBox's default range
@@ -62,7 +62,7 @@ def collisions(left: lab_config.LabConfig, right: lab_config.LabConfig) -> list[
     if {n.ip for n in left.nodes} & {n.ip for n in right.nodes}:
         found.append("node IPs")
     for one, other in ((left, right), (right, left)):
-        if any(n.address in r for r in addresses(one) for n in other.nodes):
+        if any(n.ip in r for r in addresses(one) for n in other.nodes):
             found.append(f"{one.stack}'s pool holds a node IP of {other.stack}")
     if net.first_overlap(addresses(left), addresses(right)):
         found.append("pools (both MetalLBs would answer ARP for the same IP)")

@@ -80,6 +80,22 @@ def test_a_dependency_on_a_component_waits_for_all_its_members_nested_too():
     assert not graph.waits_for(a.urn, b.urn)
 
 
+def test_a_recorded_run_and_its_step_graph_agree_on_what_waits_for_what():
+    fake = FakeRun()
+    provider = fake.provider("provider", depends_on=[fake.command("cni")])
+    part = fake.component("part", depends_on=[fake.command("box")])
+    inner = fake.component("inner", parent=part)
+    fake.k8s("core/v1:Namespace", "ns", parent=inner, provider=provider)
+    fake.command("later", depends_on=[part])
+    run = fake.run()
+    graph = sg.build(run)
+    steps = [r for r in run.resources if r.urn in graph.steps]
+    for later in steps:
+        for earlier in steps:
+            assert run.waits_for(later, earlier) == graph.waits_for(later.urn, earlier.urn), (later.name, earlier.name)
+    assert run.waits_for(run.named("later"), part) and not run.waits_for(run.named("box"), part)
+
+
 def test_children_of_a_component_inherit_its_depends_on_even_nested():
     fake = FakeRun()
     first = fake.command("first")

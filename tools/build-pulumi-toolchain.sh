@@ -462,7 +462,7 @@ data = json.load(open(mapping)) if os.path.exists(mapping) else {}
 with open(os.path.join(out, "terraform-mapping-embed.json"), "w") as f:
     json.dump(data, f, separators=(",", ":"))
 PY
-	cp "$SCRIPT_DIR/toolchain/kubernetes/main.go" "$dir/main.go"
+	cp "$REPO_ROOT/.ci/toolchain/kubernetes/main.go" "$dir/main.go"
 	local -a replaces=()
 	mapfile -t replaces < <(copy_replaces "$gomod")
 	# The provider replaces its own SDK with ../sdk; use a served release instead

@@ -1,6 +1,6 @@
 """Draw the lab's bring-up graph: ``python3 -m tools.graph [--stack lab] [--format mermaid|dot|chain]``.
 
-The program runs under the same mocks as the tests (``tests/harness.py``), so the picture shows
+The program runs under the same mocks as the tests (:mod:`tools.mocks`), so the picture shows
 exactly the resources and waits ``pulumi up`` would get, with no VM, cluster or network.
 ``--update-readme`` rewrites the Mermaid block of README.md between its markers.
 """
@@ -22,23 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 
 
-def _harness():
-    tests = str(ROOT / "tests")
-    if tests not in sys.path:
-        sys.path.insert(0, tests)
-    import harness
-
-    return harness
-
-
 def config(stack: str = "lab", overrides: Optional[dict[str, Any]] = None):
     """The stack's validated configuration (a LabConfig), as the program would load it."""
-    harness = _harness()
     from components import config as lab_config
+    from tools import mocks
 
-    values = copy.deepcopy(harness.stack_config(stack))
+    values = copy.deepcopy(mocks.stack_config(stack))
     for path, value in (overrides or {}).items():
-        harness.set_path(values, path, value if value is harness.DELETE else copy.deepcopy(value))
+        mocks.set_path(values, path, value if value is mocks.DELETE else copy.deepcopy(value))
     prefix = f"{lab_config.NAMESPACE}:"
     return lab_config.parse({k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}, stack=stack)
 
@@ -46,7 +37,9 @@ def config(stack: str = "lab", overrides: Optional[dict[str, Any]] = None):
 def load(stack: str = "lab", overrides: Optional[dict[str, Any]] = None):
     """The program's recorded run under mocks and its validated configuration, for one stack."""
     cfg = config(stack, overrides)
-    return _harness().run_program(stack, overrides), cfg
+    from tools.mocks import run_program
+
+    return run_program(stack, overrides), cfg
 
 
 def chain_text(result: sg.ChainReport, title: str) -> str:

@@ -21,12 +21,8 @@ from components.apps.demo import Demo, DemoArgs
 from components.apps.grafana import Grafana, GrafanaArgs
 from components.apps.online_boutique import OnlineBoutique, OnlineBoutiqueArgs
 from components.cluster import Cluster
-from components.config import APP_HOSTS, AppOptions
+from components.config import AppOptions, app_hostname
 from components.ingress import Ingress
-
-
-def app_host(app: str, domain: str) -> str:
-    return f"{APP_HOSTS[app]}.{domain}"
 
 
 @dataclass(frozen=True)
@@ -46,6 +42,8 @@ class Apps(pulumi.ComponentResource):
 
     hostnames: dict[str, str]
     urls: dict[str, str]
+    https_urls: dict[str, str]
+    """The same apps over HTTPS, which the ingress serves when the lab has its CA."""
 
     admin_passwords: pulumi.Output[dict[str, str]]
     """Admin passwords by app (grafana, argocd), one Pulumi secret."""
@@ -56,7 +54,7 @@ class Apps(pulumi.ComponentResource):
         options = args.options
         self.apps = {}
         for app in args.apps:
-            host = app_host(app, args.domain)
+            host = app_hostname(app, args.domain)
             if app == "demo":
                 self.apps[app] = Demo(f"{name}-demo", DemoArgs(args.cluster, args.ingress, host, options.demo), child)
             elif app == "argocd":
@@ -73,6 +71,7 @@ class Apps(pulumi.ComponentResource):
                 raise ValueError(f"unknown app {app!r}")
         self.hostnames = {app: a.host for app, a in self.apps.items()}
         self.urls = {app: a.url for app, a in self.apps.items()}
+        self.https_urls = {app: f"https://{host}" for app, host in self.hostnames.items()}
         passwords = {app: a.admin_password for app, a in self.apps.items() if a.admin_password is not None}
         self.admin_passwords = pulumi.Output.secret(pulumi.Output.all(**passwords) if passwords else {})
         self.register_outputs({"urls": self.urls})

@@ -90,14 +90,12 @@ class App(pulumi.ComponentResource):
     def _namespace(self, name: str, namespace: str, cluster: Cluster) -> k8s.core.v1.Namespace:
         """The app's namespace; everything of the app comes after it.
 
-        It waits for a worker to have joined (``cluster.schedulable``), not just for the provider:
-        the provider works as soon as the control plane does, but the app's pods can only run on
-        a worker (kubeadm taints the control plane), and Pulumi would sit waiting for them.
+        Through the provider it waits for what the app's pods need to run (``Cluster.provider``).
         """
         return k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata={"name": namespace, "labels": dict(LABELS)},
-            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=cluster.schedulable),
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider),
         )
 
     def _install_manifest(

@@ -24,7 +24,7 @@ import pulumi_command as command
 import pulumi_kubernetes as k8s
 
 from components.apps.base import App, AppArgs, LABELS
-from components.config import GrafanaOptions
+from components.config import GrafanaOptions, is_url
 from components.manifests import location
 
 NAMESPACE = "grafana"
@@ -78,7 +78,7 @@ class Grafana(App):
             string_data={"admin-user": "admin", "admin-password": self.admin_password},
             opts=pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=[self.namespace]),
         )
-        local = options.chart is not None and "://" not in options.chart
+        local = options.chart is not None and not is_url(options.chart)
         self.install = k8s.helm.v4.Chart(
             f"{name}-install",
             name=RELEASE,

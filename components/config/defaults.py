@@ -1,0 +1,48 @@
+"""The values the program pins and the limits it holds the stack config to.
+
+Each pinned version can be overridden in the stack file; the limits are the tools' own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+NAMESPACE = "k8s-lab"
+
+# Values that the program pins. Each can be overridden in the stack file.
+DEFAULT_KUBERNETES_VERSION = "1.36.1"
+DEFAULT_METALLB_VERSION = "0.14.9"
+DEFAULT_VAGRANT_BOX = "bento/ubuntu-24.04"
+DEFAULT_VAGRANT_BOX_VERSION = "202510.26.0"
+# ingress-nginx: the controller release (its static manifest is tagged controller-v<version>).
+# traefik: the Helm chart release; chart 41.3.0 ships Traefik Proxy v3.7.11. Chart 40 moved the
+# Service's type into service.spec (components.ingress.traefik_values follows the chart version).
+DEFAULT_INGRESS_VERSIONS = {"ingress-nginx": "1.15.1", "traefik": "41.3.0"}
+# The Gateway API standard channel the lab installs when the Traefik chart brings no CRDs of its
+# own (charts from 40.2.0 dropped them).
+GATEWAY_API_VERSION = "1.6.1"
+# Traefik's chart versions are far ahead of its proxy versions; below this a chart version is
+# almost surely a proxy version given by mistake.
+OLDEST_TRAEFIK_CHART_MAJOR = 30
+# CoreDNS, the lab's optional DNS server for its domain (components/dns.py).
+DEFAULT_COREDNS_VERSION = "1.12.1"
+DEFAULT_POD_CIDR = "10.244.0.0/16"  # flannel's own default
+DEFAULT_SERVICE_CIDR = "10.96.0.0/12"  # kubeadm's default
+
+# kubeadm's preflight refuses a control plane below these.
+KUBEADM_MIN_CPUS = 2
+KUBEADM_MIN_MEMORY_MB = 1700
+OLDEST_SUPPORTED_KUBERNETES_MINOR = 34
+# The kubeadm configuration the lab writes is kubeadm.k8s.io/v1beta4, which kubeadm reads from 1.31.
+OLDEST_KUBEADM_V1BETA4_MINOR = 31
+
+MAX_HOSTNAME_LENGTH = 253  # RFC 1035, as Kubernetes checks an Ingress host
+
+APP_NAMES = ("demo", "argocd", "grafana", "online-boutique")
+APP_HOSTS = {"demo": "app", "argocd": "argocd", "grafana": "grafana", "online-boutique": "boutique"}
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))

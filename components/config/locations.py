@@ -1,0 +1,49 @@
+"""Where a manifest or chart comes from: a URL, or a local path that must exist before `up`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from components.config.defaults import PROJECT_ROOT
+from components.config.schema import LabConfig
+
+
+def is_url(location: str) -> bool:
+    """A manifest or chart location is a URL or a local path; nothing else tells them apart."""
+    return "://" in location
+
+
+def local_path(location: str) -> Path:
+    """A local manifest or chart path as the program sees it: relative paths are from the project root."""
+    path = Path(os.path.expanduser(location))
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def check_offline_files(cfg: LabConfig, add) -> None:
+    """Local manifests and charts must exist now, not halfway through `pulumi up`."""
+    options = cfg.app_options
+    files = [
+        ("metallb.manifest", cfg.metallb.manifest, "manifest"),
+        ("ingress.manifest", cfg.ingress.manifest, "chart" if cfg.ingress.controller == "traefik" else "manifest"),
+    ]
+    if cfg.ingress.api == "gateway":
+        files.append(("ingress.gateway_api_manifest", cfg.ingress.gateway_api_manifest, "manifest"))
+    if "argocd" in cfg.apps:
+        files.append(("app_options.argocd.manifest", options.argocd.manifest, "manifest"))
+    if "grafana" in cfg.apps:
+        files.append(("app_options.grafana.chart", options.grafana.chart, "chart"))
+    if "online-boutique" in cfg.apps:
+        files.append(("app_options.online-boutique.manifest", options.online_boutique.manifest, "manifest"))
+    for key, location, kind in files:
+        if location is None or is_url(location):
+            continue
+        path = local_path(location)
+        if kind == "manifest" and not path.is_file():
+            add(key, f"{path} is not a file; give the path of the downloaded manifest (relative to the project) or its URL")
+        elif kind == "chart" and not (path.is_file() or (path / "Chart.yaml").is_file()):
+            add(
+                key,
+                f"{path} is neither a chart archive (.tgz) nor a chart directory with a Chart.yaml; "
+                "fetch it with `helm pull <repo>/<chart> --version <version>`",
+            )

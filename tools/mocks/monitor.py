@@ -1,0 +1,158 @@
+"""The mocks: what each resource and read returns, and a monitor that records every registration."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from typing import Any, Callable
+
+import pulumi
+from google.protobuf import json_format
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings
+
+from tools.mocks.record import Registered, _unwrap
+
+
+DYNAMIC = "pulumi-python:dynamic:Resource"
+# What each dynamic resource's create() returned, by its provider and inputs: like the engine's
+# state, a second run with the same inputs gets the same keys and certificates, not new ones.
+_DYNAMIC_STATE: dict[str, dict] = {}
+
+
+def _create_dynamic(inputs: dict) -> dict:
+    """Run the program's own dynamic provider (pulumi.dynamic.ResourceProvider.create), as the engine would."""
+    import base64
+
+    import dill
+
+    inputs = _unwrap(inputs, "", set())  # the provider sees secrets as plain values, as with the engine
+    props = {k: v for k, v in inputs.items() if k != "__provider" and v is not None}
+    key = json.dumps([inputs["__provider"], props], sort_keys=True, default=str)
+    if key not in _DYNAMIC_STATE:
+        provider = dill.loads(base64.b64decode(inputs["__provider"]))
+        _DYNAMIC_STATE[key] = dict(provider.create(props).outs or {})
+    return copy.deepcopy(_DYNAMIC_STATE[key])
+
+
+class LabMocks(pulumi.runtime.Mocks):
+    """Echo inputs back as outputs, with plausible values for the outputs the program reads.
+
+    Dynamic resources get what their provider's create() returns. ``state_for[type](args) ->
+    dict`` lets a test give one resource type richer outputs.
+    """
+
+    def __init__(self) -> None:
+        self.state_for: dict[str, Callable[[pulumi.runtime.MockResourceArgs], dict]] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        state = dict(args.inputs)
+        if args.typ == "command:local:Command":
+            # Node preparation prints the host-only NIC's name; the rest print "<name>-stdout".
+            state.setdefault("stdout", "eth1" if args.name.endswith("-prepare") else f"{args.name}-stdout")
+            state.setdefault("stderr", "")
+        if args.typ == DYNAMIC and not args.resource_id:
+            state.update(_create_dynamic(args.inputs))
+        if args.resource_id:  # a read of an object that exists in the cluster
+            state.update(copy.deepcopy(READ_STATE.get(args.typ, {})))
+        if args.typ in self.state_for:
+            state.update(self.state_for[args.typ](args))
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+# What reads of existing objects return by default: a LoadBalancer Service with its IP, and
+# Argo CD's initial admin Secret (base64 of "mock-password").
+MOCK_LOAD_BALANCER_IP = "192.168.56.200"
+READ_STATE = {
+    "kubernetes:core/v1:Service": {"status": {"loadBalancer": {"ingress": [{"ip": MOCK_LOAD_BALANCER_IP}]}}},
+    "kubernetes:core/v1:Secret": {"data": {"password": "bW9jay1wYXNzd29yZA=="}},
+}
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    def __init__(self, mocks: LabMocks) -> None:
+        super().__init__(mocks)
+        self.requests: list[tuple[Any, str]] = []
+        self.reads: list[tuple[Any, str]] = []
+        self.transforms: dict[str, Callable] = {}
+
+    def RegisterResource(self, request):  # noqa: N802 (gRPC name)
+        response = super().RegisterResource(request)
+        self.requests.append((request, response.urn))
+        if request.transforms:
+            # The SDK's callback server maps each transform function to the token sent with the
+            # registration; keep the functions, so tests can replay them (Registered.transformed).
+            callbacks = settings.SETTINGS.callbacks
+            self.transforms.update({token: fn for fn, token in getattr(callbacks, "_transforms", {}).items()})
+        return response
+
+    def ReadResource(self, request):  # noqa: N802 (gRPC name)
+        response = super().ReadResource(request)
+        self.reads.append((request, response.urn))
+        return response
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[tuple[int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((record.levelno, record.getMessage()))
+
+
+def _record_read(request, urn: str) -> Registered:
+    return Registered(
+        type=request.type,
+        name=request.name,
+        urn=urn,
+        parent=request.parent,
+        custom=True,
+        inputs={"id": request.id},
+        secret_inputs=set(),
+        # Like a registration, a read waits for its explicit provider.
+        dependencies=set(request.dependencies) | ({request.provider.rsplit("::", 1)[0]} if request.provider else set()),
+        property_dependencies={},
+        provider=request.provider,
+        options={"additional_secret_outputs": list(request.additionalSecretOutputs)},
+    )
+
+
+def _record(request, urn: str, transforms: dict[str, Callable]) -> Registered:
+    secrets: set[str] = set()
+    inputs = _unwrap(json_format.MessageToDict(request.object), "", secrets)
+    prop_deps = {k: set(v.urns) for k, v in request.propertyDependencies.items()}
+    deps = set(request.dependencies)
+    for urns in prop_deps.values():
+        deps |= urns
+    if request.provider:
+        # A resource waits for its explicit provider, as the engine does ("<urn>::<id>").
+        deps.add(request.provider.rsplit("::", 1)[0])
+    options = {
+        "delete_before_replace": request.deleteBeforeReplace,
+        "replace_on_changes": list(request.replaceOnChanges),
+        "ignore_changes": list(request.ignoreChanges),
+        "additional_secret_outputs": list(request.additionalSecretOutputs),
+        "custom_timeouts": json_format.MessageToDict(request.customTimeouts),
+        "retain_on_delete": request.retainOnDelete,
+        "transforms": len(request.transforms),
+        "version": request.version,
+    }
+    return Registered(
+        type=request.type,
+        name=request.name,
+        urn=urn,
+        parent=request.parent,
+        custom=request.custom,
+        inputs=inputs,
+        secret_inputs=secrets,
+        dependencies=deps,
+        property_dependencies=prop_deps,
+        provider=request.provider,
+        options=options,
+        transforms=[transforms[cb.token] for cb in request.transforms if cb.token in transforms],
+    )
