@@ -38,6 +38,7 @@ from components.manifests import (
     Obj,
     as_transform,
     chain,
+    custom_resource,
     default_ingress_class,
     kind_and_name,
     load_balancer_service,
@@ -301,20 +302,10 @@ class Ingress(pulumi.ComponentResource):
             tls_secret = TLS_SECRET
         after = pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=crds)
         gateway_class = gw.gateway_class_manifest()
-        self.gateway_class = k8s.apiextensions.CustomResource(
-            f"{name}-gateway-class",
-            api_version=gateway_class["apiVersion"],
-            kind=gateway_class["kind"],
-            metadata=gateway_class["metadata"],
-            spec=gateway_class["spec"],
-            opts=after,
-        )
+        self.gateway_class = custom_resource(f"{name}-gateway-class", gateway_class, after)
         gateway = gw.gateway_manifest(TRAEFIK.namespace, tls_secret)
-        self.gateway = k8s.apiextensions.CustomResource(
+        self.gateway = custom_resource(
             f"{name}-gateway",
-            api_version=gateway["apiVersion"],
-            kind=gateway["kind"],
-            metadata=gateway["metadata"],
-            spec=gateway["spec"],
-            opts=pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=[*crds, self.gateway_class]),
+            gateway,
+            pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=[*crds, self.gateway_class]),
         )

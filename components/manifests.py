@@ -15,6 +15,7 @@ import os
 from typing import Callable, Iterable, Mapping, Optional
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from components.config import is_url
 
@@ -145,3 +146,15 @@ def location(value: str) -> str:
     absolute path would differ between two clones of the same lab and show as a change.
     """
     return value if is_url(value) else os.path.expanduser(value)
+
+
+def custom_resource(name: str, manifest: Mapping, opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
+    """A custom object (a Gateway API object, say) registered from its manifest as built by a pure function."""
+    return k8s.apiextensions.CustomResource(
+        name,
+        api_version=manifest["apiVersion"],
+        kind=manifest["kind"],
+        metadata=manifest["metadata"],
+        spec=manifest["spec"],
+        opts=opts,
+    )

@@ -11,6 +11,7 @@ import pulumi_kubernetes as k8s
 from components import gateway as gw
 from components.cluster import Cluster
 from components.ingress import Ingress
+from components.manifests import custom_resource
 from components.tls import SECRET_NAME as TLS_SECRET
 from components.manifests import Edit, as_transform
 
@@ -141,13 +142,6 @@ class App(pulumi.ComponentResource):
             route = gw.http_route_manifest(
                 object_name or service, namespace, args.host, service, port, args.ingress.controller.namespace, LABELS
             )
-            return k8s.apiextensions.CustomResource(
-                f"{name}-route",
-                api_version=route["apiVersion"],
-                kind=route["kind"],
-                metadata=route["metadata"],
-                spec=route["spec"],
-                opts=opts,
-            )
+            return custom_resource(f"{name}-route", route, opts)
         manifest = ingress_manifest(object_name or service, namespace, args.host, service, port, args.ingress.class_name, secret)
         return k8s.networking.v1.Ingress(f"{name}-ingress", metadata=manifest["metadata"], spec=manifest["spec"], opts=opts)
