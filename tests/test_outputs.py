@@ -9,6 +9,7 @@ import shutil
 import stat
 import subprocess
 import threading
+from typing import Callable
 
 import pytest
 
@@ -74,11 +75,13 @@ def test_the_seed_lab_on_its_own_vms():
 # -- ./lab check: the same script, on the stack's outputs --
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed here; the self-check script needs it")
-def test_lab_check_runs_the_self_check_on_the_stack_outputs(tmp_path):
+def _lab_check(tmp_path, exported: dict, status: Callable[[str], int]) -> subprocess.CompletedProcess:
+    """`./lab check` against a loopback ingress answering ``status(Host)``, with a stand-in Pulumi
+    CLI that knows one stack output: the environment the program exports for the check."""
+
     class Ingress(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802
-            self.send_response(200 if self.headers.get("Host") == "app.lab.test" else 404)
+            self.send_response(status(self.headers.get("Host", "")))
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -87,10 +90,6 @@ def test_lab_check_runs_the_self_check_on_the_stack_outputs(tmp_path):
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ingress)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    # A stand-in for the Pulumi CLI that knows one stack output, the environment the program
-    # exports for the check, and no config.
-    exported = {"LAB_INGRESS_IP": "127.0.0.1", "LAB_HOSTNAMES": "app.lab.test", "LAB_TIMEOUT_SECONDS": "300",
-                "LAB_CONTROLLER": "ingress-nginx", "LAB_NETWORK_CIDR": "192.168.56.0/24"}
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     pulumi = bin_dir / "pulumi"
@@ -110,56 +109,30 @@ def test_lab_check_runs_the_self_check_on_the_stack_outputs(tmp_path):
         "LAB_INGRESS_PORT": str(server.server_port),
         "LAB_TIMEOUT_SECONDS": "0",
     }
-    bash = shutil.which("bash") or "/bin/bash"
     try:
-        result = subprocess.run([bash, str(ROOT / "lab"), "check"], env=env, capture_output=True, text=True, timeout=60)
+        return subprocess.run([shutil.which("bash") or "/bin/bash", str(ROOT / "lab"), "check"],
+                              env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
     finally:
         server.shutdown()
         server.server_close()
+
+
+CHECK_ENVIRONMENT = {"LAB_INGRESS_IP": "127.0.0.1", "LAB_TIMEOUT_SECONDS": "300", "LAB_CONTROLLER": "ingress-nginx",
+                     "LAB_NETWORK_CIDR": "192.168.56.0/24"}  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed here; the self-check script needs it")
+def test_lab_check_runs_the_self_check_on_the_stack_outputs(tmp_path):
+    result = _lab_check(tmp_path, {**CHECK_ENVIRONMENT, "LAB_HOSTNAMES": "app.lab.test"},
+                        lambda host: 200 if host == "app.lab.test" else 404)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "self-check ok: http://app.lab.test -> HTTP 200 through 127.0.0.1" in result.stdout
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed here; the self-check script needs it")
 def test_lab_check_of_a_lab_without_apps_checks_the_ingress_ip(tmp_path):
-    class Controller(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            self.send_response(404)  # what a controller answers for a host it has no rule for
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Controller)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    # A stand-in for the Pulumi CLI: apps: [] leaves the check's hostnames empty.
-    exported = {"LAB_INGRESS_IP": "127.0.0.1", "LAB_HOSTNAMES": "", "LAB_TIMEOUT_SECONDS": "300",
-                "LAB_CONTROLLER": "ingress-nginx", "LAB_NETWORK_CIDR": "192.168.56.0/24"}
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    pulumi = bin_dir / "pulumi"
-    pulumi.write_text(
-        "#!/bin/sh\n"
-        'case "$*" in\n'
-        f"  'stack output --stack lab --json check_environment') echo '{json.dumps(exported)}' ;;\n"
-        "  *) exit 1 ;;\n"
-        "esac\n"
-    )
-    pulumi.chmod(pulumi.stat().st_mode | stat.S_IEXEC)
-    env = {
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "HOME": str(tmp_path),
-        "PULUMI_BACKEND_URL": f"file://{tmp_path}",
-        "PULUMI_CONFIG_PASSPHRASE": "test",
-        "LAB_INGRESS_PORT": str(server.server_port),
-        "LAB_TIMEOUT_SECONDS": "0",
-    }
-    try:
-        result = subprocess.run([shutil.which("bash") or "/bin/bash", str(ROOT / "lab"), "check"], env=env, capture_output=True, text=True, timeout=60)
-    finally:
-        server.shutdown()
-        server.server_close()
+    # apps: [] leaves the check's hostnames empty; a controller answers 404 for a host it has no rule for.
+    result = _lab_check(tmp_path, {**CHECK_ENVIRONMENT, "LAB_HOSTNAMES": ""}, lambda host: 404)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "the lab has no apps" in result.stdout and "127.0.0.1" in result.stdout
 
