@@ -27,6 +27,7 @@ import yaml
 from components.cluster import Cluster
 from components.command_step import Step, command_step
 from components.config import KubernetesConfig, NetworkConfig, NodeConfig, VagrantConfig, control_plane_and_workers
+from components.kubeadm_steps import step_name
 from components.vm import VAGRANT_SCRIPT, VirtualMachine, VirtualMachineArgs, vagrant_command, vagrant_environment
 
 # Pins of what node preparation installs besides the Kubernetes packages.
@@ -175,7 +176,7 @@ class KubeadmCluster(Cluster):
 
         # -- machines --
         box = command_step(
-            f"{name}-box",
+            step_name(name, "box"),
             parent=self,
             # Downloaded once, before any machine, so parallel `vagrant up`s never race on it.
             create=vagrant_command("box", args.vagrant.box, args.vagrant.box_version),
@@ -212,7 +213,7 @@ class KubeadmCluster(Cluster):
         self.prepared = {}
         for node in args.nodes:
             self.prepared[node.name] = command_step(
-                f"{name}-{node.name}-prepare",
+                step_name(name, "prepare", node.name),
                 parent=self,
                 create=vagrant_command("run", node.name, PREPARE_SCRIPT),
                 environment=env(
@@ -237,7 +238,7 @@ class KubeadmCluster(Cluster):
 
         # -- control plane --
         self.init = command_step(
-            f"{name}-init",
+            step_name(name, "init"),
             parent=self,
             create=vagrant_command("run", control_plane.name, INIT_SCRIPT),
             environment=env(
@@ -256,7 +257,7 @@ class KubeadmCluster(Cluster):
         # -- CNI and joins, side by side once init is done --
         control_plane_nic = self.prepared[control_plane.name].stdout.apply(parse_interface)
         self.cni = command_step(
-            f"{name}-cni",
+            step_name(name, "cni"),
             parent=self,
             create=vagrant_command("run", control_plane.name, CNI_SCRIPT),
             environment=env(
@@ -277,7 +278,7 @@ class KubeadmCluster(Cluster):
         self.joins = {}
         for worker in workers:
             self.joins[worker.name] = command_step(
-                f"{name}-{worker.name}-join",
+                step_name(name, "join", worker.name),
                 parent=self,
                 # Each join mints its own short-lived token on the control plane: one captured
                 # at init would be dead a day later.
@@ -293,7 +294,7 @@ class KubeadmCluster(Cluster):
 
         # -- the kubeconfig, read back as a secret --
         readback = command_step(
-            f"{name}-kubeconfig",
+            step_name(name, "kubeconfig"),
             parent=self,
             create=vagrant_command("kubeconfig", control_plane.name, api_server_url(control_plane)),
             environment=env([control_plane]),
@@ -322,7 +323,7 @@ class KubeadmCluster(Cluster):
         if args.write_kubeconfig:
             path = str(kubeconfig_path(args.stack))
             command_step(
-                f"{name}-kubeconfig-file",
+                step_name(name, "kubeconfig-file"),
                 parent=self,
                 create=shlex.join(["bash", KUBECONFIG_FILE_SCRIPT, "write", path]),
                 delete=shlex.join(["bash", KUBECONFIG_FILE_SCRIPT, "remove", path]),

@@ -4,6 +4,7 @@ import functools
 
 import pytest
 
+from components import kubeadm_steps
 from tools import graph
 from tools import stepgraph as sg
 
@@ -86,3 +87,56 @@ def test_no_step_of_the_lab_waits_for_what_it_does_not_need(provider):
     result = sg.report(g, cfg)
     assert result.unclassified == [] and result.missing_phases == ["ingress-ip"]
     assert result.meets_target, graph.chain_text(result, f"lab ({provider})")
+
+
+# Every component the program has: all apps, the DNS server, and a second ingress flavour (lab2).
+FULL_LAB = {"apps": ["demo", "argocd", "grafana", "online-boutique"], "dns.enabled": True, "dns.ip": "192.168.56.250"}
+
+
+def _steps_and_components(stack: str, overrides: dict):
+    """Each step of the stack's run with its program components above it, nearest first."""
+    run, cfg = graph.load(stack, overrides)
+    g = sg.build(run, cfg)
+    by_urn = {r.urn: r for r in run.resources}
+    for step in g.steps.values():
+        r, chain, urn = by_urn[step.urn], [], by_urn[step.urn].parent
+        while urn in by_urn:
+            if by_urn[urn].type.split(":", 1)[0] in sg.LOCAL_PACKAGES:
+                chain.append((by_urn[urn].type, by_urn[urn].name))
+            urn = by_urn[urn].parent
+        yield step, r, chain, cfg
+
+
+@pytest.mark.parametrize("stack,overrides", [("lab", FULL_LAB), ("lab2", {})])
+def test_phases_come_from_component_types_not_resource_names(stack, overrides):
+    """Renaming every resource and component (opaque names, same types and nesting) keeps every
+    step's phase and app; the kubeadm cluster's steps keep their role through the function that
+    names them."""
+    opaque: dict[str, str] = {}
+
+    def rename(name: str) -> str:
+        return opaque.setdefault(name, f"x{len(opaque)}")
+
+    seen_phases = set()
+    for step, r, chain, cfg in _steps_and_components(stack, overrides):
+        renamed_chain = [(t, rename(n)) for t, n in chain]
+        if chain and chain[0][0] == sg.KUBEADM_TYPE:
+            role = kubeadm_steps.step_role(chain[0][1], r.name)
+            assert role is not None, f"{r.name} is not named by kubeadm_steps.step_name"
+            node = rename(r.name) if role in kubeadm_steps.PER_NODE_ROLES else None
+            name = kubeadm_steps.step_name(renamed_chain[0][1], role, node)
+        else:
+            name = rename(r.name)
+        inputs = r.inputs or {}
+        phase = sg.classify(r.type, name, renamed_chain, inputs)
+        assert phase == step.phase != sg.UNCLASSIFIED, (r.name, name, chain)
+        if phase in ("apps", "route"):
+            assert sg.instance_of(phase, name, inputs, sg.Names(), renamed_chain) == step.key, r.name
+        seen_phases.add(phase)
+        # The name-token model still agrees on the program's own names: an oracle for both.
+        names = sg.Names.of(cfg)
+        assert sg.classify(r.type, r.name, chain, inputs, (names.stack, *names.nodes), by_names=True) == phase
+    everywhere = {"box", "vm", "prep", "init", "cni", "kubeconfig", "metallb", "pool", "l2", "ingress", "apps", "route"}
+    assert everywhere | {"selfcheck"} <= seen_phases
+    if stack == "lab":
+        assert {"join", "dns", "tls"} <= seen_phases

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from components import config as lab_config
+from components import kubeadm_steps
 from harness import Registered, Run, stack_config
 from tools import stepgraph as sg
 
@@ -421,3 +422,37 @@ def test_an_empty_program_still_draws():
     graph = sg.build(FakeRun().run())
     assert "no steps registered" in sg.to_mermaid(graph)
     assert sg.longest_chain(graph) == []
+
+
+def test_a_step_takes_its_phase_from_its_component_whatever_its_name():
+    assert sg.classify("command:local:Command", "lab-ingress-x", [("k8s-lab:vm:VirtualMachine", "lab-k8s-cp")]) == "vm"
+    assert sg.classify("kubernetes:core/v1:Secret", "lab-dns-tls", [("k8s-lab:apps:Grafana", "g")]) == "apps"
+    grafana = [("k8s-lab:apps:Grafana", "g"), ("k8s-lab:apps:Apps", "a")]
+    assert sg.instance_of("apps", "opaque", {}, sg.Names(), grafana) == "grafana"
+    lb = {"spec": {"type": "LoadBalancer"}}
+    assert sg.classify("kubernetes:core/v1:Service", "s", [("k8s-lab:ingress:Ingress", "i")], lb) == "ingress-ip"
+    assert sg.classify("kubernetes:networking.k8s.io/v1:Ingress", "s", [("k8s-lab:ingress:Ingress", "i")]) == "route"
+
+
+def test_a_kubeadm_step_takes_its_phase_from_its_role_not_from_words_in_its_name():
+    cluster = [("k8s-lab:kubeadm:KubeadmCluster", "c1")]
+    roles = [("box", "box"), ("init", "init"), ("cni", "cni"), ("kubeconfig", "kubeconfig"), ("kubeconfig-file", "kubeconfig")]
+    for role, phase in roles:
+        assert sg.classify("command:local:Command", kubeadm_steps.step_name("c1", role), cluster) == phase
+    assert sg.classify("command:local:Command", kubeadm_steps.step_name("c1", "join", "init"), cluster) == "join"
+    assert sg.classify("command:local:Command", kubeadm_steps.step_name("c1", "prepare", "n-vm"), cluster) == "prep"
+    # Named by another hand, a step of the cluster is listed as unclassified, not guessed from "init".
+    assert sg.classify("command:local:Command", "other-init", cluster) == "unclassified"
+    # A recorded event log still reads the names.
+    assert sg.classify("command:local:Command", "other-init", cluster, by_names=True) == "init"
+
+
+def test_kubeadm_step_names_and_roles_round_trip():
+    assert kubeadm_steps.step_name("lab", "join", "k8s-w1") == "lab-k8s-w1-join"
+    assert kubeadm_steps.step_role("lab", "lab-k8s-w1-join") == "join"
+    assert kubeadm_steps.step_role("lab", "lab-kubeconfig-file") == "kubeconfig-file"
+    assert kubeadm_steps.step_role("lab", "lab2-init") is None
+    with pytest.raises(ValueError, match="needs node name"):
+        kubeadm_steps.step_name("lab", "join")
+    with pytest.raises(ValueError, match="unknown kubeadm step role 'boot'"):
+        kubeadm_steps.step_name("lab", "boot")

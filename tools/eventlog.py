@@ -144,7 +144,7 @@ def report(events: Iterable[dict], cfg: Any = None, local_packages: frozenset[st
         if not _is_step(types, local_packages):
             continue
         inputs = ((metadata.get("new") or {}).get("inputs")) or {}
-        phase_name = sg.classify(types[-1], name, ancestors(urn), inputs, ignore)
+        phase_name = sg.classify(types[-1], name, ancestors(urn), inputs, ignore, by_names=True)
         phase = phases.setdefault(phase_name, Phase(phase_name))
         phase.steps.add(urn)
         if kind == "resourcePreEvent":

@@ -20,9 +20,12 @@ waits for
     are done, so children inherit their component's ``depends_on``.
     The engine answers a registration only when the step is done, which makes these waits.
 phase
-    What a step is for, one of :data:`PHASES`, from its type and name (``<node>-vm``,
-    ``<stack>-metallb-install``, an ``IPAddressPool``...), else from its components' types
-    and names. Steps that match no rule are ``unclassified`` and listed, never guessed.
+    What a step is for, one of :data:`PHASES`: from its Kubernetes kind (an ``IPAddressPool``,
+    an ``Ingress``...), else from the type of the nearest of the program's components above it
+    (``k8s-lab:vm:VirtualMachine`` is ``vm``, an app component ``apps``), the kubeadm cluster's
+    command steps from their role there (:mod:`components.kubeadm_steps`). Only steps outside
+    the program's components, and a recorded event log's, are read by the words in their names.
+    Steps that match no rule are ``unclassified`` and listed, never guessed.
 stage
     One phase of one node, pool, advertisement or app (``("join", "k8s-w1")``). Steps of one
     stage that wait for each other are one unit of work.
@@ -46,11 +49,12 @@ from tools.stepgraph.chain import ChainReport, format_stages, longest_chain, nee
 from tools.stepgraph.graph import Component, Registrations, Step, StepGraph, build
 from tools.stepgraph.inherent import contract, inherent_chain, inherent_requirements
 from tools.stepgraph.phases import APP_TOKENS, CHEAP_PHASES, LOCAL_PACKAGES, PER_NODE_PHASES, PHASES, PROVIDER_PREFIX
+from tools.stepgraph.phases import APP_TYPES, KUBEADM_TYPE
 from tools.stepgraph.phases import STACK_TYPE, UNCLASSIFIED, Names, Stage, classify, instance_of, stage_weight
 from tools.stepgraph.render import to_dot, to_mermaid
 
 __all__ = [
-    "APP_TOKENS", "CHEAP_PHASES", "LOCAL_PACKAGES", "PER_NODE_PHASES", "PHASES", "PROVIDER_PREFIX",
+    "APP_TOKENS", "APP_TYPES", "KUBEADM_TYPE", "CHEAP_PHASES", "LOCAL_PACKAGES", "PER_NODE_PHASES", "PHASES", "PROVIDER_PREFIX",
     "STACK_TYPE", "UNCLASSIFIED", "ChainReport", "Component", "Names", "Registrations", "Stage",
     "Step", "StepGraph", "build", "classify", "contract", "format_stages", "inherent_chain",
     "inherent_requirements", "instance_of", "longest_chain", "needless_waits", "report", "stage_length",

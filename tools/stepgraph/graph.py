@@ -157,7 +157,7 @@ def build(run: Any, cfg: Any = None, local_packages: frozenset[str] = LOCAL_PACK
         ancestors, component = ancestry(r)
         inputs = getattr(r, "inputs", None) or {}
         phase = classify(r.type, r.name, ancestors, inputs, ignore)
-        steps[r.urn] = Step(r.urn, r.name, r.type, phase, instance_of(phase, r.name, inputs, names), component)
+        steps[r.urn] = Step(r.urn, r.name, r.type, phase, instance_of(phase, r.name, inputs, names, ancestors), component)
     components = {
         r.urn: Component(r.urn, r.name, r.type, r.parent if r.parent in by_urn else "")
         for r in sorted(resources, key=lambda r: (r.name, r.urn))
