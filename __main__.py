@@ -26,17 +26,7 @@ if cfg.cluster is not None:
         ExistingClusterArgs.from_config(cfg.cluster, interface=cfg.network.interface),
     )
 else:
-    cluster = KubeadmCluster(
-        cfg.stack,
-        KubeadmClusterArgs(
-            stack=cfg.stack,
-            nodes=cfg.nodes,
-            vagrant=cfg.vagrant,
-            kubernetes=cfg.kubernetes,
-            network=cfg.network,
-            write_kubeconfig=cfg.write_kubeconfig,
-        ),
-    )
+    cluster = KubeadmCluster(cfg.stack, KubeadmClusterArgs.from_config(cfg))
     if cluster.kubeconfig_file:
         pulumi.export("kubeconfig_export", f"export KUBECONFIG={cluster.kubeconfig_file}")
 

@@ -26,7 +26,14 @@ import yaml
 
 from components.cluster import Cluster
 from components.command_step import Step, command_step
-from components.config import KubernetesConfig, NetworkConfig, NodeConfig, VagrantConfig, control_plane_and_workers
+from components.config import (
+    KubernetesConfig,
+    LabConfig,
+    NetworkConfig,
+    NodeConfig,
+    VagrantConfig,
+    control_plane_and_workers,
+)
 from components.kubeadm_steps import step_name
 from components.vm import VAGRANT_SCRIPT, VirtualMachine, VirtualMachineArgs, vagrant_command, vagrant_environment
 
@@ -144,6 +151,18 @@ class KubeadmClusterArgs:
     kubernetes: KubernetesConfig
     network: NetworkConfig
     write_kubeconfig: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: LabConfig) -> "KubeadmClusterArgs":
+        """The cluster part of the stack config."""
+        return cls(
+            stack=cfg.stack,
+            nodes=cfg.nodes,
+            vagrant=cfg.vagrant,
+            kubernetes=cfg.kubernetes,
+            network=cfg.network,
+            write_kubeconfig=cfg.write_kubeconfig,
+        )
 
 
 class KubeadmCluster(Cluster):

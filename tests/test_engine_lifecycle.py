@@ -9,7 +9,7 @@ triggers, so they are only proven through the real engine and provider.
 Stand-ins: ``vagrant`` on PATH is a script that records each call and answers as far as the
 lab's steps need (the NIC name, a join command, a kubeconfig); it boots nothing. The program is
 the cluster layer alone (``KubeadmCluster`` built from the stack's config as ``__main__.py``
-builds it): MetalLB's and the ingress's manifests are components the Kubernetes provider expands
+builds it, from the same ``KubeadmClusterArgs.from_config``): MetalLB's and the ingress's manifests are components the Kubernetes provider expands
 against a live API server, which the real control-plane tier provides and this test does not. As
 a guard, every `pulumi` runs in a network namespace of its own with only loopback, so nothing can
 leave (the stand-in's kubeconfig names the user's network).
@@ -84,13 +84,7 @@ from components import config as lab_config
 from components.kubeadm import KubeadmCluster, KubeadmClusterArgs
 
 cfg = lab_config.load()
-cluster = KubeadmCluster(
-    cfg.stack,
-    KubeadmClusterArgs(
-        stack=cfg.stack, nodes=cfg.nodes, vagrant=cfg.vagrant, kubernetes=cfg.kubernetes,
-        network=cfg.network, write_kubeconfig=cfg.write_kubeconfig,
-    ),
-)
+cluster = KubeadmCluster(cfg.stack, KubeadmClusterArgs.from_config(cfg))
 pulumi.export("kubeconfig", cluster.kubeconfig)
 """
 
