@@ -151,8 +151,7 @@ def engine(stack: str) -> list[list[str]]:
         os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
     if shutil.which("pulumi") is None:
         return rows + [["pulumi preview", "-", "no pulumi CLI (tools/build-pulumi-toolchain.sh builds one)"]]
-    sys.path.insert(0, str(ROOT / "tests"))
-    from engine_project import Project, lab_config  # noqa: E402
+    from tools.project import Project, lab_config
 
     if stack != "lab":
         return rows + [["pulumi preview", "-", "measured for the lab stack only (its manifests have local copies)"]]
@@ -233,8 +232,7 @@ def control_plane(pod_start_seconds: float = 0.0, plane_rows: bool = True) -> li
     image pulls and process start-up; 0 leaves only the real waits: MetalLB's controller, the
     Secrets pods need).
     """
-    sys.path.insert(0, str(ROOT / "tests"))
-    import controlplane as cp  # noqa: E402
+    import tools.controlplane as cp
 
     reason = cp.skip_reason()
     if reason:
@@ -242,7 +240,7 @@ def control_plane(pod_start_seconds: float = 0.0, plane_rows: bool = True) -> li
     if shutil.which("pulumi") is None:
         return [["control-plane tier", "-", "no pulumi CLI (tools/build-pulumi-toolchain.sh builds one)"]]
     import yaml
-    from engine_project import Project
+    from tools.project import Project
 
     rows: list[list[str]] = []
     ip = "192.168.56.200"
@@ -302,7 +300,7 @@ def front_door(tmp: Path, stack: str, samples: int = 5) -> list[list[str]]:
     """Warm `./lab preview` of the stack beside a warm `pulumi preview` of the yardstick program
     (bench/one_per_provider: one command, one Kubernetes object through an explicit provider), on
     one file backend, both with the project's .venv; medians of interleaved samples."""
-    from engine_project import Project, lab_config  # noqa: E402
+    from tools.project import Project, lab_config
 
     venv = ROOT / ".venv"
     if not (venv / "bin" / "python").exists():

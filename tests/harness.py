@@ -27,8 +27,7 @@ from tools.mocks import (  # noqa: F401 - re-exported for the tests
     stack_config,
 )
 
-SHARED = ROOT.parent / "shared"
-REFERENCE = SHARED / "reference"
+from tools.project import REFERENCE, SHARED  # noqa: E402,F401 - where the upstream reference copies are
 
 # A kubeconfig for existing-cluster runs: never contacted under mocks.
 TEST_KUBECONFIG = """apiVersion: v1

@@ -4,7 +4,7 @@ Mocks prove the graph and render mode the manifests; these prove what the lab ex
 the real Pulumi CLI: MetalLB's controller gives the ingress Service the pinned pool IP, the pools
 and the advertisement pass MetalLB's own validating webhook (because they wait for it), every await
 `up` relies on finishes, a second run finds nothing to change, and `destroy` leaves the cluster
-clean. Real and stand-in parts are listed in tests/controlplane.py; in short: etcd,
+clean. Real and stand-in parts are listed in tools/controlplane/; in short: etcd,
 kube-apiserver, kube-controller-manager, kube-scheduler and MetalLB's controller are the real
 programs; kwok stands in for the kubelets (with pods held un-Ready until what a kubelet would wait
 for exists, and MetalLB's controller passes its own readiness probe and serves its webhook), and
@@ -47,9 +47,9 @@ try:
 except ImportError:
     pytest.skip("the cryptography package is not installed (requirements-dev.txt has it)", allow_module_level=True)
 
-import controlplane as cp  # noqa: E402
-from controlplane import existing_cluster_config  # noqa: E402
-from engine_project import INGRESS_MANIFEST, METALLB_MANIFEST, Project, lab_config  # noqa: E402
+import tools.controlplane as cp  # noqa: E402
+from tools.controlplane import existing_cluster_config  # noqa: E402
+from tools.project import INGRESS_MANIFEST, METALLB_MANIFEST, Project, lab_config  # noqa: E402
 
 _reason = cp.skip_reason()
 if _reason:
@@ -339,7 +339,7 @@ def test_traefik_lab(traefik):
 def vagrant_lab(plane, tmp_path_factory):
     """Pulumi.lab.yaml as it is (self-check off): VM, kubeadm and kubeconfig steps, then every layer.
 
-    No VM can run here, so `vagrant` is a stand-in (tests/controlplane.py): it records each call
+    No VM can run here, so `vagrant` is a stand-in (tools/controlplane/): it records each call
     and answers the kubeconfig read with the local control plane's kubeconfig, which, like
     kubeadm's, names the control plane at https://192.168.56.10:6443. The Kubernetes provider
     reaches it through a CONNECT proxy on loopback (HTTPS_PROXY) that maps that one address to

@@ -19,7 +19,7 @@ import shutil
 import pytest
 import yaml
 
-from engine_project import INGRESS_MANIFEST, METALLB_MANIFEST, Project, lab_config
+from tools.project import INGRESS_MANIFEST, METALLB_MANIFEST, Project, lab_config
 from harness import TEST_KUBECONFIG, reference_file
 
 # One worker runs them all, so the render-mode stack is brought up once.

@@ -25,7 +25,7 @@ import subprocess
 import pytest
 import yaml
 
-from engine_project import Project, lab_config
+from tools.project import Project, lab_config
 
 pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engine-lifecycle")]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from engine_project import INGRESS_MANIFEST, METALLB_MANIFEST, Project
+from tools.project import INGRESS_MANIFEST, METALLB_MANIFEST, Project
 from harness import REFERENCE, ROOT, reference_file
 
 pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engine-front-door")]

@@ -1,4 +1,6 @@
-"""A copy of the project driven by the real Pulumi CLI: used by the engine tests and the bench."""
+"""A copy of the project driven by the real Pulumi CLI (used by the engine tests and the bench), and
+where the upstream reference copies are (../shared/reference, beside the project; a user's clone
+has none, and what needs them skips)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,10 @@ from typing import Sequence
 
 import yaml
 
-from harness import REFERENCE, ROOT
+ROOT = Path(__file__).resolve().parent.parent
+
+SHARED = ROOT.parent / "shared"
+REFERENCE = SHARED / "reference"
 
 PROJECT_FILES = ("__main__.py", "Pulumi.yaml", "Vagrantfile", "requirements.txt", "components", "scripts")
 METALLB_MANIFEST = "metallb/metallb-native-v0.14.9.yaml"
