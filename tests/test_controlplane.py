@@ -22,6 +22,7 @@ nothing behind. They need root, the binaries of tools/build-control-plane.sh, th
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness import REFERENCE
 
@@ -49,6 +51,7 @@ except ImportError:
 
 import tools.controlplane as cp  # noqa: E402
 from tools.controlplane import existing_cluster_config  # noqa: E402
+from tools.controlplane.gatewayapi import attachments  # noqa: E402
 from tools.project import INGRESS_MANIFEST, METALLB_MANIFEST, Project, lab_config  # noqa: E402
 
 _reason = cp.skip_reason()
@@ -57,8 +60,11 @@ if _reason:
 
 METALLB_0_16_MANIFEST = "metallb/metallb-native-v0.16.1.yaml"
 TRAEFIK_CHART = "traefik/chart-37.4.0"
-LAB_NAMESPACES = ("metallb-system", "ingress-nginx", "traefik", "demo")
+TRAEFIK_GATEWAY_CHART = "traefik/chart-41.3.0"
+GATEWAY_API_CRDS = "gateway-api/standard-install-v1.6.1.yaml"
+LAB_NAMESPACES = ("metallb-system", "ingress-nginx", "traefik", "demo", "lab-dns")
 PINNED_IP = "192.168.56.200"
+DNS_IP = "192.168.56.250"
 VAGRANT_CONTROL_PLANE_IP = "192.168.56.10"  # Pulumi.lab.yaml's k8s-cp; data only, never contacted
 KUBECONFIG_PROXY_PORT = 8132
 
@@ -77,7 +83,7 @@ def plane(tmp_path_factory):
     Session-scoped, like the scenarios: pytest-xdist interleaves other modules' tests, and a
     module-scoped fixture would be torn down and built again in between.
     """
-    for relative in (METALLB_MANIFEST, METALLB_0_16_MANIFEST, INGRESS_MANIFEST, TRAEFIK_CHART):
+    for relative in (METALLB_MANIFEST, METALLB_0_16_MANIFEST, INGRESS_MANIFEST, TRAEFIK_CHART, TRAEFIK_GATEWAY_CHART, GATEWAY_API_CRDS):
         _reference(relative)
     root = tmp_path_factory.mktemp("controlplane")
     netns = cp.LoopbackNetns()
@@ -166,13 +172,16 @@ def snapshot(plane: cp.ControlPlane, service: tuple[str, str]) -> dict:
     }
 
 
-def run_scenario(plane: cp.ControlPlane, root: Path, stack: str, config: dict, service: tuple[str, str], prepare=None) -> dict:
-    """`pulumi up`, the cluster as the API shows it, a no-op preview, `destroy`, what is left."""
+def run_scenario(plane: cp.ControlPlane, root: Path, stack: str, config: dict, service: tuple[str, str], prepare=None, collect=None) -> dict:
+    """`pulumi up`, the cluster as the API shows it, a no-op preview, `destroy`, what is left.
+
+    ``collect(api)`` adds what a scenario reads beyond :func:`snapshot`, while the lab is up.
+    """
     with plane.netns.inside():
-        return _run_scenario(plane, root, stack, config, service, prepare)
+        return _run_scenario(plane, root, stack, config, service, prepare, collect)
 
 
-def _run_scenario(plane: cp.ControlPlane, root: Path, stack: str, config: dict, service: tuple[str, str], prepare) -> dict:
+def _run_scenario(plane: cp.ControlPlane, root: Path, stack: str, config: dict, service: tuple[str, str], prepare, collect) -> dict:
     plane.check_alive()
     project = Project(root)
     if prepare:
@@ -188,6 +197,8 @@ def _run_scenario(plane: cp.ControlPlane, root: Path, stack: str, config: dict, 
         project.pulumi("destroy", "--stack", stack, "--yes", "--skip-preview", check=False)
         raise AssertionError(f"pulumi up failed:\n{up.stdout[-6000:]}\n{up.stderr[-3000:]}\nstand-in errors: {plane.kubelet.errors[-5:]}")
     seen = snapshot(plane, service)
+    if collect:
+        seen.update(collect(plane.api))
     outputs = json.loads(project.pulumi("stack", "output", "--stack", stack, "--json", "--show-secrets").stdout)
     noop = project.pulumi("preview", "--stack", stack, "--expect-no-changes", "--diff", check=False)
     start = time.monotonic()
@@ -391,3 +402,188 @@ def test_vagrant_lab_stack_whole(vagrant_lab):
     assert_noop_and_clean_destroy(vagrant_lab)
     destroyed = {c["argv"][-1] for c in _calls(vagrant_lab, "destroy")}
     assert destroyed == {"k8s-cp", "k8s-w1", "k8s-w2"}
+
+
+# --------------------------------------------------------------------------------------------
+# Scenario 5: Traefik's Gateway API, HTTPS from the lab's CA, DNS on a pinned pool IP
+#
+# Real: the Gateway API v1.6.1 CRDs in kube-apiserver (their OpenAPI schemas and CEL rules
+# validate every object the lab creates), MetalLB's controller assigning both pinned IPs, the
+# TLS Secrets as the program issued them. Stand-in (tools/controlplane/standins.py): the status
+# Traefik's Gateway provider writes, Programmed once each listener names one of Traefik's entry
+# points and its certificate Secret exists; `up` waits for it.
+
+GATEWAY_V1 = "/apis/gateway.networking.k8s.io/v1"
+GATEWAY = ("traefik", "lab")
+
+
+def refused_route(api: cp.Api) -> str:
+    """Create an HTTPRoute the v1.6.1 CRD's CEL rules forbid (a path prefix not starting with '/')."""
+    route = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "not-a-path", "namespace": "demo"},
+        "spec": {
+            "parentRefs": [{"name": GATEWAY[1], "namespace": GATEWAY[0]}],
+            "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "no-slash"}}]}],
+        },
+    }
+    try:
+        api.request("POST", f"{GATEWAY_V1}/namespaces/demo/httproutes", route)
+    except cp.ApiError as err:
+        return str(err)
+    api.request("DELETE", f"{GATEWAY_V1}/namespaces/demo/httproutes/not-a-path")
+    return "created"
+
+
+def gateway_snapshot(api: cp.Api) -> dict:
+    attached, unresolved = attachments(api)
+    return {
+        "gateway_crds": {
+            c["metadata"]["name"]: {x["type"]: x["status"] for x in c.get("status", {}).get("conditions") or []}
+            for c in api.items("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
+            if c["spec"]["group"] == "gateway.networking.k8s.io"
+        },
+        "gateway_classes": api.items(f"{GATEWAY_V1}/gatewayclasses"),
+        "gateway": api.get(f"{GATEWAY_V1}/namespaces/{GATEWAY[0]}/gateways/{GATEWAY[1]}"),
+        "routes": api.items(f"{GATEWAY_V1}/httproutes"),
+        "attachments": attached,
+        "unresolved": unresolved,
+        "refused_route": refused_route(api),
+        "services": {f"{s['metadata']['namespace']}/{s['metadata']['name']}": s for s in api.items("/api/v1/services")},
+        "tls_secrets": {
+            s["metadata"]["namespace"]: s for s in api.items("/api/v1/secrets") if s["metadata"]["name"] == "lab-tls"
+        },
+        "dns_events": [
+            {"reason": e.get("reason"), "message": e.get("message"), "source": (e.get("source") or {}).get("component") or e.get("reportingComponent")}
+            for e in api.items("/api/v1/namespaces/lab-dns/events")
+            if e["involvedObject"].get("kind") == "Service"
+        ],
+    }
+
+
+@pytest.fixture(scope="session")
+def gateway_lab(plane, tmp_path_factory):
+    config = existing_cluster_config(
+        **{
+            "k8s-lab:ingress": {
+                "controller": "traefik",
+                "ip": PINNED_IP,
+                "api": "gateway",
+                "manifest": str(_reference(TRAEFIK_GATEWAY_CHART)),
+                "gateway_api_manifest": str(_reference(GATEWAY_API_CRDS)),
+            },
+            "k8s-lab:dns": {"enabled": True, "ip": DNS_IP},
+        }
+    )
+    return run_scenario(
+        plane, tmp_path_factory.mktemp("gateway"), "gateway", config, ("traefik", "traefik"), collect=gateway_snapshot
+    )
+
+
+def assert_gateway_api_crds_established(gateway_lab: dict) -> None:
+    """The v1.6.1 standard CRDs the lab installs are the manifest's, every one Established."""
+    manifest = [d for d in yaml.safe_load_all(_reference(GATEWAY_API_CRDS).read_text()) if d and d["kind"] == "CustomResourceDefinition"]
+    crds = gateway_lab["seen"]["gateway_crds"]
+    assert set(crds) == {d["metadata"]["name"] for d in manifest}
+    assert all(c.get("Established") == "True" for c in crds.values()), crds
+    # Their validation is live: a route the CRD's CEL rules forbid is refused by the API server.
+    refused = gateway_lab["seen"]["refused_route"]
+    assert "Invalid" in refused and "must be an absolute path" in refused, refused
+
+
+def assert_gateway_programmed_on_the_pinned_ip(gateway_lab: dict) -> None:
+    """GatewayClass traefik claims Traefik's controller; the Gateway's listeners are Traefik's entry
+    points, its HTTPS certificate Secret resolves, and its address is the IP MetalLB gave Traefik."""
+    seen = gateway_lab["seen"]
+    (gateway_class,) = [c for c in seen["gateway_classes"] if c["metadata"]["name"] == "traefik"]
+    assert gateway_class["spec"]["controllerName"] == "traefik.io/gateway-controller"
+    gateway = seen["gateway"]
+    assert gateway is not None, "no Gateway traefik/lab"
+    assert gateway["spec"]["gatewayClassName"] == "traefik"
+    conditions = {c["type"]: c["status"] for c in gateway["status"]["conditions"]}
+    assert conditions == {"Accepted": "True", "Programmed": "True"}, gateway["status"]
+    assert gateway["status"]["addresses"] == [{"type": "IPAddress", "value": PINNED_IP}]
+    listeners = {entry["name"]: entry for entry in gateway["status"]["listeners"]}
+    assert set(listeners) == {"web", "websecure"}
+    assert all(c["status"] == "True" for entry in listeners.values() for c in entry["conditions"]), listeners
+    traefik = seen["service"]
+    assert traefik["status"]["loadBalancer"]["ingress"][0]["ip"] == PINNED_IP
+    allocated = [e for e in seen["service_events"] if e["reason"] == "IPAllocated"]
+    assert allocated and allocated[-1]["source"] == "metallb-controller" and PINNED_IP in allocated[-1]["message"]
+
+
+def assert_http_routes_attach_to_the_lab_gateway(gateway_lab: dict) -> None:
+    """One HTTPRoute an app, whose parentRefs resolve to traefik/lab on both listeners, whose
+    backend Service and port exist; the apps get no Ingress."""
+    seen = gateway_lab["seen"]
+    routes = {f"{r['metadata']['namespace']}/{r['metadata']['name']}": r for r in seen["routes"]}
+    assert len(routes) == 1, list(routes)
+    (key, route), = routes.items()
+    assert key.startswith("demo/")
+    assert route["spec"]["hostnames"] == ["app.lab.local"]
+    assert seen["unresolved"] == {key: []}
+    assert {(a.gateway, a.listener) for a in seen["attachments"] if a.route == key} == {("traefik/lab", "web"), ("traefik/lab", "websecure")}
+    listeners = {entry["name"]: entry["attachedRoutes"] for entry in seen["gateway"]["status"]["listeners"]}
+    assert listeners == {"web": 1, "websecure": 1}
+    for rule in route["spec"]["rules"]:
+        for backend in rule["backendRefs"]:
+            service = seen["services"].get(f"demo/{backend['name']}")
+            assert service is not None, f"backendRef {backend['name']} names no Service"
+            assert backend["port"] in [p["port"] for p in service["spec"]["ports"]]
+    assert [i for i in seen["ingresses"] if i["metadata"]["namespace"] == "demo"] == []
+
+
+def assert_tls_secret_carries_the_lab_certificate(gateway_lab: dict) -> None:
+    """`lab-tls` beside the Gateway, which terminates HTTPS for every route (so none beside the
+    routes): a kubernetes.io/tls Secret whose certificate chains to the CA the stack outputs,
+    names the lab's hosts and matches its key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    secrets = gateway_lab["seen"]["tls_secrets"]
+    assert set(secrets) == {"traefik"}
+    ca = x509.load_pem_x509_certificate(gateway_lab["outputs"]["ca_certificate"].encode())
+    for namespace, secret in secrets.items():
+        assert secret["type"] == "kubernetes.io/tls", namespace
+        cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+        key = serialization.load_pem_private_key(base64.b64decode(secret["data"]["tls.key"]), password=None)
+        cert.verify_directly_issued_by(ca)
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+        assert "*.lab.local" in names, names
+        assert key.public_key().public_numbers() == cert.public_key().public_numbers()
+    assert gateway_lab["outputs"]["https_urls"] == {"demo": "https://app.lab.local"}
+
+
+def assert_dns_service_holds_its_pinned_pool_ip(gateway_lab: dict) -> None:
+    """CoreDNS's LoadBalancer Service: UDP and TCP 53 on dns.ip, which MetalLB's controller assigned
+    from the reserved pool; the lab's pool hands out neither pinned IP."""
+    seen = gateway_lab["seen"]
+    service = seen["services"]["lab-dns/lab-dns"]
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert {(p["port"], p["protocol"]) for p in service["spec"]["ports"]} == {(53, "UDP"), (53, "TCP")}
+    assert service["metadata"]["annotations"]["metallb.io/loadBalancerIPs"] == DNS_IP
+    assert service["status"]["loadBalancer"]["ingress"][0]["ip"] == DNS_IP
+    allocated = [e for e in seen["dns_events"] if e["reason"] == "IPAllocated"]
+    assert allocated and allocated[-1]["source"] == "metallb-controller" and DNS_IP in allocated[-1]["message"], seen["dns_events"]
+    pools = seen["pools"]
+    assert sorted(pools["lab-pool-reserved"]["addresses"]) == [f"{PINNED_IP}/32", f"{DNS_IP}/32"]
+    assert pools["lab-pool-reserved"]["autoAssign"] is False
+    assert pools["lab-pool"]["addresses"] == ["192.168.56.201-192.168.56.249"]
+    assert gateway_lab["outputs"]["dns_ip"] == DNS_IP
+    not_available = {name: c for name, c in seen["deployments"].items() if c.get("Available") != "True"}
+    assert "lab-dns/lab-dns" in seen["deployments"] and not not_available, seen["deployments"]
+
+
+def test_gateway_api_https_and_dns(gateway_lab):
+    """`ingress.api: gateway` with Traefik 41.3.0, HTTPS and DNS: every object admitted, the
+    Gateway programmed on the pinned IP, the routes attached, the certificate, the DNS IP, a no-op
+    rerun and a clean destroy."""
+    assert_gateway_api_crds_established(gateway_lab)
+    assert_gateway_programmed_on_the_pinned_ip(gateway_lab)
+    assert_http_routes_attach_to_the_lab_gateway(gateway_lab)
+    assert_tls_secret_carries_the_lab_certificate(gateway_lab)
+    assert_dns_service_holds_its_pinned_pool_ip(gateway_lab)
+    assert_webhook_admitted_the_lab(gateway_lab)
+    assert gateway_lab["stand_in_errors"] == []
+    assert_noop_and_clean_destroy(gateway_lab)
