@@ -137,7 +137,7 @@ class ControllerStandIns:
         ips = [a["ip"] for a in service.get("status", {}).get("loadBalancer", {}).get("ingress") or [] if a.get("ip")]
         attached, _ = attachments(self.api)
         for gateway in gateways:
-            status = _gateway_status(gateway, entry_points, ips, secrets, attached)
+            status = gateway_status(gateway, entry_points, ips, secrets, attached)
             if _without_times(gateway.get("status")) == _without_times(status):
                 continue
             meta = gateway["metadata"]
@@ -161,7 +161,7 @@ def _condition(kind: str, ok: bool, reason: str, message: str, generation: int) 
     }
 
 
-def _gateway_status(gateway: dict, entry_points: set[int], ips: list[str], secrets: dict, attached: list) -> dict[str, Any]:
+def gateway_status(gateway: dict, entry_points: set[int], ips: list[str], secrets: dict, attached: list) -> dict[str, Any]:
     meta = gateway["metadata"]
     generation = meta.get("generation", 1)
     key = f"{meta['namespace']}/{meta['name']}"
