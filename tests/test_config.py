@@ -412,6 +412,13 @@ def test_render_mode_needs_a_pinned_ingress_ip(tmp_path):
     assert "cannot be read back" in problem(err, "ingress.ip")
 
 
+def test_render_mode_refuses_traefik_whose_chart_needs_a_newer_kubernetes(tmp_path):
+    # pulumi-kubernetes renders a Helm chart without a cluster for Kubernetes v1.20.0 and stops at
+    # the chart's kubeVersion (">=1.25.0-0" for 41.3.0) with "incompatible with Kubernetes v1.20.0".
+    err = fails({**rendering(tmp_path), "ingress.controller": "traefik"})
+    assert "render with ingress-nginx" in problem(err, "ingress.controller")
+
+
 def test_render_mode_cannot_read_argocd_password(tmp_path):
     err = fails({**rendering(tmp_path), "apps": ["demo", "argocd"]})
     assert "set it to false" in problem(err, "app_options.argocd.export_admin_password")
