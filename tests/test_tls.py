@@ -22,7 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from components import tls
 from harness import ROOT
-from labruns import ALL_APPS, INGRESS, SECRET, run_lab
+from labruns import ALL_APPS, INGRESS, SECRET, config_problems, run_lab
 
 DYNAMIC = "pulumi-python:dynamic:Resource"
 NOW = datetime.datetime.now(datetime.timezone.utc)
@@ -231,22 +231,11 @@ def test_settings_reach_the_ca_and_the_certificate():
     assert r.named("lab-tls-certificate").inputs["validity_days"] == 90
 
 
-def config_error(**overrides):
-    from components.config import ConfigError
-    from harness import run_program
-    from labruns import existing
-
-    with pytest.raises(ConfigError) as caught:
-        run_program("lab", existing(**overrides))
-    assert caught.value.registered == []
-    return {p.path: p.message for p in caught.value.problems}
-
-
 def test_bad_tls_settings_are_refused_naming_the_key():
-    assert "825" in config_error(**{"tls.certificate_validity_days": 1000})["tls.certificate_validity_days"]
-    problems = config_error(**{"tls.ca_validity_days": 60, "tls.certificate_validity_days": 90})
+    assert "825" in config_problems(**{"tls.certificate_validity_days": 1000})["tls.certificate_validity_days"]
+    problems = config_problems(**{"tls.ca_validity_days": 60, "tls.certificate_validity_days": 90})
     assert "outlives the CA" in problems["tls.certificate_validity_days"]
-    assert "unknown key" in config_error(**{"tls.ca_days": 10})["tls.ca_days"]
+    assert "unknown key" in config_problems(**{"tls.ca_days": 10})["tls.ca_days"]
 
 
 def test_lab_trust_prints_the_commands_of_the_stacks_output(tmp_path):
