@@ -21,7 +21,7 @@ import kubernetes_validate
 import pytest
 
 from components import dns as lab_dns
-from harness import DELETE, MOCK_LOAD_BALANCER_IP, ROOT, run_program
+from harness import DELETE, MOCK_LOAD_BALANCER_IP, ROOT, run_lab_cli, run_program
 from labruns import COMMAND, SERVICE, config_problems, existing, run_lab
 from test_selfcheck import fake_ingress  # noqa: F401  (the loopback ingress fixture)
 
@@ -264,11 +264,7 @@ def test_self_check_names_a_silent_dns_server(fake_ingress):
 def test_lab_dns_prints_the_resolver_settings_of_the_stacks_output(tmp_path):
     resolvers = dns_lab().outputs["dns_resolvers"]
     (tmp_path / "out.json").write_text(json.dumps(resolvers))
-    stub = tmp_path / "pulumi"
-    stub.write_text(f'#!/bin/sh\ncase "$*" in *"--json dns_resolvers"*) cat {tmp_path}/out.json ;; *) exit 1 ;; esac\n')
-    stub.chmod(0o755)
-    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "PULUMI_BACKEND_URL": "file:///nowhere", "PULUMI_CONFIG_PASSPHRASE": "x", "HOME": str(tmp_path)}
-    result = subprocess.run([str(ROOT / "lab"), "dns"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    result = run_lab_cli(tmp_path, "dns", f'case "$*" in *"--json dns_resolvers"*) cat {tmp_path}/out.json ;; *) exit 1 ;; esac\n')
     assert result.returncode == 0, result.stderr
     assert "# macos\n" + resolvers["macos"] in result.stdout
     assert "# systemd resolved\n" + resolvers["systemd_resolved"] in result.stdout

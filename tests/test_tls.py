@@ -21,7 +21,7 @@ from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from components import tls
-from harness import ROOT
+from harness import ROOT, run_lab_cli
 from labruns import ALL_APPS, INGRESS, SECRET, config_problems, run_lab
 
 DYNAMIC = "pulumi-python:dynamic:Resource"
@@ -242,17 +242,14 @@ def test_lab_trust_prints_the_commands_of_the_stacks_output(tmp_path):
     # A stand-in `pulumi` on PATH that answers `stack output --json trust_commands` with what the
     # program exports; everything else about ./lab trust is the real script.
     commands = run_lab().outputs["trust_commands"]
-    stub = tmp_path / "pulumi"
     (tmp_path / "out.json").write_text(json.dumps(commands))
-    stub.write_text(f'#!/bin/sh\ncase "$*" in *"--json trust_commands"*) cat {tmp_path}/out.json ;; *) exit 1 ;; esac\n')
-    stub.chmod(0o755)
-    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "PULUMI_BACKEND_URL": "file:///nowhere", "PULUMI_CONFIG_PASSPHRASE": "x", "HOME": str(tmp_path)}
-    result = subprocess.run([str(ROOT / "lab"), "trust"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    pulumi = f'case "$*" in *"--json trust_commands"*) cat {tmp_path}/out.json ;; *) exit 1 ;; esac\n'
+    result = run_lab_cli(tmp_path, "trust", pulumi)
     assert result.returncode == 0, result.stderr
     assert "# debian ubuntu\n" + commands["debian_ubuntu"] in result.stdout
     assert "# windows\n" + commands["windows"] in result.stdout
     (tmp_path / "out.json").write_text("")
-    empty = subprocess.run([str(ROOT / "lab"), "trust"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    empty = run_lab_cli(tmp_path, "trust", pulumi)
     assert empty.returncode == 1 and "run ./lab up first" in empty.stderr
 
 
