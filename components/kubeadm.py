@@ -193,6 +193,19 @@ class KubeadmCluster(Cluster):
                 **node_script_environment(variables or {}),
             }
 
+        def run_script(
+            step: str, node: NodeConfig, script: str, variables: Mapping[str, pulumi.Input[str]], builds_on: Sequence[Step]
+        ) -> Step:
+            """The step named ``step``: ``script`` run as root on ``node`` (vagrant.sh run) with ``variables``."""
+            return command_step(
+                step,
+                parent=self,
+                create=vagrant_command("run", node.name, script),
+                environment=env([node], variables),
+                scripts=[VAGRANT_SCRIPT, script],
+                builds_on=builds_on,
+            )
+
         # -- machines --
         box = command_step(
             step_name(name, "box"),
@@ -231,67 +244,55 @@ class KubeadmCluster(Cluster):
         cni_url, cni_file = cni_manifest(args.kubernetes)
         self.prepared = {}
         for node in args.nodes:
-            self.prepared[node.name] = command_step(
+            self.prepared[node.name] = run_script(
                 step_name(name, "prepare", node.name),
-                parent=self,
-                create=vagrant_command("run", node.name, PREPARE_SCRIPT),
-                environment=env(
-                    [node],
-                    {
-                        "NODE_NAME": node.name,
-                        "NODE_IP": str(node.ip),
-                        "NODE_ROLE": node.role,
-                        "NETWORK_INTERFACE": args.network.interface or "",
-                        "K8S_VERSION": args.kubernetes.version,
-                        "K8S_MINOR": args.kubernetes.minor,
-                        "KUBE_PROXY_MODE": args.kubernetes.kube_proxy_mode,
-                        "CONTAINERD_VERSION": CONTAINERD_VERSION,
-                        "RUNC_VERSION": RUNC_VERSION,
-                        "CNI_MANIFEST_URL": cni_url,
-                        "CNI_MANIFEST_FILE": cni_file,
-                    },
-                ),
-                scripts=[VAGRANT_SCRIPT, PREPARE_SCRIPT],
+                node,
+                PREPARE_SCRIPT,
+                {
+                    "NODE_NAME": node.name,
+                    "NODE_IP": str(node.ip),
+                    "NODE_ROLE": node.role,
+                    "NETWORK_INTERFACE": args.network.interface or "",
+                    "K8S_VERSION": args.kubernetes.version,
+                    "K8S_MINOR": args.kubernetes.minor,
+                    "KUBE_PROXY_MODE": args.kubernetes.kube_proxy_mode,
+                    "CONTAINERD_VERSION": CONTAINERD_VERSION,
+                    "RUNC_VERSION": RUNC_VERSION,
+                    "CNI_MANIFEST_URL": cni_url,
+                    "CNI_MANIFEST_FILE": cni_file,
+                },
                 builds_on=[self.vms[node.name].step],
             )
 
         # -- control plane --
-        self.init = command_step(
+        self.init = run_script(
             step_name(name, "init"),
-            parent=self,
-            create=vagrant_command("run", control_plane.name, INIT_SCRIPT),
-            environment=env(
-                [control_plane],
-                {
-                    "NODE_NAME": control_plane.name,
-                    "KUBEADM_CONFIG": kubeadm_config(args.stack, control_plane, args.kubernetes),
-                    # A cluster cannot swap its CNI in place: another CNI means a new cluster.
-                    "CNI": args.kubernetes.cni,
-                },
-            ),
-            scripts=[VAGRANT_SCRIPT, INIT_SCRIPT],
+            control_plane,
+            INIT_SCRIPT,
+            {
+                "NODE_NAME": control_plane.name,
+                "KUBEADM_CONFIG": kubeadm_config(args.stack, control_plane, args.kubernetes),
+                # A cluster cannot swap its CNI in place: another CNI means a new cluster.
+                "CNI": args.kubernetes.cni,
+            },
             builds_on=[self.prepared[control_plane.name]],
         )
 
         # -- CNI and joins, side by side once init is done --
         control_plane_nic = self.prepared[control_plane.name].stdout.apply(parse_interface)
-        self.cni = command_step(
+        self.cni = run_script(
             step_name(name, "cni"),
-            parent=self,
-            create=vagrant_command("run", control_plane.name, CNI_SCRIPT),
-            environment=env(
-                [control_plane],
-                {
-                    "NODE_NAME": control_plane.name,
-                    "CNI": args.kubernetes.cni,
-                    "CNI_MANIFEST_URL": cni_url,
-                    "CNI_MANIFEST_FILE": cni_file,
-                    "POD_CIDR": str(args.kubernetes.pod_cidr),
-                    # Every node runs the same box, so the control plane's NIC name is everyone's.
-                    "IFACE": control_plane_nic,
-                },
-            ),
-            scripts=[VAGRANT_SCRIPT, CNI_SCRIPT],
+            control_plane,
+            CNI_SCRIPT,
+            {
+                "NODE_NAME": control_plane.name,
+                "CNI": args.kubernetes.cni,
+                "CNI_MANIFEST_URL": cni_url,
+                "CNI_MANIFEST_FILE": cni_file,
+                "POD_CIDR": str(args.kubernetes.pod_cidr),
+                # Every node runs the same box, so the control plane's NIC name is everyone's.
+                "IFACE": control_plane_nic,
+            },
             builds_on=[self.init],
         )
         self.joins = {}

@@ -144,64 +144,50 @@ neighbour_mac() {
 
 # -- probing ---------------------------------------------------------------------------------------
 
-# result[i] is what hosts[i] last gave: "ok 200", "http 404", "refused", "unreachable", "timeout"
-# or "error <text>". (Indexed arrays, not associative ones: macOS still ships bash 3.2.)
+# result[i] is what http://hosts[i] last gave: "ok 200", "http 404", "refused", "unreachable",
+# "timeout" or "error <text>"; tls_result[i] is what https://hosts[i] last gave: the same words
+# but "unreachable", or "chain" (the certificate does not chain to the lab CA) or "name" (it does
+# not name the host). (Indexed arrays, not associative ones: macOS still ships bash 3.2.)
 result=()
-
-probe() {
-  local i=$1 host=${hosts[$1]} code err status=0
-  err=$(mktemp)
-  code=$(curl --silent --show-error --output /dev/null --write-out '%{http_code}' \
-    --connect-timeout 3 --max-time 10 --header "Host: $host" "http://$ip:$port/" 2>"$err") || status=$?
-  if [ "$status" -eq 0 ]; then
-    if [[ $code =~ ^[23] ]] || { [ -n "$controller_only" ] && [[ $code =~ ^[1-5] ]]; }; then
-      result[i]="ok $code"
-    else
-      result[i]="http $code"
-    fi
-  elif grep -qiE "no route|unreachable" "$err"; then
-    result[i]=unreachable
-  elif [ "$status" -eq 7 ]; then
-    # Newer curl words a refused connection "Couldn't connect to server": exit 7 it is.
-    result[i]=refused
-  elif [ "$status" -eq 28 ]; then
-    result[i]=timeout
-  else
-    result[i]="error $(tr '\n' ' ' <"$err")"
-  fi
-  rm -f "$err"
-}
-
-# tls_result[i] is what https://hosts[i] last gave: the same words as result, or "chain" (the
-# certificate does not chain to the lab CA) or "name" (it does not name the host).
 tls_result=()
 
-probe_https() {
-  local i=$1 host=${hosts[$1]} code err status=0
-  err=$(mktemp)
-  # --resolve: the request goes to the ingress IP with the hostname as SNI and Host, as a
-  # browser's would once the name resolves; --cacert: only the lab CA is trusted.
-  code=$(curl --silent --show-error --output /dev/null --write-out '%{http_code}' \
-    --connect-timeout 3 --max-time 10 --cacert "$cafile" --resolve "$host:$https_port:$ip" \
-    "https://$host:$https_port/" 2>"$err") || status=$?
-  if [ "$status" -eq 0 ]; then
-    if [[ $code =~ ^[23] ]]; then
-      tls_result[i]="ok $code"
-    else
-      tls_result[i]="http $code"
-    fi
-  elif grep -qiE "subject name|does not match|no alternative" "$err"; then
-    tls_result[i]=name
-  elif [ "$status" -eq 60 ]; then
-    tls_result[i]=chain
-  elif [ "$status" -eq 7 ]; then
-    tls_result[i]=refused
-  elif [ "$status" -eq 28 ]; then
-    tls_result[i]=timeout
+# probe http|https HOST: request / from HOST through the ingress IP once; print what it gave.
+probe() {
+  local scheme=$1 host=$2 code err status=0 outcome=""
+  local -a target
+  if [ "$scheme" = https ]; then
+    # --resolve: the request goes to the ingress IP with the hostname as SNI and Host, as a
+    # browser's would once the name resolves; --cacert: only the lab CA is trusted.
+    target=(--cacert "$cafile" --resolve "$host:$https_port:$ip" "https://$host:$https_port/")
   else
-    tls_result[i]="error $(tr '\n' ' ' <"$err")"
+    target=(--header "Host: $host" "http://$ip:$port/")
+  fi
+  err=$(mktemp)
+  code=$(curl --silent --show-error --output /dev/null --write-out '%{http_code}' \
+    --connect-timeout 3 --max-time 10 "${target[@]}" 2>"$err") || status=$?
+  if [ "$status" -eq 0 ]; then
+    if [[ $code =~ ^[23] ]] || { [ "$scheme" = http ] && [ -n "$controller_only" ] && [[ $code =~ ^[1-5] ]]; }; then
+      outcome="ok $code"
+    else
+      outcome="http $code"
+    fi
+  elif [ "$scheme" = http ]; then
+    if grep -qiE "no route|unreachable" "$err"; then outcome=unreachable; fi
+  elif grep -qiE "subject name|does not match|no alternative" "$err"; then
+    outcome=name
+  elif [ "$status" -eq 60 ]; then
+    outcome=chain
+  fi
+  if [ -z "$outcome" ]; then
+    case "$status" in
+      # Newer curl words a refused connection "Couldn't connect to server": exit 7 it is.
+      7) outcome=refused ;;
+      28) outcome=timeout ;;
+      *) outcome="error $(tr '\n' ' ' <"$err")" ;;
+    esac
   fi
   rm -f "$err"
+  printf '%s\n' "$outcome"
 }
 
 # dns_result[i] is what the lab's DNS server said for hosts[i]: "ok" (the ingress IP), "wrong
@@ -393,8 +379,8 @@ report_failure() {
 start=$SECONDS
 while :; do
   for i in "${!hosts[@]}"; do
-    [[ ${result[$i]:-} == ok* ]] || probe "$i"
-    [ -z "$cafile" ] || [[ ${tls_result[$i]:-} == ok* ]] || probe_https "$i"
+    [[ ${result[$i]:-} == ok* ]] || result[i]=$(probe http "${hosts[$i]}")
+    [ -z "$cafile" ] || [[ ${tls_result[$i]:-} == ok* ]] || tls_result[i]=$(probe https "${hosts[$i]}")
   done
   [ -z "$dns_ip" ] || probe_dns
   if all_ok; then

@@ -6,7 +6,10 @@ pinned shellcheck, a kubeconfig for existing-cluster runs.
 from __future__ import annotations
 
 import copy
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -37,6 +40,26 @@ contexts: [{name: kind-lab, context: {cluster: kind, user: admin}}]
 users: [{name: admin, user: {token: abc}}]
 current-context: kind-lab
 """
+
+
+def run_lab_cli(tmp_path: Path, command: str, pulumi: str, **env: str) -> subprocess.CompletedProcess:
+    """``./lab COMMAND`` with a stand-in Pulumi CLI first on PATH (``pulumi``: the body of its sh script),
+    a throwaway HOME and a state backend already chosen; the rest is the real script. ``env`` adds to
+    the environment."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    stub = bin_dir / "pulumi"
+    stub.write_text("#!/bin/sh\n" + pulumi)
+    stub.chmod(0o755)
+    environment = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "PULUMI_BACKEND_URL": f"file://{tmp_path}",
+        "PULUMI_CONFIG_PASSPHRASE": "test",
+        **env,
+    }
+    return subprocess.run([shutil.which("bash") or "/bin/bash", str(ROOT / "lab"), command],
+                          env=environment, capture_output=True, text=True, timeout=60)  # fmt: skip
 
 
 def reference_file(relative: str):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from harness import DELETE, TEST_KUBECONFIG, Run, run_program
 
 ALL_APPS = ["demo", "argocd", "grafana", "online-boutique"]
@@ -48,3 +50,14 @@ def ingress_of(run: Run, host: str):
     matches = [r for r in run.of_type(INGRESS) if r.input("spec.rules")[0]["host"] == host]
     assert len(matches) == 1, f"expected one Ingress for {host}, found {[m.name for m in matches]}"
     return matches[0]
+
+
+def config_problems(**overrides: Any) -> dict[str, str]:
+    """The program on an existing cluster with ``overrides``, which must fail with ConfigError before
+    registering anything: its problems' messages by key path."""
+    from components.config import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        run_program("lab", existing(**overrides))
+    assert caught.value.registered == []
+    return {p.path: p.message for p in caught.value.problems}

@@ -21,8 +21,8 @@ import kubernetes_validate
 import pytest
 
 from components import dns as lab_dns
-from harness import DELETE, MOCK_LOAD_BALANCER_IP, ROOT, run_program
-from labruns import COMMAND, SERVICE, existing, run_lab
+from harness import DELETE, MOCK_LOAD_BALANCER_IP, ROOT, run_lab_cli, run_program
+from labruns import COMMAND, SERVICE, config_problems, existing, run_lab
 from test_selfcheck import fake_ingress  # noqa: F401  (the loopback ingress fixture)
 
 DNS_IP = "192.168.56.250"
@@ -61,7 +61,7 @@ def test_coredns_answers_the_zone_with_the_ingress_ip_on_one_pinned_service():
 def test_coredns_version_comes_from_config():
     container = dns_lab(**{"dns.version": "1.12.4"}).named("lab-dns-deployment").input("spec.template.spec.containers")[0]
     assert container["image"] == "registry.k8s.io/coredns/coredns:v1.12.4"
-    assert "MAJOR.MINOR.PATCH" in problems(**{**ON, "dns.version": "v1.12"})["dns.version"]
+    assert "MAJOR.MINOR.PATCH" in config_problems(**{**ON, "dns.version": "v1.12"})["dns.version"]
 
 
 def test_coredns_objects_are_valid_kubernetes_objects():
@@ -125,31 +125,22 @@ def test_off_by_default():
 # -- validation ------------------------------------------------------------------------------
 
 
-def problems(**overrides):
-    from components.config import ConfigError
-
-    with pytest.raises(ConfigError) as caught:
-        run_program("lab", existing(**overrides))
-    assert caught.value.registered == []
-    return {p.path: p.message for p in caught.value.problems}
-
-
 def test_dns_ip_is_required_and_a_free_pool_address_is_suggested():
-    assert "e.g. 192.168.56.250" in problems(**{"dns.enabled": True})["dns.ip"]
+    assert "e.g. 192.168.56.250" in config_problems(**{"dns.enabled": True})["dns.ip"]
 
 
 def test_dns_ip_must_be_in_a_pool_its_own_and_announced():
-    assert "outside every MetalLB pool" in problems(**{**ON, "dns.ip": "192.168.56.100"})["dns.ip"]
-    assert "also ingress.ip" in problems(**{**ON, "dns.ip": "192.168.56.200"})["dns.ip"]
-    silent = problems(**{**ON, "dns.ip": "192.168.56.150", "metallb.pools[1]": {"name": "quiet", "addresses": ["192.168.56.150-192.168.56.160"]}})
+    assert "outside every MetalLB pool" in config_problems(**{**ON, "dns.ip": "192.168.56.100"})["dns.ip"]
+    assert "also ingress.ip" in config_problems(**{**ON, "dns.ip": "192.168.56.200"})["dns.ip"]
+    silent = config_problems(**{**ON, "dns.ip": "192.168.56.150", "metallb.pools[1]": {"name": "quiet", "addresses": ["192.168.56.150-192.168.56.160"]}})
     assert "no L2 advertisement announces" in silent["dns.ip"] and "quiet" in silent["dns.ip"]
-    assert "lab-dns" in problems(**{**ON, "dns.ip": "lab-dns"})["dns.ip"]
+    assert "lab-dns" in config_problems(**{**ON, "dns.ip": "lab-dns"})["dns.ip"]
 
 
 def test_dns_needs_room_in_the_pools():
     tight = {"metallb.pools[0].addresses": ["192.168.56.200-192.168.56.201"], "dns.ip": "192.168.56.201"}
     run_program("lab", existing(**{**ON, **tight}))  # two addresses, two pinned Services: fits
-    crowded = problems(**{**ON, **tight, "apps": ["online-boutique"], "app_options.online-boutique.frontend_external": True})
+    crowded = config_problems(**{**ON, **tight, "apps": ["online-boutique"], "app_options.online-boutique.frontend_external": True})
     assert "DNS server" in crowded["metallb.pools"]
 
 
@@ -273,11 +264,7 @@ def test_self_check_names_a_silent_dns_server(fake_ingress):
 def test_lab_dns_prints_the_resolver_settings_of_the_stacks_output(tmp_path):
     resolvers = dns_lab().outputs["dns_resolvers"]
     (tmp_path / "out.json").write_text(json.dumps(resolvers))
-    stub = tmp_path / "pulumi"
-    stub.write_text(f'#!/bin/sh\ncase "$*" in *"--json dns_resolvers"*) cat {tmp_path}/out.json ;; *) exit 1 ;; esac\n')
-    stub.chmod(0o755)
-    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "PULUMI_BACKEND_URL": "file:///nowhere", "PULUMI_CONFIG_PASSPHRASE": "x", "HOME": str(tmp_path)}
-    result = subprocess.run([str(ROOT / "lab"), "dns"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    result = run_lab_cli(tmp_path, "dns", f'case "$*" in *"--json dns_resolvers"*) cat {tmp_path}/out.json ;; *) exit 1 ;; esac\n')
     assert result.returncode == 0, result.stderr
     assert "# macos\n" + resolvers["macos"] in result.stdout
     assert "# systemd resolved\n" + resolvers["systemd_resolved"] in result.stdout

@@ -18,7 +18,7 @@ import yaml
 from components import gateway as gw
 from components import ingress as ing
 from harness import DELETE, REFERENCE, reference_docs, reference_file
-from labruns import ALL_APPS, CHART, CONFIGFILE, INGRESS, run_lab
+from labruns import ALL_APPS, CHART, CONFIGFILE, INGRESS, config_problems, run_lab
 
 GATEWAY_API = "gateway-api/standard-install-v1.6.1.yaml"
 GATEWAY = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
@@ -219,28 +219,17 @@ def test_self_check_and_outputs_are_the_same_whichever_api_routes():
 # -- configuration errors --------------------------------------------------------------------
 
 
-def config_error(**overrides):
-    from components.config import ConfigError
-    from harness import run_program
-    from labruns import existing
-
-    with pytest.raises(ConfigError) as caught:
-        run_program("lab", existing(**overrides))
-    assert caught.value.registered == []
-    return {p.path: p.message for p in caught.value.problems}
-
-
 def test_gateway_with_ingress_nginx_is_refused_naming_the_key():
-    problems = config_error(**{"ingress.api": "gateway"})
+    problems = config_problems(**{"ingress.api": "gateway"})
     assert "ingress.controller: traefik" in problems["ingress.api"]
 
 
 def test_unknown_api_is_refused():
-    assert "ingress.api" in config_error(**{"ingress.api": "httproute"})
+    assert "ingress.api" in config_problems(**{"ingress.api": "httproute"})
 
 
 def test_missing_offline_gateway_api_manifest_is_refused(tmp_path):
-    problems = config_error(**ON_GATEWAY, **{"ingress.gateway_api_manifest": str(tmp_path / "standard-install.yaml")})
+    problems = config_problems(**ON_GATEWAY, **{"ingress.gateway_api_manifest": str(tmp_path / "standard-install.yaml")})
     assert "is not a file" in problems["ingress.gateway_api_manifest"]
 
 

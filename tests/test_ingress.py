@@ -11,7 +11,7 @@ import pytest
 from components import ingress as ing
 from components.manifests import DEFAULT_CLASS_ANNOTATION, apply_edit
 from harness import DELETE, MOCK_LOAD_BALANCER_IP, reference_docs
-from labruns import CHART, CONFIGFILE, INGRESS, NAMESPACE, run_lab
+from labruns import CHART, CONFIGFILE, INGRESS, NAMESPACE, config_problems, run_lab
 
 NGINX_CLOUD = "ingress-nginx/deploy-cloud-controller-v1.15.1.yaml"
 PINNED = "192.168.56.200"
@@ -197,28 +197,17 @@ def test_every_app_ingress_names_the_controllers_class(controller, class_name):
 # -- configuration errors, before anything is registered --
 
 
-def config_error(**overrides):
-    from components.config import ConfigError
-    from labruns import existing
-    from harness import run_program
-
-    with pytest.raises(ConfigError) as caught:
-        run_program("lab", existing(**overrides))
-    assert caught.value.registered == []
-    return {p.path: p.message for p in caught.value.problems}
-
-
 def test_a_traefik_proxy_version_in_place_of_the_chart_version_is_refused():
-    problems = config_error(**{"ingress.controller": "traefik", "ingress.version": "3.6.2"})
+    problems = config_problems(**{"ingress.controller": "traefik", "ingress.version": "3.6.2"})
     assert "Helm chart version" in problems["ingress.version"] and "41.3.0" in problems["ingress.version"]
 
 
 def test_missing_offline_files_are_refused(tmp_path):
-    problems = config_error(**{"ingress.manifest": str(tmp_path / "deploy.yaml")})
+    problems = config_problems(**{"ingress.manifest": str(tmp_path / "deploy.yaml")})
     assert "is not a file" in problems["ingress.manifest"]
-    problems = config_error(**{"ingress.controller": "traefik", "ingress.manifest": str(tmp_path)})
+    problems = config_problems(**{"ingress.controller": "traefik", "ingress.manifest": str(tmp_path)})
     assert "Chart.yaml" in problems["ingress.manifest"] and "helm pull" in problems["ingress.manifest"]
-    problems = config_error(apps=["argocd"], **{"app_options.argocd.manifest": "offline/install.yaml"})
+    problems = config_problems(apps=["argocd"], **{"app_options.argocd.manifest": "offline/install.yaml"})
     assert "offline/install.yaml" in problems["app_options.argocd.manifest"]
 
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import shutil
-import stat
 import subprocess
 import threading
 from typing import Callable
 
 import pytest
 
-from harness import DELETE, MOCK_LOAD_BALANCER_IP, ROOT, run_program
+from harness import DELETE, MOCK_LOAD_BALANCER_IP, run_lab_cli, run_program
 from labruns import ALL_APPS, run_lab
 
 
@@ -90,28 +88,14 @@ def _lab_check(tmp_path, exported: dict, status: Callable[[str], int]) -> subpro
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ingress)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    pulumi = bin_dir / "pulumi"
-    pulumi.write_text(
-        "#!/bin/sh\n"
+    pulumi = (
         'case "$*" in\n'
         f"  'stack output --stack lab --json check_environment') echo '{json.dumps(exported)}' ;;\n"
         "  *) exit 1 ;;\n"
         "esac\n"
     )
-    pulumi.chmod(pulumi.stat().st_mode | stat.S_IEXEC)
-    env = {
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "HOME": str(tmp_path),
-        "PULUMI_BACKEND_URL": f"file://{tmp_path}",
-        "PULUMI_CONFIG_PASSPHRASE": "test",
-        "LAB_INGRESS_PORT": str(server.server_port),
-        "LAB_TIMEOUT_SECONDS": "0",
-    }
     try:
-        return subprocess.run([shutil.which("bash") or "/bin/bash", str(ROOT / "lab"), "check"],
-                              env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+        return run_lab_cli(tmp_path, "check", pulumi, LAB_INGRESS_PORT=str(server.server_port), LAB_TIMEOUT_SECONDS="0")
     finally:
         server.shutdown()
         server.server_close()
@@ -138,17 +122,6 @@ def test_lab_check_of_a_lab_without_apps_checks_the_ingress_ip(tmp_path):
 
 
 def test_lab_check_before_up_says_what_to_do(tmp_path):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    pulumi = bin_dir / "pulumi"
-    pulumi.write_text("#!/bin/sh\nexit 1\n")
-    pulumi.chmod(pulumi.stat().st_mode | stat.S_IEXEC)
-    env = {
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "HOME": str(tmp_path),
-        "PULUMI_BACKEND_URL": f"file://{tmp_path}",
-        "PULUMI_CONFIG_PASSPHRASE": "test",
-    }
-    result = subprocess.run([shutil.which("bash") or "/bin/bash", str(ROOT / "lab"), "check"], env=env, capture_output=True, text=True)
+    result = run_lab_cli(tmp_path, "check", "exit 1\n")
     assert result.returncode == 1
     assert "run ./lab up first" in result.stderr

@@ -10,6 +10,7 @@ import http.server
 import os
 import shutil
 import socket
+import ssl
 import stat
 import subprocess
 import threading
@@ -137,11 +138,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def fake_ingress():
+def fake_ingress(tmp_path):
+    """Starts loopback FakeIngress servers; given a certificate and its key (PEM), one serves HTTPS with them."""
     servers = []
 
-    def start(routes):
+    def start(routes: dict[str, list[int]], tls: tuple[str, str] | None = None):
         server = FakeIngress(routes)
+        if tls is not None:
+            (tmp_path / "tls.crt").write_text(tls[0])
+            (tmp_path / "tls.key").write_text(tls[1])
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(server)
         return server
@@ -324,42 +332,18 @@ def lab_ca():
     return tls.issue_ca("k8s-lab test CA", "lab.test", 30)
 
 
-@pytest.fixture
-def https_ingress(tmp_path):
-    """A loopback HTTPS ingress serving a given certificate, routing by Host like FakeIngress."""
-    import ssl
-
-    servers = []
-
-    def start(cert_pem: str, key_pem: str, routes: dict[str, list[int]]):
-        (tmp_path / "tls.crt").write_text(cert_pem)
-        (tmp_path / "tls.key").write_text(key_pem)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
-        server = FakeIngress(routes)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
-
-
 def check_both(http_port: int, https_port: int, hostnames: str, ca_pem: str, **env: str) -> subprocess.CompletedProcess:
     return check(http_port, hostnames, LAB_HTTPS_PORT=str(https_port), LAB_CA_CERT=ca_pem, **env)
 
 
 @needs_curl
-def test_https_with_the_lab_certificate_passes(fake_ingress, https_ingress, lab_ca):
+def test_https_with_the_lab_certificate_passes(fake_ingress, lab_ca):
     from components import tls
 
     ca_pem, ca_key = lab_ca
     cert, key = tls.issue_certificate(ca_pem, ca_key, ["*.lab.test", "lab.test"], 7)
     routes = {"app.lab.test": [200], "grafana.lab.test": [302]}
-    http, https = fake_ingress(dict(routes)), https_ingress(cert, key, dict(routes))
+    http, https = fake_ingress(dict(routes)), fake_ingress(dict(routes), tls=(cert, key))
     result = check_both(http.server_port, https.server_port, "app.lab.test grafana.lab.test", ca_pem)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "self-check ok: https://app.lab.test -> HTTP 200" in result.stdout and "certificate from the lab CA" in result.stdout
@@ -367,12 +351,12 @@ def test_https_with_the_lab_certificate_passes(fake_ingress, https_ingress, lab_
 
 
 @needs_curl
-def test_https_certificate_from_another_ca_is_named(fake_ingress, https_ingress, lab_ca):
+def test_https_certificate_from_another_ca_is_named(fake_ingress, lab_ca):
     from components import tls
 
     other_ca, other_key = tls.issue_ca("a controller's default CA", "lab.test", 30)
     cert, key = tls.issue_certificate(other_ca, other_key, ["*.lab.test"], 7)
-    http, https = fake_ingress({"app.lab.test": [200]}), https_ingress(cert, key, {"app.lab.test": [200]})
+    http, https = fake_ingress({"app.lab.test": [200]}), fake_ingress({"app.lab.test": [200]}, tls=(cert, key))
     result = check_both(http.server_port, https.server_port, "app.lab.test", lab_ca[0])
     assert result.returncode == 1
     assert "ok    http://app.lab.test -> HTTP 200" in result.stdout
@@ -381,12 +365,12 @@ def test_https_certificate_from_another_ca_is_named(fake_ingress, https_ingress,
 
 
 @needs_curl
-def test_https_certificate_for_other_names_is_named(fake_ingress, https_ingress, lab_ca):
+def test_https_certificate_for_other_names_is_named(fake_ingress, lab_ca):
     from components import tls
 
     ca_pem, ca_key = lab_ca
     cert, key = tls.issue_certificate(ca_pem, ca_key, ["lab.test"], 7)  # no wildcard: app.lab.test is not covered
-    http, https = fake_ingress({"app.lab.test": [200]}), https_ingress(cert, key, {"app.lab.test": [200]})
+    http, https = fake_ingress({"app.lab.test": [200]}), fake_ingress({"app.lab.test": [200]}, tls=(cert, key))
     result = check_both(http.server_port, https.server_port, "app.lab.test", ca_pem)
     assert result.returncode == 1
     assert "FAIL  https://app.lab.test -> the certificate does not name app.lab.test" in result.stdout

@@ -21,8 +21,8 @@ from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from components import tls
-from harness import ROOT
-from labruns import ALL_APPS, INGRESS, SECRET, run_lab
+from harness import ROOT, run_lab_cli
+from labruns import ALL_APPS, INGRESS, SECRET, config_problems, run_lab
 
 DYNAMIC = "pulumi-python:dynamic:Resource"
 NOW = datetime.datetime.now(datetime.timezone.utc)
@@ -231,39 +231,25 @@ def test_settings_reach_the_ca_and_the_certificate():
     assert r.named("lab-tls-certificate").inputs["validity_days"] == 90
 
 
-def config_error(**overrides):
-    from components.config import ConfigError
-    from harness import run_program
-    from labruns import existing
-
-    with pytest.raises(ConfigError) as caught:
-        run_program("lab", existing(**overrides))
-    assert caught.value.registered == []
-    return {p.path: p.message for p in caught.value.problems}
-
-
 def test_bad_tls_settings_are_refused_naming_the_key():
-    assert "825" in config_error(**{"tls.certificate_validity_days": 1000})["tls.certificate_validity_days"]
-    problems = config_error(**{"tls.ca_validity_days": 60, "tls.certificate_validity_days": 90})
+    assert "825" in config_problems(**{"tls.certificate_validity_days": 1000})["tls.certificate_validity_days"]
+    problems = config_problems(**{"tls.ca_validity_days": 60, "tls.certificate_validity_days": 90})
     assert "outlives the CA" in problems["tls.certificate_validity_days"]
-    assert "unknown key" in config_error(**{"tls.ca_days": 10})["tls.ca_days"]
+    assert "unknown key" in config_problems(**{"tls.ca_days": 10})["tls.ca_days"]
 
 
 def test_lab_trust_prints_the_commands_of_the_stacks_output(tmp_path):
     # A stand-in `pulumi` on PATH that answers `stack output --json trust_commands` with what the
     # program exports; everything else about ./lab trust is the real script.
     commands = run_lab().outputs["trust_commands"]
-    stub = tmp_path / "pulumi"
     (tmp_path / "out.json").write_text(json.dumps(commands))
-    stub.write_text(f'#!/bin/sh\ncase "$*" in *"--json trust_commands"*) cat {tmp_path}/out.json ;; *) exit 1 ;; esac\n')
-    stub.chmod(0o755)
-    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "PULUMI_BACKEND_URL": "file:///nowhere", "PULUMI_CONFIG_PASSPHRASE": "x", "HOME": str(tmp_path)}
-    result = subprocess.run([str(ROOT / "lab"), "trust"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    pulumi = f'case "$*" in *"--json trust_commands"*) cat {tmp_path}/out.json ;; *) exit 1 ;; esac\n'
+    result = run_lab_cli(tmp_path, "trust", pulumi)
     assert result.returncode == 0, result.stderr
     assert "# debian ubuntu\n" + commands["debian_ubuntu"] in result.stdout
     assert "# windows\n" + commands["windows"] in result.stdout
     (tmp_path / "out.json").write_text("")
-    empty = subprocess.run([str(ROOT / "lab"), "trust"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    empty = run_lab_cli(tmp_path, "trust", pulumi)
     assert empty.returncode == 1 and "run ./lab up first" in empty.stderr
 
 

@@ -45,41 +45,19 @@ METALLB_VERSIONS=${METALLB_VERSIONS:-0.14.9 0.16.1}
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+LOG_TAG=control-plane
+MODULE_GO=1.25
+# shellcheck source-path=SCRIPTDIR source=go-build.sh
+. "$SCRIPT_DIR/go-build.sh"
 
 mode=print-env
 force=0
 quiet=0
 
-usage() {
-	sed -n '2,/^set -euo pipefail/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
-}
-
-while (($#)); do
-	case "$1" in
-	--print-env) mode=print-env ;;
-	--print-path) mode=print-path ;;
-	--check) mode=check ;;
-	--force) force=1 ;;
-	-q | --quiet) quiet=1 ;;
-	-h | --help)
-		usage
-		exit 0
-		;;
-	*)
-		echo "build-control-plane: unknown option: $1 (try --help)" >&2
-		exit 2
-		;;
-	esac
-	shift
+for option in "$@"; do
+	build_option "$option"
 done
 
-log() { ((quiet)) || printf '[control-plane] %s\n' "$*" >&2; }
-die() {
-	printf '[control-plane] error: %s\n' "$*" >&2
-	exit 1
-}
-
-semver_ok() { [[ "$1" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]]; }
 KUBERNETES_VERSION=${KUBERNETES_VERSION#v}
 ETCD_VERSION=${ETCD_VERSION#v}
 KWOK_VERSION=${KWOK_VERSION#v}
@@ -98,19 +76,8 @@ K8S_PATCH=${KUBERNETES_VERSION##*.}
 STAGING_VERSION="0.$K8S_MINOR.$K8S_PATCH"
 
 knobs="k8s=$KUBERNETES_VERSION etcd=$ETCD_VERSION kwok=$KWOK_VERSION metallb=${METALLB[*]} recipe=$RECIPE_REV"
-knob_hash=$(printf '%s' "$knobs" | cksum | cut -d' ' -f1)
-KEY="k8s$KUBERNETES_VERSION-etcd$ETCD_VERSION-kwok$KWOK_VERSION-$knob_hash"
-
-ROOT=${K8S_LAB_CONTROL_PLANE_DIR:-$HOME/.cache/k8s-lab/control-plane}
-mkdir -p "$ROOT"
-ROOT=$(cd "$ROOT" && pwd)
-case "$ROOT/" in
-"$REPO_ROOT"/*) die "K8S_LAB_CONTROL_PLANE_DIR must be outside the repository ($REPO_ROOT)" ;;
-esac
-DIR="$ROOT/$KEY"
-BIN="$DIR/bin"
-SRC="$DIR/src"
-LOGS="$DIR/logs"
+cache_dirs K8S_LAB_CONTROL_PLANE_DIR "$HOME/.cache/k8s-lab/control-plane" \
+	"k8s$KUBERNETES_VERSION-etcd$ETCD_VERSION-kwok$KWOK_VERSION" "$knobs"
 STAGES="$BIN/stages"
 
 K8S_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
@@ -137,82 +104,40 @@ for tool in go python3; do
 done
 
 mkdir -p "$BIN" "$SRC" "$LOGS" "$STAGES"
-if command -v flock >/dev/null 2>&1; then
-	exec 9>"$DIR/.lock"
-	flock 9
-fi
+lock_builds "$DIR"
 if ((force)); then
 	log "--force: removing cached binaries in $BIN"
 	while read -r f; do rm -f "$f"; done < <(outputs)
 fi
 
-export GOPROXY=${GOPROXY:-https://proxy.golang.org}
-export GOFLAGS="-trimpath -buildvcs=false -mod=mod"
-export GOTOOLCHAIN=local
-export CGO_ENABLED=0
-LDFLAGS_BASE="-s -w"
+go_environment
 
 log "cache dir: $DIR"
 log "versions: $knobs"
 
-# mod_json MODULE@VERSION FIELD: download a module through the proxy, print one field of
-# `go mod download -json`.
-mod_json() {
-	local out
-	if ! out=$(cd "$SRC" && go mod download -json "$1" 2>&1); then
-		printf '%s\n' "$out" >&2
-		return 1
-	fi
-	printf '%s' "$out" | python3 -c '
-import json, sys
-d = json.load(sys.stdin)
-if d.get("Error"):
-    sys.stderr.write(d["Error"] + "\n"); sys.exit(1)
-print(d[sys.argv[1]])' "$2"
-}
-
-# module_replaces GOMOD_FILE [STAGING_VERSION]: `go mod edit -replace` arguments for the
-# replacements of GOMOD_FILE. Replacements by another module are copied; local ones
-# (./staging/src/k8s.io/X) become k8s.io/X@STAGING_VERSION when a version is given, and
-# are dropped otherwise.
-module_replaces() {
-	go mod edit -json "$1" | python3 -c '
-import json, sys
-staging = sys.argv[1] if len(sys.argv) > 1 else ""
-for r in json.load(sys.stdin).get("Replace") or []:
-    old, new = r["Old"], r["New"]
-    lhs = old["Path"] + ("@" + old["Version"] if old.get("Version") else "")
-    if new.get("Version"):
-        print("-replace=%s=%s@%s" % (lhs, new["Path"], new["Version"]))
-    elif staging and old["Path"].startswith("k8s.io/"):
-        print("-replace=%s=%s@v%s" % (old["Path"], old["Path"], staging))' "${2:-}"
-}
-
-new_module() { # new_module DIR MODULE_PATH
-	rm -rf "$1"
-	mkdir -p "$1"
-	printf 'module %s\n\ngo 1.25\n' "$2" >"$1/go.mod"
-}
-
 declare -a SUMMARY=()
 TOTAL_START=$SECONDS
 
-step() { # step NAME OUTPUT FUNCTION [ARGS...]
-	local name=$1 output=$2 fn=$3 start=$SECONDS logfile="$LOGS/$1.log"
-	shift 3
-	if [[ -e "$output" ]]; then
-		SUMMARY+=("$(printf '%-28s %6ss  cached' "$name" 0)")
-		log "$name: cached"
-		return 0
-	fi
-	log "$name: building (log: $logfile)"
-	if ! "$fn" "$@" >"$logfile" 2>&1; then
-		tail -n 40 "$logfile" >&2
-		die "$name: build failed after $((SECONDS - start))s; full log: $logfile"
-	fi
-	[[ -e "$output" ]] || die "$name: build produced no $output"
-	SUMMARY+=("$(printf '%-28s %6ss  built' "$name" $((SECONDS - start)))")
-	printf '%s\t%s\n' "$name" $((SECONDS - start)) >>"$LOGS/build-seconds.tsv"
+# build_tools DIR MODULE VERSION STAGING LDFLAGS OUTPUT PACKAGE...: build the PACKAGEs of
+# MODULE@vVERSION in the throwaway module DIR, which requires them through a tools.go and
+# copies MODULE's replaces (its local k8s.io ones as STAGING releases when STAGING is set).
+# OUTPUT is the binary, or a directory ending in / for several packages.
+build_tools() {
+	local dir=$1 mod=$2 version=$3 staging=$4 ldflags=$5 output=$6 gomod pkg
+	shift 6
+	gomod=$(mod_json "$mod@v$version" GoMod)
+	local -a replaces=()
+	mapfile -t replaces < <(module_replaces "$gomod" "$staging")
+	printf '//go:build tools\n\npackage tools\n\nimport (\n' >"$dir/tools.go"
+	for pkg in "$@"; do printf '\t_ "%s"\n' "$pkg" >>"$dir/tools.go"; done
+	printf ')\n' >>"$dir/tools.go"
+	(
+		cd "$dir"
+		((${#replaces[@]} == 0)) || go mod edit "${replaces[@]}"
+		go get -tags tools "$mod@v$version"
+		go mod tidy -e
+		go build -ldflags "$ldflags" -o "$output" "$@"
+	)
 }
 
 # --- etcd -------------------------------------------------------------------------------
@@ -244,15 +169,9 @@ EOF
 # --- Kubernetes -------------------------------------------------------------------------
 
 build_kubernetes() {
-	local dir="$SRC/kubernetes" mod=k8s.io/kubernetes gomod pkgs=() b
+	local dir="$SRC/kubernetes" mod=k8s.io/kubernetes pkgs=() b
 	new_module "$dir" k8slab.local/controlplane/kubernetes
-	gomod=$(mod_json "$mod@v$KUBERNETES_VERSION" GoMod)
-	local -a replaces=()
-	mapfile -t replaces < <(module_replaces "$gomod" "$STAGING_VERSION")
 	for b in "${K8S_BINS[@]}"; do pkgs+=("$mod/cmd/$b"); done
-	printf '//go:build tools\n\npackage tools\n\nimport (\n' >"$dir/tools.go"
-	for b in "${pkgs[@]}"; do printf '\t_ "%s"\n' "$b" >>"$dir/tools.go"; done
-	printf ')\n' >>"$dir/tools.go"
 	# Without the version stamp clients cannot parse the server's version, and the
 	# API server's compatibility version falls back to a default.
 	local v=k8s.io/component-base/version cv=k8s.io/client-go/pkg/version ld="$LDFLAGS_BASE"
@@ -262,13 +181,7 @@ build_kubernetes() {
 		ld+=" -X $f.gitTreeState=clean -X $f.gitCommit=0000000000000000000000000000000000000000"
 		ld+=" -X $f.buildDate=1970-01-01T00:00:00Z"
 	done
-	(
-		cd "$dir"
-		go mod edit "${replaces[@]}"
-		go get -tags tools "$mod@v$KUBERNETES_VERSION"
-		go mod tidy -e
-		go build -ldflags "$ld" -o "$BIN/k8s.tmp/" "${pkgs[@]}"
-	)
+	build_tools "$dir" "$mod" "$KUBERNETES_VERSION" "$STAGING_VERSION" "$ld" "$BIN/k8s.tmp/" "${pkgs[@]}"
 	for b in "${K8S_BINS[@]}"; do mv -f "$BIN/k8s.tmp/$b" "$BIN/$b"; done
 	rmdir "$BIN/k8s.tmp"
 }
@@ -276,20 +189,11 @@ build_kubernetes() {
 # --- kwok -------------------------------------------------------------------------------
 
 build_kwok() {
-	local dir="$SRC/kwok" mod=sigs.k8s.io/kwok moddir gomod
+	local dir="$SRC/kwok" mod=sigs.k8s.io/kwok moddir
 	new_module "$dir" k8slab.local/controlplane/kwok
 	moddir=$(mod_json "$mod@v$KWOK_VERSION" Dir)
-	gomod=$(mod_json "$mod@v$KWOK_VERSION" GoMod)
-	local -a replaces=()
-	mapfile -t replaces < <(module_replaces "$gomod")
-	printf '//go:build tools\n\npackage tools\n\nimport _ "%s/cmd/kwok"\n' "$mod" >"$dir/tools.go"
-	(
-		cd "$dir"
-		((${#replaces[@]} == 0)) || go mod edit "${replaces[@]}"
-		go get -tags tools "$mod@v$KWOK_VERSION"
-		go mod tidy -e
-		go build -ldflags "$LDFLAGS_BASE -X $mod/pkg/consts.Version=v$KWOK_VERSION" -o "$BIN/kwok.tmp" "$mod/cmd/kwok"
-	)
+	build_tools "$dir" "$mod" "$KWOK_VERSION" "" "$LDFLAGS_BASE -X $mod/pkg/consts.Version=v$KWOK_VERSION" \
+		"$BIN/kwok.tmp" "$mod/cmd/kwok"
 	# The stage files kwok ships (its `kwokctl` defaults): nodes Ready at once with a
 	# lease heartbeat; pods scheduled to a kwok node go Running and Ready.
 	local s="$moddir/kustomize/stage"
@@ -310,20 +214,10 @@ build_kwok() {
 # --- MetalLB's controller ---------------------------------------------------------------
 
 build_metallb() { # build_metallb VERSION
-	local version=$1 dir="$SRC/metallb-$1" mod=go.universe.tf/metallb gomod
+	local version=$1 dir="$SRC/metallb-$1" mod=go.universe.tf/metallb
 	new_module "$dir" k8slab.local/controlplane/metallb
-	gomod=$(mod_json "$mod@v$version" GoMod)
-	local -a replaces=()
-	mapfile -t replaces < <(module_replaces "$gomod")
-	printf '//go:build tools\n\npackage tools\n\nimport _ "%s/controller"\n' "$mod" >"$dir/tools.go"
-	(
-		cd "$dir"
-		((${#replaces[@]} == 0)) || go mod edit "${replaces[@]}"
-		go get -tags tools "$mod@v$version"
-		go mod tidy -e
-		go build -ldflags "$LDFLAGS_BASE -X $mod/internal/version.version=$version" \
-			-o "$BIN/metallb-controller-v$version.tmp" "$mod/controller"
-	)
+	build_tools "$dir" "$mod" "$version" "" "$LDFLAGS_BASE -X $mod/internal/version.version=$version" \
+		"$BIN/metallb-controller-v$version.tmp" "$mod/controller"
 	mv -f "$BIN/metallb-controller-v$version.tmp" "$BIN/metallb-controller-v$version"
 }
 
@@ -336,14 +230,7 @@ done
 
 all_built || die "some components are missing in $BIN after the build"
 
-if ! ((quiet)) || ((SECONDS - TOTAL_START > 5)); then
-	{
-		echo "[control-plane] timings:"
-		for line in "${SUMMARY[@]}"; do echo "[control-plane]   $line"; done
-		printf '[control-plane]   %-28s %6ss\n' total $((SECONDS - TOTAL_START))
-		echo "[control-plane] $(du -sh "$BIN" 2>/dev/null | awk '{print $1}') in $BIN"
-	} >&2
-fi
+report_timings "$(du -sh "$BIN" 2>/dev/null | awk '{print $1}') in $BIN"
 
 if [[ "$mode" == print-path ]]; then
 	printf '%s\n' "$BIN"

@@ -90,42 +90,23 @@ LANGHOST_SOURCE=pulumi-language-python-v3.260
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+LOG_TAG=toolchain
+MODULE_GO=1.26
+# shellcheck source-path=SCRIPTDIR source=go-build.sh
+. "$SCRIPT_DIR/go-build.sh"
 
 mode=print-env
 force=0
 quiet=0
 install_plugins=1
 
-usage() {
-	sed -n '2,/^set -euo pipefail/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
-}
-
 while (($#)); do
 	case "$1" in
-	--print-env) mode=print-env ;;
-	--print-path) mode=print-path ;;
-	--check) mode=check ;;
-	--force) force=1 ;;
 	--no-plugin-install) install_plugins=0 ;;
-	-q | --quiet) quiet=1 ;;
-	-h | --help)
-		usage
-		exit 0
-		;;
-	*)
-		echo "build-pulumi-toolchain: unknown option: $1 (try --help)" >&2
-		exit 2
-		;;
+	*) build_option "$1" ;;
 	esac
 	shift
 done
-
-log() { ((quiet)) || printf '[toolchain] %s\n' "$*" >&2; }
-warn() { printf '[toolchain] warning: %s\n' "$*" >&2; }
-die() {
-	printf '[toolchain] error: %s\n' "$*" >&2
-	exit 1
-}
 
 for tool in go python3; do
 	command -v "$tool" >/dev/null 2>&1 || die "$tool is required on PATH"
@@ -153,8 +134,6 @@ for line in open(path, encoding="utf-8", errors="replace"):
         break
 PY
 }
-
-semver_ok() { [[ "$1" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]]; }
 
 pick_version() { # pick_version ENV_VALUE REQUIREMENT_NAME DEFAULT
 	local v="${1#v}"
@@ -184,20 +163,9 @@ knobs="sdk=$PULUMI_VERSION cli=$PULUMI_CLI_VERSION command=$PULUMI_COMMAND_VERSI
 knobs+=" kubernetes=$PULUMI_KUBERNETES_VERSION k8smod=$K8S_PROVIDER_MODULE_VERSION"
 knobs+=" k8ssdk=$K8S_SDK_MODULE_VERSION recipe=$RECIPE_REV"
 knobs+=" upstream=$COMMAND_SOURCE,$GO_PROVIDER_SOURCE,$LANGHOST_SOURCE@$LANGHOST_MODULE_VERSION"
-knob_hash=$(printf '%s' "$knobs" | cksum | cut -d' ' -f1)
-KEY="sdk$PULUMI_VERSION-cli$PULUMI_CLI_VERSION-cmd$PULUMI_COMMAND_VERSION-k8s$PULUMI_KUBERNETES_VERSION-$knob_hash"
-
-TOOLCHAIN_ROOT=${K8S_LAB_TOOLCHAIN_DIR:-$HOME/.cache/k8s-lab/toolchain}
-mkdir -p "$TOOLCHAIN_ROOT"
-TOOLCHAIN_ROOT=$(cd "$TOOLCHAIN_ROOT" && pwd)
-case "$TOOLCHAIN_ROOT/" in
-"$REPO_ROOT"/*) die "K8S_LAB_TOOLCHAIN_DIR must be outside the repository ($REPO_ROOT)" ;;
-esac
-DIR="$TOOLCHAIN_ROOT/$KEY"
-BIN="$DIR/bin"
+cache_dirs K8S_LAB_TOOLCHAIN_DIR "$HOME/.cache/k8s-lab/toolchain" \
+	"sdk$PULUMI_VERSION-cli$PULUMI_CLI_VERSION-cmd$PULUMI_COMMAND_VERSION-k8s$PULUMI_KUBERNETES_VERSION" "$knobs"
 PLUGINS="$DIR/plugins"
-SRC="$DIR/src"
-LOGS="$DIR/logs"
 PULUMI_HOME_DIR=${PULUMI_HOME:-$HOME/.pulumi}
 
 CLI_BIN="$BIN/pulumi"
@@ -250,11 +218,7 @@ fi
 
 mkdir -p "$BIN" "$PLUGINS" "$SRC" "$LOGS"
 
-# One build at a time per cache key (parallel CI jobs, two shells...).
-if command -v flock >/dev/null 2>&1; then
-	exec 9>"$DIR/.lock"
-	flock 9
-fi
+lock_builds "$DIR"
 
 if ((force)); then
 	log "--force: removing cached binaries in $DIR"
@@ -263,74 +227,14 @@ fi
 
 # --- Go environment ---------------------------------------------------------
 
-export GOPROXY=${GOPROXY:-https://proxy.golang.org}
-export GOFLAGS="-trimpath -buildvcs=false -mod=mod"
-export GOTOOLCHAIN=local
-export CGO_ENABLED=0
-LDFLAGS_BASE="-s -w"
+go_environment
 
 log "toolchain dir: $DIR"
 log "versions: $knobs"
 log "go: $(go env GOVERSION), GOPROXY=$GOPROXY, GOMODCACHE=$(go env GOMODCACHE), GOCACHE=$(go env GOCACHE)"
 
-# mod_json MODULE@VERSION FIELD: download a module through the proxy and print one
-# field (Dir, GoMod, ...) of `go mod download -json`.
-mod_json() {
-	local out
-	if ! out=$(cd "$SRC" && go mod download -json "$1" 2>&1); then
-		printf '%s\n' "$out" >&2
-		return 1
-	fi
-	printf '%s' "$out" | python3 -c '
-import json, sys
-d = json.load(sys.stdin)
-if d.get("Error"):
-    sys.stderr.write(d["Error"] + "\n"); sys.exit(1)
-print(d[sys.argv[1]])' "$2"
-}
-
-# copy_replaces GOMOD_FILE: print `go mod edit -replace` arguments for the module
-# replacements of GOMOD_FILE that point at other modules (local paths are skipped).
-copy_replaces() {
-	go mod edit -json "$1" | python3 -c '
-import json, sys
-for r in json.load(sys.stdin).get("Replace") or []:
-    new = r["New"]
-    if not new.get("Version"):
-        continue  # a local directory: the caller decides
-    old = r["Old"]["Path"] + ("@" + r["Old"]["Version"] if r["Old"].get("Version") else "")
-    print("-replace=%s=%s@%s" % (old, new["Path"], new["Version"]))'
-}
-
-# new_module DIR MODULE_PATH: an empty throwaway module.
-new_module() {
-	rm -rf "$1"
-	mkdir -p "$1"
-	printf 'module %s\n\ngo 1.26\n' "$2" >"$1/go.mod"
-}
-
 declare -a SUMMARY=()
 TOTAL_START=$SECONDS
-
-# step NAME OUTPUT FUNCTION: run FUNCTION unless OUTPUT exists; time it.
-step() {
-	local name=$1 output=$2 fn=$3 start=$SECONDS logfile="$LOGS/$1.log"
-	if [[ -e "$output" ]]; then
-		SUMMARY+=("$(printf '%-28s %6ss  cached' "$name" 0)")
-		log "$name: cached ($output)"
-		return 0
-	fi
-	log "$name: building (log: $logfile)"
-	if ! "$fn" >"$logfile" 2>&1; then
-		tail -n 40 "$logfile" >&2
-		die "$name: build failed after $((SECONDS - start))s; full log: $logfile"
-	fi
-	[[ -e "$output" ]] || die "$name: build produced no $output"
-	SUMMARY+=("$(printf '%-28s %6ss  built' "$name" $((SECONDS - start)))")
-	# Kept beside the binaries so `bench/run.py` can report what building them cost.
-	printf '%s\t%s\n' "$name" $((SECONDS - start)) >>"$LOGS/build-seconds.tsv"
-	log "$name: built in $((SECONDS - start))s"
-}
 
 # --- 1. pulumi CLI ----------------------------------------------------------
 
@@ -343,7 +247,7 @@ build_cli() {
 			return 1
 		}
 	local -a replaces=()
-	mapfile -t replaces < <(copy_replaces "$gomod")
+	mapfile -t replaces < <(module_replaces "$gomod")
 	if ((${#replaces[@]})); then
 		(cd "$dir" && go mod edit "${replaces[@]}")
 	fi
@@ -383,37 +287,33 @@ build_langhost() {
 	mv -f "$LANG_BIN.tmp" "$LANG_BIN"
 }
 
-install_exec_script() {
-	local sdkdir
-	if ! sdkdir=$(mod_json "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_VERSION" Dir); then
-		echo "sdk/v3@v$PULUMI_VERSION is not available; taking the exec script from sdk/v3@v$PULUMI_CLI_VERSION"
-		sdkdir=$(mod_json "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_CLI_VERSION" Dir)
+# install_from_sdk PATH OUTPUT VERSION FALLBACK_VERSION: install PATH of the sdk/v3 module at
+# VERSION (FALLBACK_VERSION when that is not served) as the executable OUTPUT.
+install_from_sdk() {
+	local path=$1 output=$2 sdkdir
+	if ! sdkdir=$(mod_json "github.com/pulumi/pulumi/sdk/v3@v$3" Dir); then
+		echo "sdk/v3@v$3 is not available; taking $path from sdk/v3@v$4"
+		sdkdir=$(mod_json "github.com/pulumi/pulumi/sdk/v3@v$4" Dir)
 	fi
-	local src="$sdkdir/python/cmd/pulumi-language-python-exec"
+	local src="$sdkdir/$path"
 	[[ -f "$src" ]] || {
-		echo "no python/cmd/pulumi-language-python-exec in $sdkdir"
+		echo "no $path in $sdkdir"
 		return 1
 	}
-	install -m 0755 "$src" "$EXEC_SCRIPT.tmp"
-	mv -f "$EXEC_SCRIPT.tmp" "$EXEC_SCRIPT"
+	install -m 0755 "$src" "$output.tmp"
+	mv -f "$output.tmp" "$output"
 	echo "installed $src"
+}
+
+# The shim the language host runs programs through, from the SDK the program uses.
+install_exec_script() {
+	install_from_sdk python/cmd/pulumi-language-python-exec "$EXEC_SCRIPT" "$PULUMI_VERSION" "$PULUMI_CLI_VERSION"
 }
 
 # The provider of Python dynamic resources (pulumi.dynamic), which a Pulumi release bundles next
 # to the CLI: a shell script that runs `python -m pulumi.dynamic` in the project's virtualenv.
 install_dynamic_provider_script() {
-	local sdkdir
-	if ! sdkdir=$(mod_json "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_CLI_VERSION" Dir); then
-		sdkdir=$(mod_json "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_VERSION" Dir)
-	fi
-	local src="$sdkdir/python/dist/pulumi-resource-pulumi-python"
-	[[ -f "$src" ]] || {
-		echo "no python/dist/pulumi-resource-pulumi-python in $sdkdir"
-		return 1
-	}
-	install -m 0755 "$src" "$DYNAMIC_SCRIPT.tmp"
-	mv -f "$DYNAMIC_SCRIPT.tmp" "$DYNAMIC_SCRIPT"
-	echo "installed $src"
+	install_from_sdk python/dist/pulumi-resource-pulumi-python "$DYNAMIC_SCRIPT" "$PULUMI_CLI_VERSION" "$PULUMI_VERSION"
 }
 
 # --- 3a. command provider -------------------------------------------------------
@@ -464,7 +364,7 @@ with open(os.path.join(out, "terraform-mapping-embed.json"), "w") as f:
 PY
 	cp "$REPO_ROOT/.ci/toolchain/kubernetes/main.go" "$dir/main.go"
 	local -a replaces=()
-	mapfile -t replaces < <(copy_replaces "$gomod")
+	mapfile -t replaces < <(module_replaces "$gomod")
 	# The provider replaces its own SDK with ../sdk; use a served release instead
 	# (for every version, since the one it requires may not be served).
 	replaces+=("-replace=github.com/pulumi/pulumi-kubernetes/sdk/v4=github.com/pulumi/pulumi-kubernetes/sdk/v4@$K8S_SDK_MODULE_VERSION")
@@ -511,16 +411,7 @@ fi
 
 # --- summary ------------------------------------------------------------------------
 
-if ! ((quiet)) || ((SECONDS - TOTAL_START > 5)); then
-	{
-		echo "[toolchain] timings:"
-		for line in "${SUMMARY[@]}"; do
-			echo "[toolchain]   $line"
-		done
-		printf '[toolchain]   %-28s %6ss\n' total $((SECONDS - TOTAL_START))
-		echo "[toolchain] $(du -sh "$BIN" "$PLUGINS" 2>/dev/null | awk '{printf "%s %s  ", $1, $2}')"
-	} >&2
-fi
+report_timings "$(du -sh "$BIN" "$PLUGINS" 2>/dev/null | awk '{printf "%s %s  ", $1, $2}')"
 
 if [[ "$mode" == print-path ]]; then
 	printf '%s\n' "$BIN"
