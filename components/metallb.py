@@ -12,9 +12,12 @@ Two failures shape this module:
 
 * *The webhook race.* Pools and advertisements are validated by the controller's webhook; created
   before it serves, they fail with ``failed calling webhook ... connection refused``. The
-  controller turns Ready only once its webhook serves (since 0.13.7), and the install below is
-  awaited until its Deployment and DaemonSet are ready, so every pool and advertisement
-  ``depends_on`` the install.
+  install below is awaited until its Deployment and DaemonSet are ready, and every pool and
+  advertisement ``depends_on`` the install, so the controller must turn Ready only once its
+  webhook serves. Up to 0.15 it does: its readiness probe reads the metrics endpoint, which it
+  opens together with the webhook. From 0.16 the probe is ``/readyz``, which answers as soon as
+  the process starts, before the webhook's certificate exists; the lab probes the webhook's own
+  port instead (:func:`ready_when_webhook_serves`).
 * *The pinned-IP race.* An IP pinned for the ingress inside an auto-assign pool can be taken by
   any LoadBalancer Service created first. The pinned address is therefore carved out of its
   pool into a reservation pool of its own with ``autoAssign: false``: only a Service that asks
@@ -31,6 +34,7 @@ it runs.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any, Optional
@@ -45,6 +49,7 @@ from components.manifests import as_transform, location
 
 NAMESPACE = "metallb-system"
 API_VERSION = "metallb.io/v1beta1"
+WEBHOOK_PORT = "webhook-server"  # the controller's container port for its validating webhook
 
 
 # ----------------------------------------------------------------------------------------------
@@ -134,11 +139,39 @@ def drop_placeholder_ca_bundle(obj: dict[str, Any]) -> dict[str, Any]:
     client = (((obj.get("spec") or {}).get("conversion") or {}).get("webhook") or {}).get("clientConfig") or {}
     if "caBundle" not in client:
         return obj
-    copy = {**obj, "spec": {**obj["spec"], "conversion": {**obj["spec"]["conversion"]}}}
-    webhook = {**copy["spec"]["conversion"]["webhook"]}
+    edited = {**obj, "spec": {**obj["spec"], "conversion": {**obj["spec"]["conversion"]}}}
+    webhook = {**edited["spec"]["conversion"]["webhook"]}
     webhook["clientConfig"] = {k: v for k, v in client.items() if k != "caBundle"}
-    copy["spec"]["conversion"]["webhook"] = webhook
-    return copy
+    edited["spec"]["conversion"]["webhook"] = webhook
+    return edited
+
+
+def ready_when_webhook_serves(obj: dict[str, Any]) -> dict[str, Any]:
+    """Make a controller whose readiness probe is ``/readyz`` Ready only once its webhook port serves.
+
+    MetalLB 0.16's ``/readyz`` is a bare ping: it passes once the process runs, while the webhook
+    still waits for its certificate, and only the probe's 10 s initial delay usually hides that.
+    controller-runtime opens the webhook port (``webhook-server``, 9443) only once the certificate
+    is there and the handlers are registered, so a TCP probe of that port is "the webhook serves".
+    Probes of other paths (``/metrics`` up to 0.15, opened with the webhook) are left alone.
+    """
+    if obj.get("kind") != "Deployment":
+        return obj
+    obj = copy.deepcopy(obj)
+    for container in ((obj.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []:
+        probe = container.get("readinessProbe") or {}
+        serves_webhook = any(port.get("name") == WEBHOOK_PORT for port in container.get("ports") or [])
+        if serves_webhook and (probe.get("httpGet") or {}).get("path") == "/readyz":
+            container["readinessProbe"] = {
+                **{k: v for k, v in probe.items() if k != "httpGet"},
+                "tcpSocket": {"port": WEBHOOK_PORT},
+            }
+    return obj
+
+
+def edit_install(obj: dict[str, Any]) -> dict[str, Any]:
+    """Every edit the lab makes to MetalLB's upstream manifest."""
+    return ready_when_webhook_serves(drop_placeholder_ca_bundle(obj))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -172,7 +205,7 @@ class MetalLB(pulumi.ComponentResource):
             f"{name}-install",
             file=location(args.config.manifest_url),
             opts=pulumi.ResourceOptions(
-                parent=self, provider=args.cluster.provider, transforms=[as_transform(drop_placeholder_ca_bundle)]
+                parent=self, provider=args.cluster.provider, transforms=[as_transform(edit_install)]
             ),
         )
         pool_plan = plan_pools(args.config, args.reserved_ip, *args.more_reserved_ips)

@@ -7,7 +7,7 @@ and the advertisement pass MetalLB's own validating webhook (because they wait f
 clean. Real and stand-in parts are listed in tools/controlplane/; in short: etcd,
 kube-apiserver, kube-controller-manager, kube-scheduler and MetalLB's controller are the real
 programs; kwok stands in for the kubelets (with pods held un-Ready until what a kubelet would wait
-for exists, and MetalLB's controller passes its own readiness probe and serves its webhook), and
+for exists, and MetalLB's controller passes the readiness probe the lab applied), and
 small stand-ins do the work of ingress-nginx's certificate Jobs, its admission endpoint, and the
 ingress controllers' Ingress status writer, whose processes cannot run here.
 
@@ -167,6 +167,10 @@ def snapshot(plane: cp.ControlPlane, service: tuple[str, str]) -> dict:
         "configuration_states": api.items("/apis/metallb.io/v1beta1/configurationstates") if api.get("/apis/metallb.io/v1beta1") and any(
             r["name"] == "configurationstates" for r in api.get("/apis/metallb.io/v1beta1")["resources"]
         ) else [],
+        "metallb_controller_probe": (
+            (api.get("/apis/apps/v1/namespaces/metallb-system/deployments/controller") or {})
+            .get("spec", {}).get("template", {}).get("spec", {}).get("containers", [{}])[0].get("readinessProbe")
+        ),
         "overlapping_pool": overlapping_pool_attempt(api),
         "proxy_log": list(plane.proxy.log),
     }
@@ -291,6 +295,7 @@ def test_seed_lab_in_existing_cluster_mode(nginx_0_14):
     assert_lab_was_up(nginx_0_14, class_name="nginx", annotation_prefix="metallb.io")
     assert_webhook_admitted_the_lab(nginx_0_14)
     assert "configurationstates.metallb.io" not in nginx_0_14["seen"]["metallb_crds"]
+    assert nginx_0_14["seen"]["metallb_controller_probe"]["httpGet"]["path"] == "/metrics"
     assert_noop_and_clean_destroy(nginx_0_14)
 
 
@@ -311,6 +316,8 @@ def test_metallb_0_16(nginx_0_16):
     assert_lab_was_up(nginx_0_16, class_name="nginx", annotation_prefix="metallb.io")
     assert_webhook_admitted_the_lab(nginx_0_16)
     assert "configurationstates.metallb.io" in nginx_0_16["seen"]["metallb_crds"]
+    # Its upstream /readyz passes before the webhook serves: the lab's probe is the webhook's port.
+    assert nginx_0_16["seen"]["metallb_controller_probe"]["tcpSocket"] == {"port": "webhook-server"}
     # 0.16's controller reports the configuration it loaded in a ConfigurationState of its own.
     assert nginx_0_16["seen"]["configuration_states"], "MetalLB 0.16.1's controller wrote no ConfigurationState"
     assert_noop_and_clean_destroy(nginx_0_16)

@@ -201,6 +201,37 @@ def test_fixed_versions_have_no_placeholder_to_drop(version):
     assert all(mlb.drop_placeholder_ca_bundle(d) == d for d in docs)
 
 
+# -- the readiness transform, on the real manifests --
+
+
+def _controller(docs):
+    return next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "controller")
+
+
+def test_0_16_controller_is_ready_only_once_its_webhook_port_serves():
+    docs = reference_docs("metallb/metallb-native-v0.16.1.yaml")
+    before = _controller(docs)
+    assert before["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    after = mlb.edit_install(before)
+    probe = after["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    assert probe["tcpSocket"] == {"port": "webhook-server"} and "httpGet" not in probe
+    # The probe's timings stay upstream's.
+    upstream = before["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    assert {k: v for k, v in probe.items() if k != "tcpSocket"} == {k: v for k, v in upstream.items() if k != "httpGet"}
+    assert _controller(docs)["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] == upstream, "input mutated"
+    # The speaker (no webhook) keeps its probe.
+    speaker = next(d for d in docs if d["kind"] == "DaemonSet")
+    assert mlb.edit_install(speaker) == speaker
+
+
+@pytest.mark.parametrize("version", ["0.14.9", "0.15.3"])
+def test_controllers_that_probe_metrics_keep_their_probe(version):
+    # Up to 0.15 the metrics endpoint, the readiness probe's path, opens together with the webhook.
+    controller = _controller(reference_docs(f"metallb/metallb-native-v{version}.yaml"))
+    assert controller["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/metrics"
+    assert mlb.ready_when_webhook_serves(controller) == controller
+
+
 # -- planning, as a property --
 
 

@@ -16,11 +16,11 @@ What stands in, each as small as it can be:
 * **kwok** plays the kubelets: Nodes, pod status (Running, Ready, Job pods Succeeded). Its pod
   "ready" stage is changed to wait for an annotation the :class:`Kubelet` below sets, so a pod
   turns Ready only when a kubelet would let it: its Secrets (volumes, env) exist and, for a pod
-  run as a local process, its own readiness probe passes against that process and the process
-  serves every port the pod declares (MetalLB 0.16's readiness probe is a bare ping that passes
-  before its webhook serves; a real kubelet's first probe comes only after the probe's 10 s
-  initial delay). Without this hold every pod is Ready at once and the tier would prove no
-  ordering.
+  run as a local process, its readiness probe, as the applied manifest declares it, passes
+  against that process. The probe runs without its initial delay, so a probe that passes
+  before the process can serve is not hidden (MetalLB 0.16's upstream ``/readyz`` is such a
+  probe; the lab replaces it by one of the webhook's port). Without this hold every pod is
+  Ready at once and the tier would prove no ordering.
 * The **secret volume** of MetalLB's controller: the Secret's keys are written into its
   ``--cert-dir`` as the kubelet writes a mounted Secret (its certificate rotation waits for them).
 * **ingress-nginx's admission pieces**, whose processes cannot run here: the certificate Jobs'

@@ -2,8 +2,10 @@
 
 kwok plays the kubelets (Node and pod status); its pod "ready" stage waits for an annotation this
 stand-in sets once a real kubelet would let the pod turn Ready: its Secrets exist and, for a pod run
-here as a process (MetalLB's controller), that process passes the pod's own readiness probe and
-serves every port the pod declares.
+here as a process (MetalLB's controller), that process passes the pod's own readiness probe
+(``httpGet`` or ``tcpSocket``), as the manifest the lab applied declares it. The probe runs at once,
+without its initial delay: a probe that passes before the process can do its job shows here
+instead of hiding behind that delay.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import yaml
 
@@ -89,9 +91,8 @@ class LocalPod:
 
     pod: str  # namespace/name
     process: Process
-    probe_url: Optional[str]
-    ports: list[int]
-    """The pod's container ports: it is Ready only once the process serves each of them."""
+    ready: Callable[[], bool]
+    """The pod's readiness probe, against the local process."""
     cert_dir: Path
     secret_volumes: dict[str, str]  # Secret name -> dir
     backoff: float = 0.0
@@ -150,7 +151,7 @@ class Kubelet:
             seen = self.first_seen.setdefault(meta["uid"], time.monotonic())
             if time.monotonic() - seen < self.start_seconds:
                 continue
-            if local is not None and not (_probe(local.probe_url) and all(map(_listening, local.ports))):
+            if local is not None and not local.ready():
                 continue
             self.api.patch(f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", {"metadata": {"annotations": {READY_ANNOTATION: "true"}}})
             self.events.append(f"{time.monotonic():.2f} ready {key}")
@@ -199,15 +200,7 @@ class Kubelet:
                 self.plane.dir / f"metallb-controller-{meta['name']}.log",
                 env=env,
             )
-            probe = container.get("readinessProbe", {}).get("httpGet")
-            probe_url = None
-            if probe:
-                port = probe["port"]
-                if isinstance(port, str):
-                    port = next(p["containerPort"] for p in container.get("ports") or [] if p.get("name") == port)
-                probe_url = f"http://127.0.0.1:{port}{probe.get('path', '/')}"
-            ports = [p["containerPort"] for p in container.get("ports") or []]
-            local = LocalPod(key, process, probe_url, ports, cert_dir, mounts)
+            local = LocalPod(key, process, _readiness(container), cert_dir, mounts)
             self.local[key] = local
             self.plane.proxy.routes[(meta["namespace"], "webhook-service")] = 9443
             self.plane.proxy.routes[(meta["namespace"], "metallb-webhook-service")] = 9443
@@ -248,9 +241,25 @@ def _listening(port: int) -> bool:
         return False
 
 
-def _probe(url: Optional[str]) -> bool:
-    if url is None:
-        return True
+def _readiness(container: dict) -> Callable[[], bool]:
+    """The container's readiness probe as a check of the local process (always ready without one)."""
+    probe = container.get("readinessProbe") or {}
+
+    def port_of(port):
+        if isinstance(port, str):
+            return next(p["containerPort"] for p in container.get("ports") or [] if p.get("name") == port)
+        return port
+
+    if "httpGet" in probe:
+        url = f"http://127.0.0.1:{port_of(probe['httpGet']['port'])}{probe['httpGet'].get('path', '/')}"
+        return lambda: _http_ok(url)
+    if "tcpSocket" in probe:
+        port = port_of(probe["tcpSocket"]["port"])
+        return lambda: _listening(port)
+    return lambda: True
+
+
+def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as resp:
             return 200 <= resp.status < 400
