@@ -327,18 +327,18 @@ def test_metallb_0_16(nginx_0_16):
 # Scenario 2: Traefik from its chart
 
 
+def traefik_config(chart: str, **ingress) -> dict:
+    """The seed's lab with Traefik from a local chart on the pinned IP; ``k8s-lab:`` keys go to the stack."""
+    stack = {key: ingress.pop(key) for key in list(ingress) if key.startswith("k8s-lab:")}
+    return existing_cluster_config(
+        **{"k8s-lab:ingress": {"controller": "traefik", "ip": PINNED_IP, "manifest": str(_reference(chart)), **ingress}},
+        **stack,
+    )
+
+
 @pytest.fixture(scope="session")
 def traefik(plane, tmp_path_factory):
-    config = existing_cluster_config(
-        **{
-            "k8s-lab:ingress": {
-                "controller": "traefik",
-                "ip": PINNED_IP,
-                "version": "37.4.0",
-                "manifest": str(_reference(TRAEFIK_CHART)),
-            }
-        }
-    )
+    config = traefik_config(TRAEFIK_CHART, version="37.4.0")
     return run_scenario(plane, tmp_path_factory.mktemp("traefik"), "traefik", config, ("traefik", "traefik"))
 
 
@@ -471,17 +471,11 @@ def gateway_snapshot(api: cp.Api) -> dict:
 
 @pytest.fixture(scope="session")
 def gateway_lab(plane, tmp_path_factory):
-    config = existing_cluster_config(
-        **{
-            "k8s-lab:ingress": {
-                "controller": "traefik",
-                "ip": PINNED_IP,
-                "api": "gateway",
-                "manifest": str(_reference(TRAEFIK_GATEWAY_CHART)),
-                "gateway_api_manifest": str(_reference(GATEWAY_API_CRDS)),
-            },
-            "k8s-lab:dns": {"enabled": True, "ip": DNS_IP},
-        }
+    config = traefik_config(
+        TRAEFIK_GATEWAY_CHART,
+        api="gateway",
+        gateway_api_manifest=str(_reference(GATEWAY_API_CRDS)),
+        **{"k8s-lab:dns": {"enabled": True, "ip": DNS_IP}},
     )
     return run_scenario(
         plane, tmp_path_factory.mktemp("gateway"), "gateway", config, ("traefik", "traefik"), collect=gateway_snapshot

@@ -23,6 +23,14 @@ METALLB_MANIFEST = "metallb/metallb-native-v0.14.9.yaml"
 INGRESS_MANIFEST = "ingress-nginx/deploy-cloud-controller-v1.15.1.yaml"
 
 
+def run_tool(argv: Sequence[str], what: str, *, check: bool = True, timeout: float = 600, **options) -> subprocess.CompletedProcess:
+    """Run a command line with its output captured; with ``check`` a failure raises with that output."""
+    result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, **options)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{what} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
 class Project:
     """A copy of the project in a temporary directory, with its own file backend."""
 
@@ -58,17 +66,8 @@ class Project:
 
     def pulumi(self, *args: str, check: bool = True, wrapper: Sequence[str] = ()) -> subprocess.CompletedProcess:
         """Run the CLI in the project; ``wrapper`` is a command line that execs it (a namespace, say)."""
-        result = subprocess.run(
-            [*wrapper, shutil.which("pulumi") or "pulumi", *args, "--non-interactive"],
-            cwd=self.dir,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"pulumi {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-        return result
+        argv = [*wrapper, shutil.which("pulumi") or "pulumi", *args, "--non-interactive"]
+        return run_tool(argv, f"pulumi {' '.join(args)}", check=check, cwd=self.dir, env=self.env)
 
     def stack(self, name: str, config: dict) -> None:
         (self.dir / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}, sort_keys=False))

@@ -5,7 +5,8 @@ stand-in sets once a real kubelet would let the pod turn Ready: its Secrets exis
 here as a process (MetalLB's controller), that process passes the pod's own readiness probe
 (``httpGet`` or ``tcpSocket``), as the manifest the lab applied declares it. The probe runs at once,
 without its initial delay: a probe that passes before the process can do its job shows here
-instead of hiding behind that delay.
+instead of hiding behind that delay. Mounted Secrets get their files when the pod starts and an
+update 10 s after it, as a kubelet's periodic sync delivers it (later still).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
@@ -31,6 +32,11 @@ if TYPE_CHECKING:
     from tools.controlplane.plane import ControlPlane
 
 READY_ANNOTATION = "kwok.k8s-lab.test/kubelet-ready"
+# A kubelet writes an update of a mounted Secret into the pod's volume on its periodic sync, up to
+# a minute or more after the update; this stand-in keeps a shorter gap, long enough that what
+# waits for it (MetalLB's certificate rotation, and so its webhook) is still waiting when `up`
+# reaches the pools: a readiness probe that passes before the webhook serves fails `up` here.
+SECRET_SYNC_SECONDS = 10.0
 
 
 def kwok_config(stages_dir: Path) -> str:
@@ -97,6 +103,10 @@ class LocalPod:
     secret_volumes: dict[str, str]  # Secret name -> dir
     backoff: float = 0.0
     restart_at: float = 0.0
+    mounted: dict[str, str] = field(default_factory=dict)
+    """Secret name -> the resourceVersion whose files are in its volume."""
+    updates_seen: dict[tuple[str, str], float] = field(default_factory=dict)
+    """(Secret name, resourceVersion) -> when that update was first seen."""
 
 
 class Kubelet:
@@ -204,11 +214,7 @@ class Kubelet:
             self.local[key] = local
             self.plane.proxy.routes[(meta["namespace"], "webhook-service")] = 9443
             self.plane.proxy.routes[(meta["namespace"], "metallb-webhook-service")] = 9443
-        # The kubelet keeps mounted Secrets' files up to date.
-        for name, directory in local.secret_volumes.items():
-            secret = secrets.get((meta["namespace"], name))
-            if secret:
-                _write_secret_files(Path(directory), secret)
+        self._sync_secret_volumes(local, meta["namespace"], secrets)
         if not local.process.running() and time.monotonic() >= local.restart_at:
             if local.process.popen is not None:
                 local.process.stop()
@@ -221,6 +227,23 @@ class Kubelet:
             local.process.start()
             self.events.append(f"{time.monotonic():.2f} started {key}")
         return local
+
+    def _sync_secret_volumes(self, local: LocalPod, namespace: str, secrets: dict) -> None:
+        """Mounted Secrets: their files when the pod starts; an update only after the sync delay."""
+        for name, directory in local.secret_volumes.items():
+            secret = secrets.get((namespace, name))
+            if not secret:
+                continue
+            version = secret["metadata"]["resourceVersion"]
+            if local.mounted.get(name) == version:
+                continue
+            if name in local.mounted:
+                seen = local.updates_seen.setdefault((name, version), time.monotonic())
+                if time.monotonic() - seen < SECRET_SYNC_SECONDS:
+                    continue
+            _write_secret_files(Path(directory), secret)
+            local.mounted[name] = version
+
 
 def _write_secret_files(directory: Path, secret: dict) -> None:
     directory.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from tools.controlplane.api import Api, Process, wait_for
 from tools.controlplane.kubelet import Kubelet, kwok_config
 from tools.controlplane.pki import make_ca, make_serving_cert, pem_cert, pem_key
 from tools.controlplane.servers import EgressProxy
+from tools.project import run_tool
 
 ETCD_PORT = 2379
 ETCD_PEER_PORT = 2380
@@ -225,16 +226,8 @@ class ControlPlane:
             raise RuntimeError("control-plane process exited: " + self._tails())
 
     def kubectl(self, *args: str, check: bool = True, input: Optional[str] = None) -> subprocess.CompletedProcess:
-        result = subprocess.run(
-            [str(self.bin / "kubectl"), f"--kubeconfig={self.kubeconfig_path}", *args],
-            capture_output=True,
-            text=True,
-            input=input,
-            timeout=300,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-        return result
+        argv = [str(self.bin / "kubectl"), f"--kubeconfig={self.kubeconfig_path}", *args]
+        return run_tool(argv, f"kubectl {' '.join(args)}", check=check, input=input, timeout=300)
 
     def memory_mb(self) -> float:
         """Resident memory of the control plane's processes (and the local pods'), in MB."""
