@@ -28,6 +28,15 @@ from pathlib import Path
 from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+
+try:
+    import pulumi  # noqa: F401 - the bench runs the program, so it needs the project's packages
+except ImportError:
+    if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != VENV_PYTHON.parent.parent.resolve():
+        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
+    sys.exit("bench: the pulumi packages are not importable; `./lab test` creates .venv with them, then run this again")
+
 sys.path.insert(0, str(ROOT))
 
 from tools import eventlog  # noqa: E402
