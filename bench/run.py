@@ -160,8 +160,6 @@ def engine(stack: str) -> list[list[str]]:
         os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
     if shutil.which("pulumi") is None:
         return rows + [["pulumi preview", "-", "no pulumi CLI (tools/build-pulumi-toolchain.sh builds one)"]]
-    from tools.project import Project, lab_config
-
     if stack != "lab":
         return rows + [["pulumi preview", "-", "measured for the lab stack only (its manifests have local copies)"]]
     with tempfile.TemporaryDirectory() as tmp:

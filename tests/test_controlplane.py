@@ -23,11 +23,9 @@ nothing behind. They need root, the binaries of tools/build-control-plane.sh, th
 from __future__ import annotations
 
 import base64
-import json
 import os
 import shutil
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -50,9 +48,16 @@ except ImportError:
     pytest.skip("the cryptography package is not installed (requirements-dev.txt has it)", allow_module_level=True)
 
 import tools.controlplane as cp  # noqa: E402
+from planeruns import (  # noqa: E402
+    PINNED_IP,
+    assert_lab_was_up,
+    assert_noop_and_clean_destroy,
+    assert_webhook_admitted_the_lab,
+    gateway_snapshot,
+    run_scenario,
+)
 from tools.controlplane import existing_cluster_config  # noqa: E402
-from tools.controlplane.gatewayapi import attachments  # noqa: E402
-from tools.project import INGRESS_MANIFEST, METALLB_MANIFEST, Project, lab_config  # noqa: E402
+from tools.project import INGRESS_MANIFEST, METALLB_MANIFEST, lab_config  # noqa: E402
 
 _reason = cp.skip_reason()
 if _reason:
@@ -62,8 +67,6 @@ METALLB_0_16_MANIFEST = "metallb/metallb-native-v0.16.1.yaml"
 TRAEFIK_CHART = "traefik/chart-37.4.0"
 TRAEFIK_GATEWAY_CHART = "traefik/chart-41.3.0"
 GATEWAY_API_CRDS = "gateway-api/standard-install-v1.6.1.yaml"
-LAB_NAMESPACES = ("metallb-system", "ingress-nginx", "traefik", "demo", "lab-dns")
-PINNED_IP = "192.168.56.200"
 DNS_IP = "192.168.56.250"
 VAGRANT_CONTROL_PLANE_IP = "192.168.56.10"  # Pulumi.lab.yaml's k8s-cp; data only, never contacted
 KUBECONFIG_PROXY_PORT = 8132
@@ -104,124 +107,6 @@ def plane(tmp_path_factory):
         netns.close()
 
 
-# --------------------------------------------------------------------------------------------
-# What a scenario collects from the API server
-
-
-def _names(items) -> set[str]:
-    return {i["metadata"]["name"] for i in items}
-
-
-def lab_leftovers(api: cp.Api) -> dict[str, list[str]]:
-    """Namespaces, CRDs and webhooks of the lab still in the cluster."""
-    namespaces = [n for n in _names(api.items("/api/v1/namespaces")) if n in LAB_NAMESPACES]
-    crds = [
-        n
-        for n in _names(api.items("/apis/apiextensions.k8s.io/v1/customresourcedefinitions"))
-        if n.endswith(("metallb.io", "traefik.io", "traefik.containo.us", "gateway.networking.k8s.io"))
-    ]
-    hooks = sorted(
-        _names(api.items("/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"))
-        | _names(api.items("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"))
-    )
-    return {"namespaces": sorted(namespaces), "crds": sorted(crds), "webhooks": hooks}
-
-
-def overlapping_pool_attempt(api: cp.Api) -> str:
-    """Create a pool overlapping lab-pool; return the API server's answer (MetalLB's webhook refuses it)."""
-    pool = {
-        "apiVersion": "metallb.io/v1beta1",
-        "kind": "IPAddressPool",
-        "metadata": {"name": "overlapping", "namespace": "metallb-system"},
-        "spec": {"addresses": ["192.168.56.210-192.168.56.220"]},
-    }
-    try:
-        api.request("POST", "/apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools", pool)
-    except cp.ApiError as err:
-        return str(err)
-    api.request("DELETE", "/apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools/overlapping")
-    return "created"
-
-
-def snapshot(plane: cp.ControlPlane, service: tuple[str, str]) -> dict:
-    api = plane.api
-    ns, name = service
-    deployments = [d for d in api.items("/apis/apps/v1/deployments") if d["metadata"]["namespace"] in LAB_NAMESPACES]
-    events = [
-        {"reason": e.get("reason"), "message": e.get("message"), "source": (e.get("source") or {}).get("component") or e.get("reportingComponent")}
-        for e in api.items(f"/api/v1/namespaces/{ns}/events")
-        if e["involvedObject"].get("kind") == "Service" and e["involvedObject"].get("name") == name
-    ]
-    return {
-        "pools": {p["metadata"]["name"]: p["spec"] for p in api.items("/apis/metallb.io/v1beta1/ipaddresspools")},
-        "l2": {a["metadata"]["name"]: a["spec"] for a in api.items("/apis/metallb.io/v1beta1/l2advertisements")},
-        "service": api.get(f"/api/v1/namespaces/{ns}/services/{name}"),
-        "service_events": events,
-        "deployments": {
-            f"{d['metadata']['namespace']}/{d['metadata']['name']}": {c["type"]: c["status"] for c in d.get("status", {}).get("conditions") or []}
-            for d in deployments
-        },
-        "ingresses": api.items("/apis/networking.k8s.io/v1/ingresses"),
-        "metallb_webhooks": api.get("/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/metallb-webhook-configuration"),
-        "metallb_crds": sorted(n for n in _names(api.items("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")) if n.endswith("metallb.io")),
-        "configuration_states": api.items("/apis/metallb.io/v1beta1/configurationstates") if api.get("/apis/metallb.io/v1beta1") and any(
-            r["name"] == "configurationstates" for r in api.get("/apis/metallb.io/v1beta1")["resources"]
-        ) else [],
-        "metallb_controller_probe": (
-            (api.get("/apis/apps/v1/namespaces/metallb-system/deployments/controller") or {})
-            .get("spec", {}).get("template", {}).get("spec", {}).get("containers", [{}])[0].get("readinessProbe")
-        ),
-        "overlapping_pool": overlapping_pool_attempt(api),
-        "proxy_log": list(plane.proxy.log),
-    }
-
-
-def run_scenario(plane: cp.ControlPlane, root: Path, stack: str, config: dict, service: tuple[str, str], prepare=None, collect=None) -> dict:
-    """`pulumi up`, the cluster as the API shows it, a no-op preview, `destroy`, what is left.
-
-    ``collect(api)`` adds what a scenario reads beyond :func:`snapshot`, while the lab is up.
-    """
-    with plane.netns.inside():
-        return _run_scenario(plane, root, stack, config, service, prepare, collect)
-
-
-def _run_scenario(plane: cp.ControlPlane, root: Path, stack: str, config: dict, service: tuple[str, str], prepare, collect) -> dict:
-    plane.check_alive()
-    project = Project(root)
-    if prepare:
-        prepare(project, root)
-    project.stack(stack, config)
-    if "k8s-lab:nodes" not in config:  # existing-cluster mode
-        cp.set_kubeconfig(project, stack, plane.kubeconfig)
-    plane.proxy.log.clear()
-    start = time.monotonic()
-    up = project.pulumi("up", "--stack", stack, "--yes", "--skip-preview", check=False)
-    up_seconds = time.monotonic() - start
-    if up.returncode != 0:
-        project.pulumi("destroy", "--stack", stack, "--yes", "--skip-preview", check=False)
-        raise AssertionError(f"pulumi up failed:\n{up.stdout[-6000:]}\n{up.stderr[-3000:]}\nstand-in errors: {plane.kubelet.errors[-5:]}")
-    seen = snapshot(plane, service)
-    if collect:
-        seen.update(collect(plane.api))
-    outputs = json.loads(project.pulumi("stack", "output", "--stack", stack, "--json", "--show-secrets").stdout)
-    noop = project.pulumi("preview", "--stack", stack, "--expect-no-changes", "--diff", check=False)
-    start = time.monotonic()
-    destroy = project.pulumi("destroy", "--stack", stack, "--yes", "--skip-preview", check=False)
-    destroy_seconds = time.monotonic() - start
-    state = json.loads(project.pulumi("stack", "export", "--stack", stack).stdout)
-    return {
-        "up": up,
-        "up_seconds": up_seconds,
-        "seen": seen,
-        "outputs": outputs,
-        "noop": noop,
-        "destroy": destroy,
-        "destroy_seconds": destroy_seconds,
-        "state_after": state["deployment"].get("resources") or [],
-        "left": lab_leftovers(plane.api),
-        "stand_in_errors": list(plane.kubelet.errors),
-    }
-
 
 @pytest.fixture(scope="session")
 def nginx_0_14(plane, tmp_path_factory):
@@ -230,53 +115,6 @@ def nginx_0_14(plane, tmp_path_factory):
         plane, tmp_path_factory.mktemp("nginx-0-14"), "existing", existing_cluster_config(), ("ingress-nginx", "ingress-nginx-controller")
     )
 
-
-# --------------------------------------------------------------------------------------------
-# Shared assertions
-
-
-def assert_lab_was_up(run: dict, *, class_name: str, annotation_prefix: str) -> None:
-    seen = run["seen"]
-    assert seen["pools"] == {
-        "lab-pool": {"addresses": ["192.168.56.201-192.168.56.250"], "autoAssign": True, "avoidBuggyIPs": False},
-        "lab-pool-reserved": {"addresses": ["192.168.56.200/32"], "autoAssign": False, "avoidBuggyIPs": False},
-    }
-    assert seen["l2"]["lab-l2"]["ipAddressPools"] == ["lab-pool", "lab-pool-reserved"]
-    service = seen["service"]
-    assert service["metadata"]["annotations"][f"{annotation_prefix}/loadBalancerIPs"] == PINNED_IP
-    assert service["status"]["loadBalancer"]["ingress"][0]["ip"] == PINNED_IP
-    allocated = [e for e in seen["service_events"] if e["reason"] == "IPAllocated"]
-    assert allocated and allocated[-1]["source"] == "metallb-controller", seen["service_events"]
-    assert PINNED_IP in allocated[-1]["message"]
-    assert seen["deployments"], "no Deployment of the lab found"
-    not_available = {name: c for name, c in seen["deployments"].items() if c.get("Available") != "True"}
-    assert not not_available, not_available
-    (ingress,) = [i for i in seen["ingresses"] if i["spec"]["rules"][0]["host"] == "app.lab.local"]
-    assert ingress["metadata"]["namespace"] == "demo"
-    assert ingress["spec"]["ingressClassName"] == class_name
-    assert run["outputs"]["ingress_ip"] == PINNED_IP
-
-
-def assert_webhook_admitted_the_lab(run: dict) -> None:
-    seen = run["seen"]
-    # The pools exist, so the webhook (failurePolicy Fail) admitted them; it serves with the CA
-    # MetalLB's own certificate rotation injected, and it refuses what MetalLB forbids.
-    webhooks = seen["metallb_webhooks"]["webhooks"]
-    assert all(w["failurePolicy"] == "Fail" and w["clientConfig"].get("caBundle") for w in webhooks)
-    assert "ipaddresspoolvalidationwebhook.metallb.io" in seen["overlapping_pool"], seen["overlapping_pool"]
-    assert "denied the request" in seen["overlapping_pool"]
-    assert "overlaps" in seen["overlapping_pool"]
-    # The calls went through the loopback proxy to the local controller.
-    assert any("-> 9443" in line for line in seen["proxy_log"]), seen["proxy_log"]
-
-
-def assert_noop_and_clean_destroy(run: dict) -> None:
-    noop = run["noop"]
-    assert noop.returncode == 0, noop.stdout[-4000:] + noop.stderr[-2000:]
-    destroy = run["destroy"]
-    assert destroy.returncode == 0, destroy.stdout[-4000:] + destroy.stderr[-2000:]
-    assert run["state_after"] == []
-    assert run["left"] == {"namespaces": [], "crds": [], "webhooks": []}
 
 
 # --------------------------------------------------------------------------------------------
@@ -419,54 +257,6 @@ def test_vagrant_lab_stack_whole(vagrant_lab):
 # TLS Secrets as the program issued them. Stand-in (tools/controlplane/standins.py): the status
 # Traefik's Gateway provider writes, Programmed once each listener names one of Traefik's entry
 # points and its certificate Secret exists; `up` waits for it.
-
-GATEWAY_V1 = "/apis/gateway.networking.k8s.io/v1"
-GATEWAY = ("traefik", "lab")
-
-
-def refused_route(api: cp.Api) -> str:
-    """Create an HTTPRoute the v1.6.1 CRD's CEL rules forbid (a path prefix not starting with '/')."""
-    route = {
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "HTTPRoute",
-        "metadata": {"name": "not-a-path", "namespace": "demo"},
-        "spec": {
-            "parentRefs": [{"name": GATEWAY[1], "namespace": GATEWAY[0]}],
-            "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "no-slash"}}]}],
-        },
-    }
-    try:
-        api.request("POST", f"{GATEWAY_V1}/namespaces/demo/httproutes", route)
-    except cp.ApiError as err:
-        return str(err)
-    api.request("DELETE", f"{GATEWAY_V1}/namespaces/demo/httproutes/not-a-path")
-    return "created"
-
-
-def gateway_snapshot(api: cp.Api) -> dict:
-    attached, unresolved = attachments(api)
-    return {
-        "gateway_crds": {
-            c["metadata"]["name"]: {x["type"]: x["status"] for x in c.get("status", {}).get("conditions") or []}
-            for c in api.items("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
-            if c["spec"]["group"] == "gateway.networking.k8s.io"
-        },
-        "gateway_classes": api.items(f"{GATEWAY_V1}/gatewayclasses"),
-        "gateway": api.get(f"{GATEWAY_V1}/namespaces/{GATEWAY[0]}/gateways/{GATEWAY[1]}"),
-        "routes": api.items(f"{GATEWAY_V1}/httproutes"),
-        "attachments": attached,
-        "unresolved": unresolved,
-        "refused_route": refused_route(api),
-        "services": {f"{s['metadata']['namespace']}/{s['metadata']['name']}": s for s in api.items("/api/v1/services")},
-        "tls_secrets": {
-            s["metadata"]["namespace"]: s for s in api.items("/api/v1/secrets") if s["metadata"]["name"] == "lab-tls"
-        },
-        "dns_events": [
-            {"reason": e.get("reason"), "message": e.get("message"), "source": (e.get("source") or {}).get("component") or e.get("reportingComponent")}
-            for e in api.items("/api/v1/namespaces/lab-dns/events")
-            if e["involvedObject"].get("kind") == "Service"
-        ],
-    }
 
 
 @pytest.fixture(scope="session")
