@@ -5,6 +5,7 @@ every lab must pass there. The scenarios are in test_controlplane.py.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from pathlib import Path
@@ -85,6 +86,9 @@ def snapshot(plane: cp.ControlPlane, service: tuple[str, str]) -> dict:
             (api.get("/apis/apps/v1/namespaces/metallb-system/deployments/controller") or {})
             .get("spec", {}).get("template", {}).get("spec", {}).get("containers", [{}])[0].get("readinessProbe")
         ),
+        "tls_secrets": {
+            s["metadata"]["namespace"]: s for s in api.items("/api/v1/secrets") if s["metadata"]["name"] == "lab-tls"
+        },
         "overlapping_pool": overlapping_pool_attempt(api),
         "proxy_log": list(plane.proxy.log),
     }
@@ -174,9 +178,6 @@ def gateway_snapshot(api: cp.Api) -> dict:
         "unresolved": unresolved,
         "refused_route": refused_route(api),
         "services": {f"{s['metadata']['namespace']}/{s['metadata']['name']}": s for s in api.items("/api/v1/services")},
-        "tls_secrets": {
-            s["metadata"]["namespace"]: s for s in api.items("/api/v1/secrets") if s["metadata"]["name"] == "lab-tls"
-        },
         "dns_events": [
             {"reason": e.get("reason"), "message": e.get("message"), "source": (e.get("source") or {}).get("component") or e.get("reportingComponent")}
             for e in api.items("/api/v1/namespaces/lab-dns/events")
@@ -231,3 +232,23 @@ def assert_noop_and_clean_destroy(run: dict) -> None:
     assert destroy.returncode == 0, destroy.stdout[-4000:] + destroy.stderr[-2000:]
     assert run["state_after"] == []
     assert run["left"] == {"namespaces": [], "crds": [], "webhooks": []}
+
+
+def assert_tls_secrets_carry_the_lab_certificate(run: dict, namespaces: set[str]) -> None:
+    """`lab-tls` in exactly ``namespaces``: a kubernetes.io/tls Secret whose certificate chains to
+    the CA the stack outputs, names the lab's hosts and matches its key; HTTPS URLs are output."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    secrets = run["seen"]["tls_secrets"]
+    assert set(secrets) == namespaces
+    ca = x509.load_pem_x509_certificate(run["outputs"]["ca_certificate"].encode())
+    for namespace, secret in secrets.items():
+        assert secret["type"] == "kubernetes.io/tls", namespace
+        cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+        key = serialization.load_pem_private_key(base64.b64decode(secret["data"]["tls.key"]), password=None)
+        cert.verify_directly_issued_by(ca)
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+        assert "*.lab.local" in names, names
+        assert key.public_key().public_numbers() == cert.public_key().public_numbers()
+    assert run["outputs"]["https_urls"] == {"demo": "https://app.lab.local"}

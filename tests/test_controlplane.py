@@ -22,7 +22,6 @@ nothing behind. They need root, the binaries of tools/build-control-plane.sh, th
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 import socket
@@ -52,6 +51,7 @@ from planeruns import (  # noqa: E402
     PINNED_IP,
     assert_lab_was_up,
     assert_noop_and_clean_destroy,
+    assert_tls_secrets_carry_the_lab_certificate,
     assert_webhook_admitted_the_lab,
     gateway_snapshot,
     run_scenario,
@@ -134,6 +134,10 @@ def test_seed_lab_in_existing_cluster_mode(nginx_0_14):
     assert_webhook_admitted_the_lab(nginx_0_14)
     assert "configurationstates.metallb.io" not in nginx_0_14["seen"]["metallb_crds"]
     assert nginx_0_14["seen"]["metallb_controller_probe"]["httpGet"]["path"] == "/metrics"
+    # HTTPS through the Ingress: the certificate beside the app's Ingress, which names it for its host.
+    assert_tls_secrets_carry_the_lab_certificate(nginx_0_14, {"demo"})
+    (ingress,) = [i for i in nginx_0_14["seen"]["ingresses"] if i["metadata"]["namespace"] == "demo"]
+    assert ingress["spec"]["tls"] == [{"hosts": ["app.lab.local"], "secretName": "lab-tls"}]
     assert_noop_and_clean_destroy(nginx_0_14)
 
 
@@ -325,27 +329,6 @@ def assert_http_routes_attach_to_the_lab_gateway(gateway_lab: dict) -> None:
     assert [i for i in seen["ingresses"] if i["metadata"]["namespace"] == "demo"] == []
 
 
-def assert_tls_secret_carries_the_lab_certificate(gateway_lab: dict) -> None:
-    """`lab-tls` beside the Gateway, which terminates HTTPS for every route (so none beside the
-    routes): a kubernetes.io/tls Secret whose certificate chains to the CA the stack outputs,
-    names the lab's hosts and matches its key."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
-    secrets = gateway_lab["seen"]["tls_secrets"]
-    assert set(secrets) == {"traefik"}
-    ca = x509.load_pem_x509_certificate(gateway_lab["outputs"]["ca_certificate"].encode())
-    for namespace, secret in secrets.items():
-        assert secret["type"] == "kubernetes.io/tls", namespace
-        cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
-        key = serialization.load_pem_private_key(base64.b64decode(secret["data"]["tls.key"]), password=None)
-        cert.verify_directly_issued_by(ca)
-        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
-        assert "*.lab.local" in names, names
-        assert key.public_key().public_numbers() == cert.public_key().public_numbers()
-    assert gateway_lab["outputs"]["https_urls"] == {"demo": "https://app.lab.local"}
-
-
 def assert_dns_service_holds_its_pinned_pool_ip(gateway_lab: dict) -> None:
     """CoreDNS's LoadBalancer Service: UDP and TCP 53 on dns.ip, which MetalLB's controller assigned
     from the reserved pool; the lab's pool hands out neither pinned IP."""
@@ -373,7 +356,8 @@ def test_gateway_api_https_and_dns(gateway_lab):
     assert_gateway_api_crds_established(gateway_lab)
     assert_gateway_programmed_on_the_pinned_ip(gateway_lab)
     assert_http_routes_attach_to_the_lab_gateway(gateway_lab)
-    assert_tls_secret_carries_the_lab_certificate(gateway_lab)
+    # HTTPS ends at the Gateway for every route: the certificate is beside it, none beside the routes.
+    assert_tls_secrets_carry_the_lab_certificate(gateway_lab, {"traefik"})
     assert_dns_service_holds_its_pinned_pool_ip(gateway_lab)
     assert_webhook_admitted_the_lab(gateway_lab)
     assert gateway_lab["stand_in_errors"] == []
