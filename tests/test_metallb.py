@@ -122,6 +122,21 @@ def test_reservation_name_cannot_collide_with_a_user_pool():
     assert "metallb.pools[1].name" in err.value.paths()
 
 
+def test_the_dns_servers_reservation_cannot_collide_with_a_user_pool_either():
+    # dns.ip in a second pool is carved into <that pool>-reserved, as ingress.ip is in lab-pool.
+    with pytest.raises(lab_config.ConfigError) as err:
+        run(
+            **{
+                "metallb.pools[1]": {"name": "extra", "addresses": ["192.168.56.100/30"]},
+                "metallb.pools[2]": {"name": "extra-reserved", "addresses": ["192.168.56.120/30"]},
+                "metallb.l2_advertisements[0].pools": ["lab-pool", "extra", "extra-reserved"],
+                "dns": {"enabled": True, "ip": "192.168.56.101"},
+            }
+        )
+    assert "metallb.pools[2].name" in err.value.paths()
+    assert "dns.ip 192.168.56.101 inside extra" in str(err.value)
+
+
 def test_ipvs_on_an_existing_cluster_warns_about_strict_arp():
     assert any("strictARP" in w for w in run(**{"kubernetes.kube_proxy_mode": "ipvs"}).warnings)
 

@@ -60,13 +60,18 @@ def check_metallb(cfg: LabConfig, network, reserved, pod, svc, add, warnings) ->
             for k, earlier in enumerate(pool.addresses[:j]):
                 if r.overlaps(earlier):
                     add(path, f"{r} overlaps {earlier}, an earlier entry of the same pool")
-    ingress_ip = cfg.ingress.ip
+    # Each pinned IP is carved into <its pool>-reserved, a pool of its own in the cluster.
+    pinned = {"ingress.ip": cfg.ingress.ip, "dns.ip": cfg.dns.ip if cfg.dns.enabled else None}
+    reservations: dict[str, str] = {}
+    for key, ip in pinned.items():
+        holder = next((p for p in mlb.pools if ip is not None and any(ip in r for r in p.addresses)), None)
+        if holder is not None:
+            reservations.setdefault(holder.reservation_name, f"{key} {ip} inside {holder.name}")
     for i, pool in enumerate(mlb.pools):
-        holder = next((p for p in mlb.pools if ingress_ip is not None and any(ingress_ip in r for r in p.addresses)), None)
-        if holder is not None and pool.name == holder.reservation_name:
+        if pool.name in reservations:
             add(
                 f"metallb.pools[{i}].name",
-                f"{pool.name!r} is the name of the pool that reserves ingress.ip {ingress_ip} inside {holder.name}; rename it",
+                f"{pool.name!r} is the name of the pool that reserves {reservations[pool.name]}; rename it",
             )
     if cfg.existing_cluster and cfg.kubernetes.kube_proxy_mode == "ipvs":
         warnings.append(
