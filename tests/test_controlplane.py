@@ -26,6 +26,7 @@ import os
 import shutil
 import socket
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import yaml
@@ -169,12 +170,12 @@ def test_metallb_0_16(nginx_0_16):
 # Scenario 2: Traefik from its chart
 
 
-def traefik_config(chart: str, **ingress) -> dict:
-    """The seed's lab with Traefik from a local chart on the pinned IP; ``k8s-lab:`` keys go to the stack."""
-    stack = {key: ingress.pop(key) for key in list(ingress) if key.startswith("k8s-lab:")}
+def traefik_config(chart: str, stack: Optional[dict] = None, **ingress) -> dict:
+    """The seed's lab with Traefik from a local chart on the pinned IP, ``ingress`` keys added, and
+    ``stack``'s other keys."""
     return existing_cluster_config(
         **{"k8s-lab:ingress": {"controller": "traefik", "ip": PINNED_IP, "manifest": str(_reference(chart)), **ingress}},
-        **stack,
+        **(stack or {}),
     )
 
 
@@ -268,8 +269,8 @@ def gateway_lab(plane, tmp_path_factory):
     config = traefik_config(
         TRAEFIK_GATEWAY_CHART,
         api="gateway",
+        stack={"k8s-lab:dns": {"enabled": True, "ip": DNS_IP}},
         gateway_api_manifest=str(_reference(GATEWAY_API_CRDS)),
-        **{"k8s-lab:dns": {"enabled": True, "ip": DNS_IP}},
     )
     return run_scenario(
         plane, tmp_path_factory.mktemp("gateway"), "gateway", config, ("traefik", "traefik"), collect=gateway_snapshot

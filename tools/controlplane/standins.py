@@ -175,16 +175,17 @@ def gateway_status(gateway: dict, entry_points: set[int], ips: list[str], secret
             if ref.get("kind", "Secret") != "Secret" or secret is None or secret.get("type") != "kubernetes.io/tls":
                 problems.append(("ResolvedRefs", "InvalidCertificateRef", f"certificateRef {ref['name']} is not a kubernetes.io/tls Secret here"))
         failed = {kind: (reason, message) for kind, reason, message in problems}
+        # Each condition holds unless a problem names it; Programmed holds when none is found.
+        passing = {
+            "Accepted": ("Accepted", "Listener accepted"),
+            "ResolvedRefs": ("ResolvedRefs", "References resolved"),
+            "Programmed": ("Programmed", "Listener programmed"),
+        }
+        if failed:
+            failed.setdefault("Programmed", ("Invalid", "Listener not valid"))
         conditions = [
-            _condition(kind, kind not in failed, failed.get(kind, (ok_reason, ""))[0], failed.get(kind, ("", ok_message))[1], generation)
-            for kind, ok_reason, ok_message in (
-                ("Accepted", "Accepted", "Listener accepted"),
-                ("ResolvedRefs", "ResolvedRefs", "References resolved"),
-            )
+            _condition(kind, kind not in failed, *failed.get(kind, passing[kind]), generation) for kind in passing
         ]
-        conditions.append(
-            _condition("Programmed", not failed, "Programmed" if not failed else "Invalid", "Listener programmed" if not failed else "Listener not valid", generation)
-        )
         listeners.append(
             {
                 "name": listener["name"],
