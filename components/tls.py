@@ -28,9 +28,9 @@ from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider
 
 from components.cluster import Cluster
 from components.config import TLSConfig
+from components.config.defaults import RENEW_BEFORE_DAYS
 
 SECRET_NAME = "lab-tls"  # the kubernetes.io/tls Secret beside each route
-RENEW_BEFORE_DAYS = 30
 CA_SETTINGS = ("common_name", "domain", "validity_days")
 CERTIFICATE_SETTINGS = ("dns_names", "validity_days", "ca_cert_pem")
 

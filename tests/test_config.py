@@ -4,7 +4,6 @@ Each bad config runs the whole program under mocks and must raise ConfigError na
 path, saying what is wrong, and registering nothing.
 """
 
-import json
 import logging
 import os
 import shutil
@@ -470,3 +469,18 @@ def test_an_advertisement_of_every_pool_covers_the_ingress_pool():
 def test_an_empty_interface_list_on_an_existing_cluster_is_a_warning():
     run = run_program("lab", {**existing(), "metallb.l2_advertisements[0].interfaces": []})
     assert any("interfaces: an empty list announces on every interface" in w for w in run.warnings), run.warnings
+
+
+def test_a_bad_pool_hides_the_dns_ip_checks_that_depend_on_it():
+    # A typo in a pool address is the problem; "dns.ip is outside every pool" would send the user
+    # to a value that is fine.
+    err = fails({"metallb.pools[0].addresses": ["192.168.56.200-192.168.56.2500"], "dns": {"enabled": True, "ip": "192.168.56.240"}})
+    assert "dns.ip" not in err.paths()
+    assert any(path.startswith("metallb.pools[0]") for path in err.paths())
+
+
+def test_a_certificate_shorter_than_its_renewal_window_is_refused():
+    # Renewed when 30 days or fewer remain: a shorter certificate would be issued again on every `up`.
+    err = fails({"tls.certificate_validity_days": 30})
+    assert "tls.certificate_validity_days" in err.paths()
+    run_program("lab", {"tls.certificate_validity_days": 31})

@@ -137,6 +137,14 @@ def test_the_dns_servers_reservation_cannot_collide_with_a_user_pool_either():
     assert "dns.ip 192.168.56.101 inside extra" in str(err.value)
 
 
+def test_a_pool_whose_reservation_name_would_be_too_long_is_refused():
+    name = "p" * 250  # a valid object name, but "<name>-reserved" is 259 characters
+    with pytest.raises(lab_config.ConfigError) as err:
+        run(**{"metallb.pools[0].name": name, "metallb.l2_advertisements[0].pools": [name]})
+    assert "metallb.pools[0].name" in err.value.paths()
+    assert "shorten it to 244 characters or fewer" in str(err.value)
+
+
 def test_ipvs_on_an_existing_cluster_warns_about_strict_arp():
     assert any("strictARP" in w for w in run(**{"kubernetes.kube_proxy_mode": "ipvs"}).warnings)
 
@@ -226,14 +234,15 @@ def _controller(docs):
 def test_0_16_controller_is_ready_only_once_its_webhook_port_serves():
     docs = reference_docs("metallb/metallb-native-v0.16.1.yaml")
     before = _controller(docs)
+    untouched = copy.deepcopy(before)
     assert before["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/readyz"
     after = mlb.edit_install(before)
     probe = after["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
     assert probe["tcpSocket"] == {"port": "webhook-server"} and "httpGet" not in probe
     # The probe's timings stay upstream's.
-    upstream = before["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    upstream = untouched["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
     assert {k: v for k, v in probe.items() if k != "tcpSocket"} == {k: v for k, v in upstream.items() if k != "httpGet"}
-    assert _controller(docs)["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] == upstream, "input mutated"
+    assert before == untouched, "input mutated"
     # The speaker (no webhook) keeps its probe.
     speaker = next(d for d in docs if d["kind"] == "DaemonSet")
     assert mlb.edit_install(speaker) == speaker

@@ -5,6 +5,7 @@ Each pinned version can be overridden in the stack file; the limits are the tool
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 NAMESPACE = "k8s-lab"
@@ -37,6 +38,7 @@ OLDEST_SUPPORTED_KUBERNETES_MINOR = 34
 OLDEST_KUBEADM_V1BETA4_MINOR = 31
 
 MAX_HOSTNAME_LENGTH = 253  # RFC 1035, as Kubernetes checks an Ingress host
+MAX_OBJECT_NAME_LENGTH = 253  # a Kubernetes object name (DNS subdomain)
 
 APP_NAMES = ("demo", "argocd", "grafana", "online-boutique")
 APP_HOSTS = {"demo": "app", "argocd": "argocd", "grafana": "grafana", "online-boutique": "boutique"}
@@ -44,5 +46,14 @@ APP_HOSTS = {"demo": "app", "argocd": "argocd", "grafana": "grafana", "online-bo
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+# The server certificate is renewed by the first `up` this close to its expiry, so it must be
+# issued for longer, or every `up` would issue it again.
+RENEW_BEFORE_DAYS = 30
+
+
 def version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))
+    """``"1.15.1"`` -> (1, 15, 1); a pre-release or build suffix (``40.2.0-rc.1``, ``v3.7.11``'s v) is dropped."""
+    match = re.match(r"v?(\d+(?:\.\d+)*)", version)
+    if match is None:
+        raise ValueError(f"{version!r} is not a version")
+    return tuple(int(part) for part in match.group(1).split("."))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Optional
 
 from components import network as net
-from components.config.defaults import DEFAULT_METALLB_VERSION, version_tuple
+from components.config.defaults import DEFAULT_METALLB_VERSION, MAX_OBJECT_NAME_LENGTH, version_tuple
 from components.config.problems import did_you_mean
 from components.config.schema import INTERFACE_NAME, LabConfig, MetalLBConfig
 
@@ -64,9 +64,18 @@ def check_metallb(cfg: LabConfig, network, reserved, pod, svc, add, warnings) ->
     pinned = {"ingress.ip": cfg.ingress.ip, "dns.ip": cfg.dns.ip if cfg.dns.enabled else None}
     reservations: dict[str, str] = {}
     for key, ip in pinned.items():
-        holder = next((p for p in mlb.pools if ip is not None and any(ip in r for r in p.addresses)), None)
-        if holder is not None:
-            reservations.setdefault(holder.reservation_name, f"{key} {ip} inside {holder.name}")
+        found = next(((k, p) for k, p in enumerate(mlb.pools) if ip is not None and any(ip in r for r in p.addresses)), None)
+        if found is None:
+            continue
+        k, holder = found
+        reservations.setdefault(holder.reservation_name, f"{key} {ip} inside {holder.name}")
+        if len(holder.reservation_name) > MAX_OBJECT_NAME_LENGTH:
+            add(
+                f"metallb.pools[{k}].name",
+                f"is {len(holder.name)} characters long; it holds {key} {ip}, which is reserved in a pool named "
+                f"{holder.name!r} + '-reserved', and object names are at most {MAX_OBJECT_NAME_LENGTH}: shorten it to "
+                f"{MAX_OBJECT_NAME_LENGTH - len(holder.reservation_name) + len(holder.name)} characters or fewer",
+            )
     for i, pool in enumerate(mlb.pools):
         if pool.name in reservations:
             add(

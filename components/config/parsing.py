@@ -211,8 +211,8 @@ def _top_key(path: str) -> str:
 
 
 def _section(key: Any) -> str:
-    """Keys whose checks depend on each other: the ingress IP must sit in a MetalLB pool."""
-    return "metallb" if key == "ingress" else str(key)
+    """Keys whose checks depend on each other: the ingress and DNS IPs must sit in a MetalLB pool."""
+    return "metallb" if key in ("ingress", "dns") else str(key)
 
 
 def _repair_loc(error: dict) -> tuple:

@@ -26,6 +26,7 @@ from components.config.defaults import (
     DEFAULT_VAGRANT_BOX,
     DEFAULT_VAGRANT_BOX_VERSION,
     MAX_HOSTNAME_LENGTH,
+    RENEW_BEFORE_DAYS,
 )
 
 # Semantic versions have no leading zeros: 1.036.1 would name an apt repository that does not exist.
@@ -257,8 +258,9 @@ class TLSConfig(_Strict):
     ca_common_name: Optional[str] = Field(None, min_length=1, max_length=64)
     # Changing either of these (or the domain) makes a new CA, which must be trusted again.
     ca_validity_days: int = Field(3650, ge=30, le=36500)
-    # Apple platforms refuse server certificates valid for more than 825 days.
-    certificate_validity_days: int = Field(397, ge=7, le=825)
+    # Apple platforms refuse server certificates valid for more than 825 days; it must outlast the
+    # renewal window (RENEW_BEFORE_DAYS), or every `up` would issue it again.
+    certificate_validity_days: int = Field(397, ge=RENEW_BEFORE_DAYS + 1, le=825)
 
 
 class DNSConfig(_Strict):
