@@ -16,6 +16,8 @@ from typing import Any, Optional
 
 import yaml
 
+from components.config.defaults import version_tuple
+
 GROUP = "gateway.networking.k8s.io"
 API_VERSION = f"{GROUP}/v1"
 CLASS_NAME = "traefik"
@@ -49,7 +51,7 @@ def standard_install_url(version: str) -> str:
 
 def chart_bundles_crds(chart_version: str) -> bool:
     """Whether a Traefik chart of this version installs the Gateway API CRDs itself."""
-    return tuple(int(p) for p in chart_version.split(".")[:3]) < FIRST_CHART_WITHOUT_CRDS
+    return version_tuple(chart_version)[:3] < FIRST_CHART_WITHOUT_CRDS
 
 
 def local_chart_version(path: Path) -> Optional[str]:

@@ -31,7 +31,7 @@ import pulumi_kubernetes as k8s
 
 from components import gateway as gw
 from components.cluster import Cluster
-from components.config import GATEWAY_API_VERSION, IngressConfig, is_url, local_path
+from components.config import GATEWAY_API_VERSION, IngressConfig, is_url, local_path, version_tuple
 from components.tls import SECRET_NAME as TLS_SECRET
 from components.manifests import (
     Edit,
@@ -123,7 +123,7 @@ def traefik_values(service_annotations: Mapping[str, str], chart_version: str, g
     """
     # Why Cluster and not Local: see components.manifests.load_balancer_service.
     service: dict[str, Any] = {"annotations": dict(service_annotations), "spec": {"externalTrafficPolicy": "Cluster"}}
-    if chart_major(chart_version) >= 40:
+    if version_tuple(chart_version)[0] >= 40:
         service["spec"]["type"] = "LoadBalancer"
     else:
         service["type"] = "LoadBalancer"
@@ -141,10 +141,6 @@ def traefik_values(service_annotations: Mapping[str, str], chart_version: str, g
         values["gateway"] = {"enabled": False}
         values["gatewayClass"] = {"enabled": False}
     return values
-
-
-def chart_major(version: str) -> int:
-    return int(version.split(".")[0])
 
 
 def first_ip(status: Any) -> Optional[str]:

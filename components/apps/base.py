@@ -11,9 +11,8 @@ import pulumi_kubernetes as k8s
 from components import gateway as gw
 from components.cluster import Cluster
 from components.ingress import Ingress
-from components.manifests import custom_resource
 from components.tls import SECRET_NAME as TLS_SECRET
-from components.manifests import Edit, as_transform
+from components.manifests import Edit, as_transform, custom_resource
 
 LABELS = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "k8s-lab"}
 
