@@ -63,11 +63,11 @@ def run_lab_cli(tmp_path: Path, command: str, pulumi: str, **env: str) -> subpro
 
 
 def reference_file(relative: str):
-    """A file of ../shared/reference, or a pytest skip when this clone has no ../shared."""
+    """A file or chart directory of ../shared/reference, or a pytest skip when this clone has no ../shared."""
     import pytest
 
     path = REFERENCE / relative
-    if not path.is_file():
+    if not path.exists():
         pytest.skip(f"upstream reference copy {relative} not found (../shared/reference is absent in this clone)")
     return path
 
@@ -77,8 +77,6 @@ def shellcheck() -> str:
 
     Another shellcheck on PATH (Debian's is older) reports other findings, so it is never taken.
     """
-    import shutil
-    import subprocess
     import sys
 
     import pytest

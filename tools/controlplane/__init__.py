@@ -21,16 +21,12 @@ What stands in, each as small as it can be:
   before the process can serve is not hidden (MetalLB 0.16's upstream ``/readyz`` is such a
   probe; the lab replaces it by one of the webhook's port). Without this hold every pod is
   Ready at once and the tier would prove no ordering.
-* The **secret volume** of MetalLB's controller: the Secret's keys are written into its
-  ``--cert-dir`` as the kubelet writes a mounted Secret (its certificate rotation waits for them).
-* **ingress-nginx's admission pieces**, whose processes cannot run here: the certificate Jobs'
-  work (a CA and serving certificate in Secret ``ingress-nginx-admission``, its CA patched into
-  the ValidatingWebhookConfiguration, as kube-webhook-certgen does) and the admission endpoint
-  (an HTTPS server with that certificate that admits every Ingress, as the controller does for
-  valid ones).
-* The **ingress controller's status writer**: it copies the controller Service's load-balancer
-  address (written by MetalLB's real controller) into the status of Ingresses of its class, as
-  ingress-nginx's ``--publish-service`` and Traefik's ``publishedService`` do.
+* The **secret volumes** of MetalLB's controller: the Secret's keys are written into its
+  ``--cert-dir`` as the kubelet writes a mounted Secret, an update 10 s late as a kubelet's
+  sync delivers it (its certificate rotation waits for them).
+* The **work of controllers that cannot run here**, each listed in
+  :mod:`~tools.controlplane.standins`: ingress-nginx's certificate Jobs and admission endpoint,
+  the ingress controllers' Ingress status writer, Traefik's Gateway status.
 * **Routing of webhook calls**: kube-apiserver's egress selector sends every call to the cluster
   network (webhooks at Service IPs) to an HTTP CONNECT proxy on a Unix socket, which connects
   only to the local process serving that Service, on loopback, and refuses everything else.
