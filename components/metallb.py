@@ -182,10 +182,8 @@ def edit_install(obj: dict[str, Any]) -> dict[str, Any]:
 class MetalLBArgs:
     cluster: Cluster
     config: MetalLBConfig
-    reserved_ip: Optional[IPv4Address] = None
-    """An IP pinned by a Service (the ingress): carved into a reservation pool."""
-    more_reserved_ips: tuple[IPv4Address, ...] = ()
-    """Further pinned IPs (the lab's DNS server), reserved the same way."""
+    reserved_ips: tuple[IPv4Address, ...] = ()
+    """IPs pinned by Services (the ingress, the lab's DNS server): carved into reservation pools."""
 
 
 class MetalLB(pulumi.ComponentResource):
@@ -208,7 +206,7 @@ class MetalLB(pulumi.ComponentResource):
                 parent=self, provider=args.cluster.provider, transforms=[as_transform(edit_install)]
             ),
         )
-        pool_plan = plan_pools(args.config, args.reserved_ip, *args.more_reserved_ips)
+        pool_plan = plan_pools(args.config, *args.reserved_ips)
         self.pools = {
             spec.name: IPAddressPool(f"{name}-pool-{spec.name}", IPAddressPoolArgs(metallb=self, spec=spec))
             for spec in pool_plan

@@ -90,7 +90,7 @@ def check_lab(cfg: LabConfig) -> tuple[list[Problem], list[str]]:
     services = cfg.load_balancer_services
     capacity = sum(p.size for p in cfg.metallb.pools)
     auto_capacity = sum(p.size for p in cfg.metallb.pools if p.auto_assign)
-    pinned = {a for a in (ingress_ip, cfg.dns.ip if cfg.dns.enabled else None) if a is not None}
+    pinned = set(cfg.pinned_ips.values())
     for address in pinned:
         if any(address in r for p in cfg.metallb.pools if p.auto_assign for r in p.addresses):
             auto_capacity -= 1  # a pinned address is reserved for its Service

@@ -61,10 +61,9 @@ def check_metallb(cfg: LabConfig, network, reserved, pod, svc, add, warnings) ->
                 if r.overlaps(earlier):
                     add(path, f"{r} overlaps {earlier}, an earlier entry of the same pool")
     # Each pinned IP is carved into <its pool>-reserved, a pool of its own in the cluster.
-    pinned = {"ingress.ip": cfg.ingress.ip, "dns.ip": cfg.dns.ip if cfg.dns.enabled else None}
     reservations: dict[str, str] = {}
-    for key, ip in pinned.items():
-        found = next(((k, p) for k, p in enumerate(mlb.pools) if ip is not None and any(ip in r for r in p.addresses)), None)
+    for key, ip in cfg.pinned_ips.items():
+        found = next(((k, p) for k, p in enumerate(mlb.pools) if any(ip in r for r in p.addresses)), None)
         if found is None:
             continue
         k, holder = found
@@ -151,8 +150,10 @@ def _check_announced(cfg: LabConfig, add, warnings) -> None:
             "no advertisement announces a pool with auto_assign, where the ingress controller's IP would come from; "
             "add one of them to an advertisement's pools",
         )
+    # Pools holding a pinned IP get an error of their own (above, and dns.ip's in checks.py).
+    holders = {p.name for p in mlb.pools for ip in cfg.pinned_ips.values() if any(ip in r for r in p.addresses)}
     for i, pool in enumerate(mlb.pools):
-        if pool is not holder and not _announced(mlb, pool.name):
+        if pool.name not in holders and not _announced(mlb, pool.name):
             warnings.append(
                 f"metallb.pools[{i}] ({pool.name}) is named by no L2 advertisement: its IPs would be assigned but "
                 "never answered; add it to an advertisement's pools"

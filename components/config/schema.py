@@ -393,6 +393,13 @@ class LabConfig(_Strict):
         return tuple(self.hostname(app) for app in self.apps)
 
     @property
+    def pinned_ips(self) -> dict[str, IPv4Address]:
+        """The IPs Services ask MetalLB for by name, by the config key that pins each (ingress.ip,
+        dns.ip when the DNS server is on); each is carved into a reservation pool."""
+        pinned = {"ingress.ip": self.ingress.ip, "dns.ip": self.dns.ip if self.dns.enabled else None}
+        return {key: ip for key, ip in pinned.items() if ip is not None}
+
+    @property
     def load_balancer_services(self) -> tuple[str, ...]:
         """Every LoadBalancer Service the lab creates, each taking one pool IP."""
         services = [f"{self.ingress.controller} controller"]
