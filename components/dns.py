@@ -32,6 +32,7 @@ CONTAINER_PORT = 1053
 READY_PORT = 8181
 HEALTH_PORT = 8080
 TTL_SECONDS = 60
+SELECTOR = {"app.kubernetes.io/name": NAME}
 LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "k8s-lab", "app.kubernetes.io/managed-by": "pulumi"}
 
 
@@ -70,12 +71,11 @@ def dns_manifests(domain: str, ingress_ip: str, version: str, annotations: dict[
     config = corefile(domain, ingress_ip)
     # A new Corefile rolls the pod: CoreDNS reads it only at start (no reload plugin to poll).
     checksum = hashlib.sha256(config.encode()).hexdigest()
-    selector = {"app.kubernetes.io/name": NAME}
     deployment = {
         "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
         "spec": {
             "replicas": 1,
-            "selector": {"matchLabels": selector},
+            "selector": {"matchLabels": SELECTOR},
             "template": {
                 "metadata": {"labels": LABELS, "annotations": {"k8s-lab/corefile-sha256": checksum}},
                 "spec": {
@@ -105,21 +105,25 @@ def dns_manifests(domain: str, ingress_ip: str, version: str, annotations: dict[
             },
         },
     }
-    service = {
+    config_map = {"metadata": {"name": NAME, "namespace": NAMESPACE, "labels": LABELS}, "data": {"Corefile": config}}
+    return {"config_map": config_map, "deployment": deployment, "service": dns_service(annotations)}
+
+
+def dns_service(annotations: dict[str, str]) -> dict[str, Any]:
+    """The DNS server's LoadBalancer Service: it needs only its pinned IP's annotations, not the ingress IP."""
+    return {
         "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": LABELS, "annotations": dict(annotations)},
         "spec": {
             "type": "LoadBalancer",
             # Why Cluster and not Local: see components.manifests.load_balancer_service.
             "externalTrafficPolicy": "Cluster",
-            "selector": selector,
+            "selector": SELECTOR,
             "ports": [
                 {"name": "dns", "port": 53, "targetPort": "dns", "protocol": "UDP"},
                 {"name": "dns-tcp", "port": 53, "targetPort": "dns-tcp", "protocol": "TCP"},
             ],
         },
     }
-    config_map = {"metadata": {"name": NAME, "namespace": NAMESPACE, "labels": LABELS}, "data": {"Corefile": config}}
-    return {"config_map": config_map, "deployment": deployment, "service": service}
 
 
 @dataclass(frozen=True)
@@ -150,9 +154,10 @@ class LabDNS(pulumi.ComponentResource):
             # Like the ingress controller: it installs while MetalLB comes up, once a worker can run it.
             opts=pulumi.ResourceOptions(parent=self, provider=provider),
         )
-        manifests = args.ingress.ip.apply(
-            lambda ip: dns_manifests(args.domain, ip, config.version, args.metallb.load_balancer_annotations(config.ip))
-        )
+        annotations = args.metallb.load_balancer_annotations(config.ip)
+        # Only the zone (the Corefile, and the Deployment that rolls with it) needs the ingress IP.
+        manifests = args.ingress.ip.apply(lambda ip: dns_manifests(args.domain, ip, config.version, annotations))
+        service = dns_service(annotations)
         child = pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[self.namespace])
         self.config_map = k8s.core.v1.ConfigMap(
             f"{name}-config",
@@ -168,8 +173,8 @@ class LabDNS(pulumi.ComponentResource):
         )
         self.service = k8s.core.v1.Service(
             f"{name}-service",
-            metadata=manifests["service"]["metadata"],
-            spec=manifests["service"]["spec"],
+            metadata=service["metadata"],
+            spec=service["spec"],
             opts=child,
         )
         self.resolvers = resolver_commands(args.domain, self.ip)

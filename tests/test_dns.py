@@ -102,6 +102,16 @@ def test_dns_installs_beside_metallb_once_a_worker_can_run_it():
     assert r.waits_for(check, deployment) and r.waits_for(check, service)
 
 
+def test_with_an_auto_assigned_ingress_ip_only_the_zone_waits_for_it():
+    # The zone (Corefile) answers with the ingress IP, known once MetalLB gave the controller one;
+    # the DNS Service asks MetalLB for its own pinned IP meanwhile.
+    r = dns_lab(**{"ingress.ip": DELETE})
+    (controller_service,) = r.reads  # the controller's Service, read back for its IP
+    assert r.named("lab-dns-config").depends_on(controller_service)
+    assert not r.named("lab-dns-service").depends_on(controller_service)
+    assert not r.waits_for(r.named("lab-dns-service"), r.named("lab-ingress-install"))
+
+
 def test_outputs_and_the_self_check_know_the_dns_server():
     r = dns_lab()
     assert r.outputs["dns_ip"] == DNS_IP
