@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tools.mocks import (  # noqa: F401 - re-exported for the tests
@@ -105,3 +106,7 @@ def reference_docs(relative: str) -> list[dict]:
     if relative not in _DOCS_CACHE:
         _DOCS_CACHE[relative] = [d for d in yaml.load_all(path.read_text(), Loader=_LOADER) if d]
     return copy.deepcopy(_DOCS_CACHE[relative])
+
+
+# The self-check script runs curl; tests that run it need it on PATH (.ci/run installs it).
+needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed here; the self-check script needs it (apt-get install curl)")

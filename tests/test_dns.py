@@ -7,7 +7,6 @@ it is given and refuses the rest, as the lab's Corefile does).
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import kubernetes_validate
 import pytest
 
 from components import dns as lab_dns
-from harness import DELETE, MOCK_LOAD_BALANCER_IP, ROOT, run_lab_cli, run_program
+from harness import DELETE, MOCK_LOAD_BALANCER_IP, ROOT, needs_curl, run_lab_cli, run_program
 from labruns import COMMAND, SERVICE, config_problems, existing, run_lab
 from test_selfcheck import fake_ingress  # noqa: F401  (the loopback ingress fixture)
 
@@ -225,7 +224,6 @@ def test_dns_query_script_reports_answers_and_refusals(zone):
     assert z.asked == ["app.lab.test.", "www.example.com."]
 
 
-needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed here; the self-check script needs it")
 
 
 def self_check(http_port: int, hostnames: str, dns_port: int) -> subprocess.CompletedProcess:

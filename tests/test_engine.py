@@ -19,8 +19,9 @@ import shutil
 import pytest
 import yaml
 
-from tools.project import INGRESS_MANIFEST, METALLB_MANIFEST, Project, lab_config
 from harness import TEST_KUBECONFIG, reference_file
+from tools.controlplane import existing_cluster_config
+from tools.project import INGRESS_MANIFEST, METALLB_MANIFEST, Project, lab_config
 
 # One worker runs them all, so the render-mode stack is brought up once.
 pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engine-render")]
@@ -72,14 +73,7 @@ def rendered(tmp_path_factory, references):
     root = tmp_path_factory.mktemp("engine")
     out = root / "rendered"
     project = Project(root)
-    config = lab_config(
-        **{
-            "k8s-lab:cluster": {"render_yaml_to_directory": str(out)},
-            "k8s-lab:network": {"cidr": "192.168.56.0/24", "interface": "eth1"},
-            "k8s-lab:self_check": {"enabled": False},
-        }
-    )
-    del config["k8s-lab:nodes"], config["k8s-lab:vagrant"]
+    config = existing_cluster_config(**{"k8s-lab:cluster": {"render_yaml_to_directory": str(out)}})
     project.stack("render", config)
     up = project.pulumi("up", "--stack", "render", "--yes", "--skip-preview")
     noop = project.pulumi("preview", "--stack", "render", "--expect-no-changes", check=False)
@@ -216,13 +210,7 @@ def test_render_mode_previews_whatever_kubeconfig_the_shell_has(tmp_path, refere
     shell_config = tmp_path / "shell-kubeconfig"
     shell_config.write_text(TEST_KUBECONFIG)
     project.env["KUBECONFIG"] = str(shell_config)
-    config = lab_config(
-        **{
-            "k8s-lab:cluster": {"render_yaml_to_directory": str(tmp_path / "rendered")},
-            "k8s-lab:network": {"cidr": "192.168.56.0/24", "interface": "eth1"},
-        }
-    )
-    del config["k8s-lab:nodes"], config["k8s-lab:vagrant"]
+    config = existing_cluster_config(**{"k8s-lab:cluster": {"render_yaml_to_directory": str(tmp_path / "rendered")}})
     project.stack("render", config)
     result = project.pulumi("preview", "--stack", "render", "--json", check=False)
     assert result.returncode == 0, result.stdout + result.stderr

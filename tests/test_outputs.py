@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import http.server
 import json
-import shutil
 import subprocess
 import threading
 from typing import Callable
 
-import pytest
 
-from harness import DELETE, MOCK_LOAD_BALANCER_IP, run_lab_cli, run_program
+from harness import DELETE, MOCK_LOAD_BALANCER_IP, needs_curl, run_lab_cli, run_program
 from labruns import ALL_APPS, run_lab
 
 
@@ -105,7 +103,7 @@ CHECK_ENVIRONMENT = {"LAB_INGRESS_IP": "127.0.0.1", "LAB_TIMEOUT_SECONDS": "300"
                      "LAB_NETWORK_CIDR": "192.168.56.0/24"}  # fmt: skip
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed here; the self-check script needs it")
+@needs_curl
 def test_lab_check_runs_the_self_check_on_the_stack_outputs(tmp_path):
     result = _lab_check(tmp_path, {**CHECK_ENVIRONMENT, "LAB_HOSTNAMES": "app.lab.test"},
                         lambda host: 200 if host == "app.lab.test" else 404)  # fmt: skip
@@ -113,7 +111,7 @@ def test_lab_check_runs_the_self_check_on_the_stack_outputs(tmp_path):
     assert "self-check ok: http://app.lab.test -> HTTP 200 through 127.0.0.1" in result.stdout
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed here; the self-check script needs it")
+@needs_curl
 def test_lab_check_of_a_lab_without_apps_checks_the_ingress_ip(tmp_path):
     # apps: [] leaves the check's hostnames empty; a controller answers 404 for a host it has no rule for.
     result = _lab_check(tmp_path, {**CHECK_ENVIRONMENT, "LAB_HOSTNAMES": ""}, lambda host: 404)

@@ -19,14 +19,11 @@ from pathlib import Path
 import pytest
 
 from components import selfcheck
-from harness import DELETE, MOCK_LOAD_BALANCER_IP, ROOT
+from harness import DELETE, MOCK_LOAD_BALANCER_IP, ROOT, needs_curl
 from labruns import ALL_APPS, COMMAND, CONFIGFILE, INGRESS, run_lab
 
 SCRIPT = ROOT / "scripts" / "self-check.sh"
 BASH = shutil.which("bash") or "/bin/bash"
-needs_curl = pytest.mark.skipif(
-    shutil.which("curl") is None, reason="curl is not installed here; the self-check script needs it (apt-get install curl)"
-)
 CHECK = "lab-self-check-run"
 
 
