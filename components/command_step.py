@@ -101,6 +101,7 @@ def command_step(
     sensitive: bool = False,
     rerun_on_script_edit: bool = True,
     stdin: Optional[pulumi.Input[str]] = None,
+    in_place: Optional[Mapping[str, pulumi.Input[str]]] = None,
 ) -> Step:
     """Register one local command with the lab's rules.
 
@@ -109,12 +110,14 @@ def command_step(
     ``rerun_on_script_edit``: off for a step that only reads (see the module docstring).
     ``fixed_identity``: the step owns a name or address that cannot exist twice, so it is deleted
     before it is created again. ``sensitive``: stdout is a credential. ``stdin`` is passed as is
-    and is not part of the spec hash (a changed stdin re-runs the step in place).
+    and is not part of the spec hash (a changed stdin re-runs the step in place), and so are the
+    ``in_place`` variables: what the step installs rather than what it is (the images a node
+    imports, where its files come from), which a re-run updates without replacing anything.
     """
     # Values from other steps are named, not hashed (see the module docstring).
     spec = {key: value if isinstance(value, str) else "<from another step>" for key, value in environment.items()}
     triggers = pulumi.Output.all(spec_hash(create, delete, spec), *[step.id for step in builds_on]).apply(list)
-    run_environment = dict(environment)
+    run_environment = {**environment, **(in_place or {})}
     if scripts and rerun_on_script_edit:
         run_environment[SCRIPTS_VARIABLE] = scripts_digest(read_scripts(scripts))
     command = local.Command(

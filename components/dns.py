@@ -66,6 +66,11 @@ def resolver_commands(domain: str, ip: str) -> dict[str, str]:
     }
 
 
+def image(version: str) -> str:
+    """The lab DNS server's image: CoreDNS as Kubernetes publishes it."""
+    return f"registry.k8s.io/coredns/coredns:v{version}"
+
+
 def dns_manifests(domain: str, ingress_ip: str, version: str, annotations: dict[str, str]) -> dict[str, dict[str, Any]]:
     """The ConfigMap, Deployment and Service (metadata and the rest) of the lab's DNS server."""
     config = corefile(domain, ingress_ip)
@@ -83,7 +88,7 @@ def dns_manifests(domain: str, ingress_ip: str, version: str, annotations: dict[
                     "containers": [
                         {
                             "name": "coredns",
-                            "image": f"registry.k8s.io/coredns/coredns:v{version}",
+                            "image": image(version),
                             "args": ["-conf", "/etc/coredns/Corefile"],
                             "ports": [
                                 {"name": "dns", "containerPort": CONTAINER_PORT, "protocol": "UDP"},

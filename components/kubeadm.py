@@ -24,6 +24,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
+from components.bundle import software
+from components.bundle.plan import NODE_BUNDLE, NodePlan, node_plan
 from components.cluster import Cluster
 from components.command_step import Step, command_step
 from components.config import (
@@ -37,13 +39,8 @@ from components.config import (
 from components.kubeadm_steps import step_name
 from components.vm import VAGRANT_SCRIPT, VirtualMachine, VirtualMachineArgs, vagrant_command, vagrant_environment
 
-# Pins of what node preparation installs besides the Kubernetes packages.
-CONTAINERD_VERSION = "2.1.4"  # Kubernetes 1.36 needs containerd 2.x; Ubuntu 24.04 ships 1.7
-RUNC_VERSION = "1.3.2"
-FLANNEL_VERSION = "0.27.4"
-CALICO_VERSION = "3.30.3"
-
 API_SERVER_PORT = 6443
+PATCHES_DIR = "/etc/kubernetes/k8s-lab-patches"
 CRI_SOCKET = "unix:///run/containerd/containerd.sock"
 
 PREPARE_SCRIPT = "scripts/node/prepare.sh"
@@ -57,22 +54,17 @@ KUBECONFIG_FILE_SCRIPT = "scripts/kubeconfig-file.sh"
 # Pure helpers
 
 
-def cni_manifest(kubernetes: KubernetesConfig) -> tuple[str, str]:
-    """(URL, file name on the node) of the pinned CNI manifest."""
-    if kubernetes.cni == "calico":
-        url = f"https://raw.githubusercontent.com/projectcalico/calico/v{CALICO_VERSION}/manifests/calico.yaml"
-        return url, f"calico-v{CALICO_VERSION}.yaml"
-    url = f"https://github.com/flannel-io/flannel/releases/download/v{FLANNEL_VERSION}/kube-flannel.yml"
-    return url, f"flannel-v{FLANNEL_VERSION}.yaml"
-
-
 def api_server_url(control_plane: NodeConfig) -> str:
     """What the kubeconfig points at: the control plane's host-only IP, which the laptop reaches."""
     return f"https://{control_plane.ip}:{API_SERVER_PORT}"
 
 
-def kubeadm_config(stack: str, control_plane: NodeConfig, kubernetes: KubernetesConfig) -> str:
-    """The kubeadm configuration of ``kubeadm init``, as a multi-document YAML string."""
+def kubeadm_config(stack: str, control_plane: NodeConfig, kubernetes: KubernetesConfig, containers: bool = False) -> str:
+    """The kubeadm configuration of ``kubeadm init``, as a multi-document YAML string.
+
+    ``containers``: the nodes are system containers sharing the host's kernel (vagrant.provider:
+    docker), so kube-proxy must leave the host-wide conntrack table size alone.
+    """
     init = {
         "apiVersion": "kubeadm.k8s.io/v1beta4",
         "kind": "InitConfiguration",
@@ -83,6 +75,8 @@ def kubeadm_config(stack: str, control_plane: NodeConfig, kubernetes: Kubernetes
             "criSocket": CRI_SOCKET,
             "kubeletExtraArgs": [{"name": "node-ip", "value": str(control_plane.ip)}],
         },
+        # Node preparation writes what the kubelet's configuration must say on this kind of node.
+        "patches": {"directory": PATCHES_DIR},
     }
     cluster = {
         "apiVersion": "kubeadm.k8s.io/v1beta4",
@@ -102,6 +96,9 @@ def kubeadm_config(stack: str, control_plane: NodeConfig, kubernetes: Kubernetes
     if kubernetes.kube_proxy_mode == "ipvs":
         # MetalLB's L2 mode answers ARP itself; IPVS must not answer for every VIP on every node.
         proxy["ipvs"] = {"strictARP": True}
+    if containers:
+        # nf_conntrack_max is one value for the whole host, read-only from a container.
+        proxy["conntrack"] = {"maxPerCore": 0}
     kubelet = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -110,9 +107,13 @@ def kubeadm_config(stack: str, control_plane: NodeConfig, kubernetes: Kubernetes
     return yaml.safe_dump_all([init, cluster, proxy, kubelet], sort_keys=False)
 
 
-def node_script_environment(variables: Mapping[str, pulumi.Input[str]]) -> dict[str, pulumi.Input[str]]:
-    """Variables for a script run inside a VM, plus the list of names scripts/vagrant.sh forwards."""
-    return {**variables, "K8S_LAB_FORWARD": " ".join(sorted(variables))}
+def node_script_environment(
+    variables: Mapping[str, pulumi.Input[str]], also: Sequence[str] = ()
+) -> dict[str, pulumi.Input[str]]:
+    """Variables for a script run inside a VM, plus the list of names scripts/vagrant.sh forwards
+    (these and ``also``; the K8S_LAB_* ones are scripts/vagrant.sh's own)."""
+    names = sorted(name for name in {*variables, *also} if not name.startswith("K8S_LAB_"))
+    return {**variables, "K8S_LAB_FORWARD": " ".join(names)}
 
 
 def parse_interface(stdout: str) -> str:
@@ -151,6 +152,8 @@ class KubeadmClusterArgs:
     kubernetes: KubernetesConfig
     network: NetworkConfig
     write_kubeconfig: bool = False
+    payload: NodePlan = NodePlan(files="")
+    """What node preparation installs and where it comes from (the offline bundle, or upstream)."""
 
     @classmethod
     def from_config(cls, cfg: LabConfig) -> "KubeadmClusterArgs":
@@ -162,6 +165,7 @@ class KubeadmClusterArgs:
             kubernetes=cfg.kubernetes,
             network=cfg.network,
             write_kubeconfig=cfg.write_kubeconfig,
+            payload=node_plan(cfg),
         )
 
 
@@ -187,23 +191,32 @@ class KubeadmCluster(Cluster):
         control_plane, workers = control_plane_and_workers(args.nodes)
         assert control_plane is not None  # the configuration's checks require one
 
-        def env(nodes: Sequence[NodeConfig], variables: Optional[Mapping[str, pulumi.Input[str]]] = None) -> dict:
+        def env(
+            nodes: Sequence[NodeConfig], variables: Optional[Mapping[str, pulumi.Input[str]]] = None, also: Sequence[str] = ()
+        ) -> dict:
             return {
-                **vagrant_environment(args.stack, nodes, args.vagrant, args.network.cidr),
-                **node_script_environment(variables or {}),
+                **vagrant_environment(args.stack, nodes, args.vagrant, args.network.cidr, args.payload.bundle),
+                **node_script_environment(variables or {}, also),
             }
 
         def run_script(
-            step: str, node: NodeConfig, script: str, variables: Mapping[str, pulumi.Input[str]], builds_on: Sequence[Step]
+            step: str,
+            node: NodeConfig,
+            script: str,
+            variables: Mapping[str, pulumi.Input[str]],
+            builds_on: Sequence[Step],
+            in_place: Optional[Mapping[str, pulumi.Input[str]]] = None,
         ) -> Step:
-            """The step named ``step``: ``script`` run as root on ``node`` (vagrant.sh run) with ``variables``."""
+            """The step named ``step``: ``script`` run as root on ``node`` (vagrant.sh run) with
+            ``variables`` and ``in_place`` ones (see command_step)."""
             return command_step(
                 step,
                 parent=self,
                 create=vagrant_command("run", node.name, script),
-                environment=env([node], variables),
+                environment=env([node], variables, also=list(in_place or {})),
                 scripts=[VAGRANT_SCRIPT, script],
                 builds_on=builds_on,
+                in_place=in_place,
             )
 
         # -- machines --
@@ -233,7 +246,12 @@ class KubeadmCluster(Cluster):
             vm = VirtualMachine(
                 f"{name}-{node.name}",
                 VirtualMachineArgs(
-                    stack=args.stack, node=node, vagrant=args.vagrant, network_cidr=args.network.cidr, after=after
+                    stack=args.stack,
+                    node=node,
+                    vagrant=args.vagrant,
+                    network_cidr=args.network.cidr,
+                    after=after,
+                    bundle=args.payload.bundle,
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
@@ -241,27 +259,36 @@ class KubeadmCluster(Cluster):
             previous = vm
 
         # -- node preparation, each as soon as its own VM is up --
-        cni_url, cni_file = cni_manifest(args.kubernetes)
+        payload = args.payload
+        cni = software.cni_manifest(args.kubernetes.cni)
         self.prepared = {}
         for node in args.nodes:
+            variables = {
+                "NODE_NAME": node.name,
+                "NODE_IP": str(node.ip),
+                "NODE_ROLE": node.role,
+                "NETWORK_INTERFACE": args.network.interface or "",
+                "K8S_VERSION": args.kubernetes.version,
+                "KUBE_PROXY_MODE": args.kubernetes.kube_proxy_mode,
+            }
+            # What the node installs, and from where: a change (another app's images, the bundle
+            # turned on, a newer containerd) re-runs preparation in place and rebuilds nothing.
+            payload_variables = {
+                "NODE_FILES": payload.files,
+                "NODE_IMAGES": payload.images.get(node.role, ""),
+                "BUNDLE": NODE_BUNDLE if payload.bundle is not None else "",
+            }
+            if payload.bundle is not None:
+                # scripts/vagrant.sh copies these into a VM first (a docker node has the bundle mounted).
+                payload_variables["K8S_LAB_BUNDLE"] = str(payload.bundle)
+                payload_variables["K8S_LAB_BUNDLE_FILES"] = payload.uploads.get(node.role, "")
             self.prepared[node.name] = run_script(
                 step_name(name, "prepare", node.name),
                 node,
                 PREPARE_SCRIPT,
-                {
-                    "NODE_NAME": node.name,
-                    "NODE_IP": str(node.ip),
-                    "NODE_ROLE": node.role,
-                    "NETWORK_INTERFACE": args.network.interface or "",
-                    "K8S_VERSION": args.kubernetes.version,
-                    "K8S_MINOR": args.kubernetes.minor,
-                    "KUBE_PROXY_MODE": args.kubernetes.kube_proxy_mode,
-                    "CONTAINERD_VERSION": CONTAINERD_VERSION,
-                    "RUNC_VERSION": RUNC_VERSION,
-                    "CNI_MANIFEST_URL": cni_url,
-                    "CNI_MANIFEST_FILE": cni_file,
-                },
+                variables,
                 builds_on=[self.vms[node.name].step],
+                in_place=payload_variables,
             )
 
         # -- control plane --
@@ -271,7 +298,7 @@ class KubeadmCluster(Cluster):
             INIT_SCRIPT,
             {
                 "NODE_NAME": control_plane.name,
-                "KUBEADM_CONFIG": kubeadm_config(args.stack, control_plane, args.kubernetes),
+                "KUBEADM_CONFIG": kubeadm_config(args.stack, control_plane, args.kubernetes, containers=args.vagrant.containers),
                 # A cluster cannot swap its CNI in place: another CNI means a new cluster.
                 "CNI": args.kubernetes.cni,
             },
@@ -287,8 +314,9 @@ class KubeadmCluster(Cluster):
             {
                 "NODE_NAME": control_plane.name,
                 "CNI": args.kubernetes.cni,
-                "CNI_MANIFEST_URL": cni_url,
-                "CNI_MANIFEST_FILE": cni_file,
+                # Node preparation put the manifest there, from the bundle or from this URL.
+                "CNI_MANIFEST_URL": cni.url,
+                "CNI_MANIFEST_FILE": cni.name,
                 "POD_CIDR": str(args.kubernetes.pod_cidr),
                 # Every node runs the same box, so the control plane's NIC name is everyone's.
                 "IFACE": control_plane_nic,

@@ -12,6 +12,7 @@ import json
 import shlex
 from dataclasses import dataclass
 from ipaddress import IPv4Network
+from pathlib import Path
 from typing import Optional, Sequence
 
 import pulumi
@@ -27,11 +28,18 @@ def dotfile_path(stack: str) -> str:
     return f".vagrant/{stack}"
 
 
-def node_specs(nodes: Sequence[NodeConfig], vagrant: VagrantConfig, network_cidr: IPv4Network) -> str:
-    """``K8S_LAB_NODES``: what the Vagrantfile needs to define these machines, as compact JSON."""
-    netmask = str(network_cidr.netmask)
-    specs = [
-        {
+def node_specs(
+    nodes: Sequence[NodeConfig], vagrant: VagrantConfig, network_cidr: IPv4Network, bundle: Optional[Path] = None
+) -> str:
+    """``K8S_LAB_NODES``: what the Vagrantfile needs to define these machines, as compact JSON.
+
+    Docker's networks take a prefix length as the netmask (a dotted one is refused); a docker node
+    also gets the offline bundle's directory, which the Vagrantfile mounts into it.
+    """
+    netmask = str(network_cidr.prefixlen) if vagrant.containers else str(network_cidr.netmask)
+    specs = []
+    for node in nodes:
+        spec = {
             "name": node.name,
             "ip": str(node.ip),
             "netmask": netmask,
@@ -40,13 +48,14 @@ def node_specs(nodes: Sequence[NodeConfig], vagrant: VagrantConfig, network_cidr
             "box": vagrant.box,
             "box_version": vagrant.box_version,
         }
-        for node in nodes
-    ]
+        if vagrant.containers and bundle is not None:
+            spec["bundle"] = str(bundle)
+        specs.append(spec)
     return json.dumps(specs, sort_keys=True, separators=(",", ":"))
 
 
 def vagrant_environment(
-    stack: str, nodes: Sequence[NodeConfig], vagrant: VagrantConfig, network_cidr: IPv4Network
+    stack: str, nodes: Sequence[NodeConfig], vagrant: VagrantConfig, network_cidr: IPv4Network, bundle: Optional[Path] = None
 ) -> dict[str, str]:
     """The environment of every vagrant command acting on ``nodes``.
 
@@ -59,7 +68,7 @@ def vagrant_environment(
         "VAGRANT_CHECKPOINT_DISABLE": "1",
         "VAGRANT_NO_COLOR": "1",
         "K8S_LAB_STACK": stack,
-        "K8S_LAB_NODES": node_specs(nodes, vagrant, network_cidr),
+        "K8S_LAB_NODES": node_specs(nodes, vagrant, network_cidr, bundle),
     }
 
 
@@ -75,6 +84,8 @@ class VirtualMachineArgs:
     vagrant: VagrantConfig
     network_cidr: IPv4Network
     after: Sequence[pulumi.Resource] = ()
+    bundle: Optional[Path] = None
+    """The offline bundle's directory, mounted into docker nodes."""
     """Ordering only: the box download, and under VirtualBox the previous machine of the chain."""
 
 
@@ -94,7 +105,7 @@ class VirtualMachine(pulumi.ComponentResource):
             parent=self,
             create=vagrant_command("up", args.node.name),
             delete=vagrant_command("destroy", args.node.name),
-            environment=vagrant_environment(args.stack, [args.node], args.vagrant, args.network_cidr),
+            environment=vagrant_environment(args.stack, [args.node], args.vagrant, args.network_cidr, args.bundle),
             # The Vagrantfile is not part of the spec on purpose: editing it must not destroy
             # running machines. A machine picks it up when recreated (`pulumi up --replace`).
             scripts=[VAGRANT_SCRIPT],

@@ -53,7 +53,27 @@ run_script() {
   local node=$1 script=$2
   [ -f "$script" ] || die "no script $script in $(pwd)"
   need_vagrant
+  copy_bundle "$node"
   { preamble; cat "$script"; } | vagrant ssh "$node" --no-tty -c "$(remote_runner)"
+}
+
+# The offline bundle's files a VM needs (K8S_LAB_BUNDLE_FILES: "size path" lines, relative to
+# K8S_LAB_BUNDLE), copied into it over vagrant ssh, except those it holds already at that size.
+# A docker node has the bundle mounted instead (the Vagrantfile), so nothing is copied.
+NODE_BUNDLE=/var/cache/k8s-lab/bundle
+copy_bundle() {
+  local node=$1 have missing
+  [ -n "${K8S_LAB_BUNDLE:-}" ] && [ -n "${K8S_LAB_BUNDLE_FILES:-}" ] || return 0
+  [ "${VAGRANT_DEFAULT_PROVIDER:-}" != docker ] || return 0
+  [ -d "$K8S_LAB_BUNDLE" ] || die "the offline bundle $K8S_LAB_BUNDLE is not there; fill it with ./lab bundle fill"
+  have=$(vagrant ssh "$node" --no-tty -c "sudo find $NODE_BUNDLE -type f -printf '%s %P\\n' 2>/dev/null || true" | tr -d '\r')
+  missing=$(printf '%s\n' "$K8S_LAB_BUNDLE_FILES" | awk 'NR == FNR { have[$0] = 1; next } NF == 2 && !($0 in have) { print $2 }' \
+    <(printf '%s\n' "$have") -)
+  [ -n "$missing" ] || return 0
+  echo "k8s-lab: copying $(printf '%s\n' "$missing" | grep -c .) files of the offline bundle into $node" >&2
+  # shellcheck disable=SC2086 # one path per word; bundle paths have no spaces
+  (cd "$K8S_LAB_BUNDLE" && tar -cf - $missing) |
+    vagrant ssh "$node" --no-tty -c "sudo mkdir -p $NODE_BUNDLE && sudo tar -C $NODE_BUNDLE -xf -"
 }
 
 # Succeeds when `vagrant box list` (on stdin) has exactly this box, provider and version. It
@@ -75,6 +95,14 @@ box_listed() {
 box() {
   local name=$1 version=$2 provider=${VAGRANT_DEFAULT_PROVIDER:-virtualbox}
   need_vagrant
+  if [ "$provider" = docker ]; then
+    # Docker nodes run from an image, built here rather than downloaded.
+    command -v docker >/dev/null 2>&1 || die "vagrant.provider is docker but the docker CLI is not on PATH; install Docker"
+    docker image inspect "$name" >/dev/null 2>&1 ||
+      die "the node image $name is not in Docker; build it with ./lab node-image"
+    echo "k8s-lab: node image $name is here"
+    return
+  fi
   if vagrant box list 2>/dev/null | box_listed "$name" "$provider" "$version"; then
     echo "k8s-lab: box $name $version ($provider) is already here"
     return

@@ -9,7 +9,7 @@ import kubernetes_validate
 import pytest
 
 from components.apps import base, demo, grafana, online_boutique
-from components.config import OnlineBoutiqueOptions
+from components.config import DemoOptions, OnlineBoutiqueOptions
 from harness import reference_docs
 from labruns import ALL_APPS, CHART, COMMAND, CONFIGFILE, INGRESS, NAMESPACE, SECRET, ingress_of, run_lab
 
@@ -94,7 +94,7 @@ def test_demo_is_a_small_pinned_whoami_with_the_configured_replicas():
 
 
 def test_demo_objects_are_valid_kubernetes_objects():
-    dep, svc = demo.demo_manifests(2)
+    dep, svc = demo.demo_manifests(DemoOptions(replicas=2))
     kubernetes_validate.validate({"apiVersion": "apps/v1", "kind": "Deployment", **dep}, KUBERNETES_SCHEMA, strict=True)
     kubernetes_validate.validate({"apiVersion": "v1", "kind": "Service", **svc}, KUBERNETES_SCHEMA, strict=True)
 

@@ -343,17 +343,33 @@ def test_cidrs_come_from_config():
     assert s["lab-cni"].input("environment.POD_CIDR") == "10.42.0.0/16"
 
 
-def test_every_node_is_prepared_with_its_own_ip_and_the_pinned_packages(seed):
+def test_every_node_is_prepared_with_its_own_ip_and_the_pinned_release_files(seed):
     s = steps(seed)
     for name, ip in NODES.items():
         env = s[f"lab-{name}-prepare"].inputs["environment"]
-        assert env["NODE_IP"] == ip and env["NODE_NAME"] == name
-        assert env["K8S_VERSION"] == "1.36.1" and env["K8S_MINOR"] == "1.36"
+        assert env["NODE_IP"] == ip and env["NODE_NAME"] == name and env["K8S_VERSION"] == "1.36.1"
+        files = {line.split()[0]: line.split()[1:] for line in env["NODE_FILES"].splitlines()}
+        assert files["kubeadm"][1] == "https://dl.k8s.io/release/v1.36.1/bin/linux/amd64/kubeadm"
+        assert files["kubeadm"][2] == files["kubeadm"][1] + ".sha256"  # checked against upstream's checksum
+        assert "containerd-2.1.4-linux-amd64.tar.gz" in files["containerd"][1]
+        assert files["runc"][1].endswith("/v1.3.2/runc.amd64") and files["runc"][2].endswith("/runc.sha256sum")
+        assert set(files) == {"kubeadm", "kubelet", "kubectl", "containerd", "runc", "cni-plugins", "crictl", "cni-manifest"}
+        assert env["BUNDLE"] == ""  # online: everything is downloaded
         # Only the named variables travel into the VM.
         assert set(env["K8S_LAB_FORWARD"].split()) == {
-            "NODE_NAME", "NODE_IP", "NODE_ROLE", "NETWORK_INTERFACE", "K8S_VERSION", "K8S_MINOR",
-            "KUBE_PROXY_MODE", "CONTAINERD_VERSION", "RUNC_VERSION", "CNI_MANIFEST_URL", "CNI_MANIFEST_FILE",
+            "NODE_NAME", "NODE_IP", "NODE_ROLE", "NETWORK_INTERFACE", "K8S_VERSION",
+            "KUBE_PROXY_MODE", "NODE_FILES", "NODE_IMAGES", "BUNDLE",
         }  # fmt: skip
+
+
+def test_only_the_control_plane_gets_the_control_plane_images(seed):
+    s = steps(seed)
+    images = {name: {line.split()[0] for line in s[f"lab-{name}-prepare"].input("environment.NODE_IMAGES").splitlines()} for name in NODES}
+    assert "registry.k8s.io/kube-apiserver:v1.36.1" in images["k8s-cp"]
+    assert "registry.k8s.io/etcd:3.6.8-0" in images["k8s-cp"]
+    for worker in ("k8s-w1", "k8s-w2"):
+        assert "registry.k8s.io/kube-apiserver:v1.36.1" not in images[worker]
+        assert {"registry.k8s.io/kube-proxy:v1.36.1", "registry.k8s.io/pause:3.10.2", "docker.io/traefik/whoami:v1.11.0"} <= images[worker]
 
 
 def _nic_mocks(nic: str) -> LabMocks:

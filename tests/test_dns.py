@@ -51,7 +51,7 @@ def test_coredns_answers_the_zone_with_the_ingress_ip_on_one_pinned_service():
     assert 'template IN A lab.test {\n        answer "{{ .Name }} 60 IN A 192.168.56.200"' in corefile
     assert "forward" not in corefile  # the lab's zone only: no open resolver
     container = r.named("lab-dns-deployment").input("spec.template.spec.containers")[0]
-    assert container["image"] == "registry.k8s.io/coredns/coredns:v1.12.1"
+    assert container["image"] == "registry.k8s.io/coredns/coredns:v1.14.2"  # the same as kubeadm 1.36's cluster DNS
     assert {p["containerPort"] for p in container["ports"]} == {1053}  # unprivileged: no capability needed
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert r.named("lab-dns-namespace").input("metadata.name") == "lab-dns"

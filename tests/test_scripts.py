@@ -340,8 +340,8 @@ def source_and_call(script, call, tmp_path, **env):
 
 PREPARE_ENV = {
     "NODE_NAME": "k8s-w1", "NODE_IP": "192.168.56.11", "NODE_ROLE": "worker", "K8S_VERSION": "1.36.1",
-    "K8S_MINOR": "1.36", "KUBE_PROXY_MODE": "iptables", "CONTAINERD_VERSION": "2.1.4", "RUNC_VERSION": "1.3.2",
-    "CNI_MANIFEST_URL": "https://example.invalid/cni.yaml", "CNI_MANIFEST_FILE": "cni.yaml",
+    "KUBE_PROXY_MODE": "iptables", "NODE_FILES": "kubeadm files/x https://example.invalid/kubeadm - -",
+    "NODE_IMAGES": "registry.k8s.io/pause:3.10.2 images/registry.k8s.io/pause/3.10.2.tar",
 }  # fmt: skip
 
 

@@ -1,8 +1,9 @@
-"""The demo app at ``app.<domain>``: traefik/whoami, which answers with what reached it.
+"""The demo app at ``app.<domain>``: by default traefik/whoami, which answers with what reached it.
 
 Its reply shows the pod's name and IP and the request headers as they arrived (Host,
 X-Forwarded-For, X-Real-Ip), so ``curl http://app.lab.local`` shows the whole path: the ingress
-controller forwarded it, and which of the replicas answered.
+controller forwarded it, and which of the replicas answered. ``app_options.demo.image`` (with
+``args`` and ``port``) puts any other HTTP server there.
 """
 
 from __future__ import annotations
@@ -17,18 +18,22 @@ from components.apps.base import App, AppArgs, LABELS
 from components.config import DemoOptions
 
 NAMESPACE = "demo"
-IMAGE = "docker.io/traefik/whoami:v1.11.0"
-PORT = 8080  # unprivileged, so the container needs no root and no NET_BIND_SERVICE
 
 
-def demo_manifests(replicas: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The demo Deployment and its Service."""
+def image(options: DemoOptions) -> str:
+    """The demo's image, as its Deployment names it."""
+    return options.image
+
+
+def demo_manifests(options: DemoOptions) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The demo Deployment and its Service. Its port is unprivileged, so the container needs no
+    root and no NET_BIND_SERVICE."""
     selector = {"app.kubernetes.io/name": "demo"}
     labels = {**LABELS, **selector}
     deployment = {
         "metadata": {"name": "demo", "namespace": NAMESPACE, "labels": labels},
         "spec": {
-            "replicas": replicas,
+            "replicas": options.replicas,
             "selector": {"matchLabels": selector},
             "template": {
                 "metadata": {"labels": labels},
@@ -36,11 +41,11 @@ def demo_manifests(replicas: int) -> tuple[dict[str, Any], dict[str, Any]]:
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [
                         {
-                            "name": "whoami",
-                            "image": IMAGE,
-                            "args": [f"--port={PORT}", "--name=k8s-lab-demo"],
-                            "ports": [{"name": "http", "containerPort": PORT}],
-                            "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 5},
+                            "name": "demo",
+                            "image": image(options),
+                            "args": list(options.resolved_args),
+                            "ports": [{"name": "http", "containerPort": options.port}],
+                            "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 5},
                             "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
                             "securityContext": {
                                 "allowPrivilegeEscalation": False,
@@ -69,7 +74,7 @@ class Demo(App):
     def __init__(self, name: str, args: DemoArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("k8s-lab:apps:Demo", name, None, opts)
         self.namespace = self._namespace(name, NAMESPACE, args.cluster)
-        deployment, service = demo_manifests(args.options.replicas)
+        deployment, service = demo_manifests(args.options)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=[self.namespace])
         self.deployment = k8s.apps.v1.Deployment(f"{name}-deployment", metadata=deployment["metadata"], spec=deployment["spec"], opts=k8s_opts)
         self.service = k8s.core.v1.Service(f"{name}-service", metadata=service["metadata"], spec=service["spec"], opts=k8s_opts)

@@ -36,6 +36,7 @@ from components.config.schema import (
     MetalLBConfig,
     NetworkConfig,
     NodeConfig,
+    OfflineConfig,
     OnlineBoutiqueOptions,
     PoolConfig,
     SelfCheckConfig,

@@ -22,6 +22,7 @@ from components.config.defaults import (
     version_tuple,
 )
 from components.config.locations import check_offline_files
+from components.config.offline import check_offline_bundle
 from components.config.memory import memory_warnings
 from components.config.metallb_checks import check_metallb
 from components.config.problems import Problem
@@ -104,6 +105,7 @@ def check_lab(cfg: LabConfig) -> tuple[list[Problem], list[str]]:
 
     _check_ingress(cfg, add)
     check_offline_files(cfg, add)
+    check_offline_bundle(cfg, add)
     warnings.extend(memory_warnings(cfg))
 
     # -- render mode: nothing can be read back from a cluster --

@@ -15,6 +15,8 @@ DEFAULT_KUBERNETES_VERSION = "1.36.1"
 DEFAULT_METALLB_VERSION = "0.14.9"
 DEFAULT_VAGRANT_BOX = "bento/ubuntu-24.04"
 DEFAULT_VAGRANT_BOX_VERSION = "202510.26.0"
+# vagrant.provider: docker runs nodes from this image, which `./lab node-image` builds.
+DEFAULT_NODE_IMAGE = "k8s-lab/node:bookworm"
 # ingress-nginx: the controller release (its static manifest is tagged controller-v<version>).
 # traefik: the Helm chart release; chart 41.3.0 ships Traefik Proxy v3.7.11. Chart 40 moved the
 # Service's type into service.spec (components.ingress.traefik_values follows the chart version).
@@ -26,7 +28,10 @@ GATEWAY_API_VERSION = "1.6.1"
 # almost surely a proxy version given by mistake.
 OLDEST_TRAEFIK_CHART_MAJOR = 30
 # CoreDNS, the lab's optional DNS server for its domain (components/dns.py).
-DEFAULT_COREDNS_VERSION = "1.12.1"
+# The same CoreDNS as kubeadm 1.36's cluster DNS, so one image serves both.
+DEFAULT_COREDNS_VERSION = "1.14.2"
+# The demo app's image (app_options.demo.image).
+DEFAULT_DEMO_IMAGE = "docker.io/traefik/whoami:v1.11.0"
 DEFAULT_POD_CIDR = "10.244.0.0/16"  # flannel's own default
 DEFAULT_SERVICE_CIDR = "10.96.0.0/12"  # kubeadm's default
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from components.config.checks import check_lab
 from components.config.kubeconfig import resolve_cluster
+from components.config.offline import with_bundle_sources
 from components.config.problems import ConfigError, Problem, did_you_mean, kind_of
 from components.config.schema import LabConfig
 
@@ -202,6 +203,7 @@ def parse(raw: Mapping[str, Any], *, stack: str, secret_keys: frozenset[str] = f
     problems += [p for p in lab_problems if _section(_top_key(p.path)) not in hidden]
     if problems:
         raise ConfigError(problems)
+    cfg = with_bundle_sources(cfg)
     return cfg.model_copy(update={"warnings": tuple(warnings + lab_warnings)})
 
 

@@ -10,7 +10,7 @@ import re
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Literal, Optional, Sequence
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from typing_extensions import Annotated
 
@@ -18,6 +18,8 @@ from components import network as net
 from components.config.defaults import (
     APP_HOSTS,
     DEFAULT_COREDNS_VERSION,
+    DEFAULT_DEMO_IMAGE,
+    DEFAULT_NODE_IMAGE,
     DEFAULT_INGRESS_VERSIONS,
     DEFAULT_KUBERNETES_VERSION,
     DEFAULT_METALLB_VERSION,
@@ -33,6 +35,7 @@ from components.config.defaults import (
 _VERSION = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_IMAGE_REF = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]{1,2}[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
 INTERFACE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 
 
@@ -142,9 +145,26 @@ def control_plane_and_workers(nodes: Sequence[NodeConfig]) -> tuple[Optional[Nod
 
 
 class VagrantConfig(_Strict):
+    """The machines: VMs (virtualbox, libvirt) or system containers (docker, Linux hosts only).
+
+    For ``docker`` the box is the node image (built by ``./lab node-image``); it has no version.
+    """
+
     box: str = DEFAULT_VAGRANT_BOX
     box_version: str = DEFAULT_VAGRANT_BOX_VERSION
-    provider: Literal["virtualbox", "libvirt"] = "virtualbox"
+    provider: Literal["virtualbox", "libvirt", "docker"] = "virtualbox"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _docker_image(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("provider") == "docker" and "box" not in data:
+            return {**data, "box": DEFAULT_NODE_IMAGE}
+        return data
+
+    @property
+    def containers(self) -> bool:
+        """The nodes are system containers sharing the host's kernel, not VMs."""
+        return self.provider == "docker"
 
 
 class KubernetesConfig(_Strict):
@@ -272,6 +292,14 @@ class DNSConfig(_Strict):
     version: AppVersion = DEFAULT_COREDNS_VERSION
 
 
+class OfflineConfig(_Strict):
+    """An offline lab: every file and image a node or the program fetches comes from a bundle
+    (``./lab bundle fill`` fills it; components/bundle)."""
+
+    # The bundle's directory. None: online, everything is downloaded.
+    bundle: Optional[str] = None
+
+
 class SelfCheckConfig(_Strict):
     enabled: bool = True
     timeout_seconds: WholeNumber = Field(300, ge=10, le=3600)
@@ -305,6 +333,27 @@ class OnlineBoutiqueOptions(_Strict):
 
 class DemoOptions(_Strict):
     replicas: WholeNumber = Field(2, ge=1, le=20)
+    # The image behind app.<domain>: any HTTP server listening on `port`. The default,
+    # traefik/whoami, answers with the pod's name and the request as it arrived.
+    image: str = DEFAULT_DEMO_IMAGE
+    # Its arguments. None: whoami's own (--port, --name) for the default image, none for another.
+    args: Optional[tuple[str, ...]] = None
+    port: WholeNumber = Field(8080, ge=1024, le=65535)
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        if not _IMAGE_REF.match(value) or ("@" not in value and ":" not in value.rsplit("/", 1)[-1]):
+            raise ValueError(
+                f"{value!r} is not an image reference with a tag or digest, e.g. docker.io/traefik/whoami:v1.11.0"
+            )
+        return value
+
+    @property
+    def resolved_args(self) -> tuple[str, ...]:
+        if self.args is not None:
+            return self.args
+        return (f"--port={self.port}", "--name=k8s-lab-demo") if self.image == DEFAULT_DEMO_IMAGE else ()
 
 
 class AppOptions(_Strict):
@@ -340,6 +389,7 @@ class LabConfig(_Strict):
     self_check: SelfCheckConfig = SelfCheckConfig()
     tls: TLSConfig = TLSConfig()
     dns: DNSConfig = DNSConfig()
+    offline: OfflineConfig = OfflineConfig()
     # Set once the '.local' warning has been read: it then stops repeating on every preview.
     local_domain_acknowledged: bool = False
     write_kubeconfig: bool = False

@@ -21,6 +21,10 @@ ROOT=${K8S_LAB_NODE_ROOT:-}
 KUBELET_CONF=$ROOT/etc/kubernetes/kubelet.conf
 CA=$ROOT/etc/kubernetes/pki/ca.crt
 STAMP=$ROOT/var/lib/k8s-lab/joined-ca.sha256
+# What node preparation decided for this node: kubelet settings (a kubeadm patch) and the
+# preflight checks it cannot pass (SystemVerification on cgroup v1).
+PATCHES=$ROOT/etc/kubernetes/k8s-lab-patches
+IGNORED=$ROOT/var/lib/k8s-lab/preflight-ignore
 
 log() { echo "[$NODE_NAME] $*"; }
 die() {
@@ -44,7 +48,7 @@ wait_registered() {
 }
 
 main() {
-  local args=() ca_hash
+  local args=() ca_hash ignore
   read -r -a args <<<"$JOIN_COMMAND"
   if [ "${#args[@]}" -lt 3 ] || [ "${args[0]}" != kubeadm ] || [ "${args[1]}" != join ]; then
     die "JOIN_COMMAND is not a kubeadm join command"
@@ -78,7 +82,8 @@ main() {
   rm -f "$STAMP"
 
   log "joining the cluster"
-  "${args[@]}" --node-name "$NODE_NAME"
+  ignore=$(paste -sd, "$IGNORED" 2>/dev/null || true)
+  "${args[@]}" --node-name "$NODE_NAME" --patches "$PATCHES" ${ignore:+"--ignore-preflight-errors=$ignore"}
   echo "$ca_hash" >"$STAMP"
   wait_registered
   log "joined"
