@@ -4,14 +4,16 @@
 # into the local Docker. No kernel: a container node runs on the host's. Kubernetes itself is not
 # in the image; node preparation installs it, as on a VM.
 #
-#   scripts/node-image.sh IMAGE [MIRROR]     (./lab node-image does this for the stack's image)
+#   scripts/node-image.sh rootfs OUT.tar [MIRROR]   the root file system, from Debian's packages
+#   scripts/node-image.sh import ROOTFS.tar IMAGE   that file system as the Docker image IMAGE
+#   scripts/node-image.sh build IMAGE [MIRROR]      both (./lab node-image: from the offline
+#                                                   bundle's rootfs when it has one, else this)
 #
-# Needs mmdebstrap (apt-get install mmdebstrap) and docker. MIRROR defaults to
-# http://deb.debian.org/debian; an offline machine gives a local mirror.
+# `rootfs` needs mmdebstrap (apt-get install mmdebstrap) and a Debian mirror (default
+# http://deb.debian.org/debian); `import` needs only docker, so an air-gapped machine imports the
+# file system the bundle carries.
 set -euo pipefail
 
-IMAGE=${1:?the image name, e.g. k8s-lab/node:bookworm}
-MIRROR=${2:-http://deb.debian.org/debian}
 SUITE=bookworm
 # What a node needs besides Kubernetes' release files: systemd, sshd and sudo for vagrant, the
 # tools kubeadm's preflight and the CNI plugins run (ip, iptables, mount, losetup), curl for an
@@ -24,13 +26,6 @@ die() {
   echo "node-image: $*" >&2
   exit 1
 }
-
-command -v mmdebstrap >/dev/null 2>&1 || die "mmdebstrap is not installed (Debian/Ubuntu: sudo apt-get install mmdebstrap)"
-command -v docker >/dev/null 2>&1 || die "the docker CLI is not on PATH; install Docker"
-docker info >/dev/null 2>&1 || die "docker cannot reach its daemon (is it running, and may this user use it?)"
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 
 # Runs in the new root after the packages are in, as mmdebstrap's customize hook ($1: the root).
 customize() {
@@ -68,20 +63,50 @@ WantedBy=local-fs.target
 UNIT
   chroot "$root" systemctl enable k8s-lab-shared-root.service >/dev/null 2>&1
 }
-# mmdebstrap runs hooks with sh: the function goes into a bash script of its own.
-{
-  echo 'set -euo pipefail'
-  printf 'VAGRANT_INSECURE_KEY=%q\n' "$VAGRANT_INSECURE_KEY"
-  declare -f customize
-  # shellcheck disable=SC2016 # expanded when the hook runs
-  echo 'customize "$1"'
-} >"$work/customize.sh"
+rootfs() {
+  local out=${1:?the output tar} mirror=${2:-http://deb.debian.org/debian} work
+  command -v mmdebstrap >/dev/null 2>&1 || die "mmdebstrap is not installed (Debian/Ubuntu: sudo apt-get install mmdebstrap)"
+  work=$(mktemp -d)
+  # shellcheck disable=SC2064 # the directory is known now
+  trap "rm -rf '$work'" EXIT
+  # mmdebstrap runs hooks with sh: the function goes into a bash script of its own.
+  {
+    echo 'set -euo pipefail'
+    printf 'VAGRANT_INSECURE_KEY=%q\n' "$VAGRANT_INSECURE_KEY"
+    declare -f customize
+    # shellcheck disable=SC2016 # expanded when the hook runs
+    echo 'customize "$1"'
+  } >"$work/customize.sh"
+  echo "node-image: building the node's file system from Debian $SUITE packages ($mirror)" >&2
+  mmdebstrap --quiet --variant=minbase --include="$PACKAGES" \
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' \
+    --customize-hook="bash $work/customize.sh \"\$1\"" \
+    "$SUITE" "$work/rootfs.tar" "$mirror"
+  mkdir -p "$(dirname "$out")"
+  mv -f "$work/rootfs.tar" "$out"
+}
 
-echo "node-image: building $IMAGE from Debian $SUITE packages ($MIRROR)" >&2
-mmdebstrap --variant=minbase --include="$PACKAGES" \
-  --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
-  --dpkgopt='path-exclude=/usr/share/locale/*' \
-  --customize-hook="bash $work/customize.sh \"\$1\"" \
-  "$SUITE" "$work/rootfs.tar" "$MIRROR"
-docker import --change 'CMD ["/sbin/init"]' --change 'ENV container=docker' "$work/rootfs.tar" "$IMAGE" >/dev/null
-echo "node-image: $IMAGE is ready ($(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{ printf "%d MB", $1 / 1e6 }'))" >&2
+import_image() {
+  local tar=${1:?the root file system tar} image=${2:?the image name}
+  [ -f "$tar" ] || die "$tar is not there"
+  command -v docker >/dev/null 2>&1 || die "the docker CLI is not on PATH; install Docker"
+  docker info >/dev/null 2>&1 || die "docker cannot reach its daemon (is it running, and may this user use it?)"
+  docker import --change 'CMD ["/sbin/init"]' --change 'ENV container=docker' "$tar" "$image" >/dev/null
+  echo "node-image: $image is ready ($(docker image inspect -f '{{.Size}}' "$image" | awk '{ printf "%d MB", $1 / 1e6 }'))" >&2
+}
+
+action=${1:-}
+[ $# -gt 0 ] && shift
+case $action in
+  rootfs) rootfs "$@" ;;
+  import) import_image "$@" ;;
+  build)
+    image=${1:?the image name, e.g. k8s-lab/node:bookworm}
+    tmp=$(mktemp -d)
+    rootfs "$tmp/rootfs.tar" "${2:-}"
+    import_image "$tmp/rootfs.tar" "$image"
+    rm -rf "$tmp"
+    ;;
+  *) die "usage: scripts/node-image.sh rootfs OUT.tar [MIRROR] | import ROOTFS.tar IMAGE | build IMAGE [MIRROR]" ;;
+esac

@@ -4,6 +4,9 @@
     ./lab bundle fill            fetch what the bundle lacks (resumable; nothing twice)
     ./lab bundle verify          re-check every file of the bundle against its recorded SHA-256
 
+(``node-image`` prints the docker nodes' image and the bundle's file system for it, for
+``./lab node-image``.)
+
 The bundle is ``offline.bundle`` when the stack sets it, else --bundle, else
 ~/.cache/k8s-lab/bundle (K8S_LAB_BUNDLE). The stack's config comes on stdin as
 ``pulumi config --json --show-secrets`` prints it (./lab does that).
@@ -31,7 +34,7 @@ def _size(n: int) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="./lab bundle", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=("list", "fill", "verify"))
+    parser.add_argument("action", choices=("list", "fill", "verify", "node-image"))
     parser.add_argument("--stack", required=True)
     parser.add_argument("--bundle", type=Path, help="the bundle directory (default: offline.bundle, else ~/.cache/k8s-lab/bundle)")
     parser.add_argument("--arch", default=ARCH, help="the nodes' architecture (default amd64)")
@@ -51,6 +54,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     root = args.bundle or (Path(os.path.expanduser(offline["bundle"])) if offline.get("bundle") else default_bundle_dir())
     bundle = Bundle(root.absolute())
     contents = bundle_contents(cfg, args.arch)
+
+    if args.action == "node-image":
+        from components.config.schema import VagrantConfig
+
+        image = VagrantConfig.model_validate({**(raw.get("vagrant") or {}), "provider": "docker"}).box
+        from components.bundle.contents import NodeImage
+
+        path = NodeImage(image).path
+        print(image, bundle.file(path) if bundle.has(path) else "")
+        return 0
 
     if args.action == "fill":
         try:

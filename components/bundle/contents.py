@@ -47,6 +47,18 @@ class Chart:
 
 
 @dataclass(frozen=True)
+class NodeImage:
+    """The docker nodes' root file system (scripts/node-image.sh rootfs), which ``./lab node-image``
+    imports: built from Debian's packages at fill time, so an air-gapped host needs no mirror."""
+
+    image: str  # the Docker image it becomes (vagrant.box)
+
+    @property
+    def path(self) -> str:
+        return f"node-image/{self.image.replace('/', '_').replace(':', '_')}.tar"
+
+
+@dataclass(frozen=True)
 class Source:
     """A manifest or chart the program applies from the laptop, and how to read its images."""
 
@@ -74,6 +86,8 @@ class BundleContents:
     sources: list[Source]
     images: list[Image] = field(default_factory=list)
     """The images known from the configuration alone; see :meth:`all_images` for the rest."""
+    node_image: Optional[NodeImage] = None
+    """Docker nodes' file system (vagrant.provider: docker)."""
 
     def all_images(self, located: Callable[[Source], Optional[Path]]) -> tuple[list[Image], list[Source]]:
         """Every image, with those read from each source that ``located`` finds on disk; the
@@ -92,9 +106,11 @@ class BundleContents:
                 found.setdefault(ref.name, Image(ref, source.what))
         return list(found.values()), pending
 
-    def files(self) -> list[tuple[str, Download | Chart]]:
+    def files(self) -> list[tuple[str, Download | Chart | NodeImage]]:
         """Every file the bundle holds besides images, as (path in the bundle, origin)."""
-        entries: list[tuple[str, Download | Chart]] = [(d.path, d) for d in self.node_files.values()]
+        entries: list[tuple[str, Download | Chart | NodeImage]] = [(d.path, d) for d in self.node_files.values()]
+        if self.node_image is not None:
+            entries.append((self.node_image.path, self.node_image))
         for source in self.sources:
             if not isinstance(source.origin, Path):
                 entries.append((source.origin.path, source.origin))
@@ -209,4 +225,5 @@ def bundle_contents(cfg: LabConfig, arch: str = ARCH) -> BundleContents:
         # The CNI manifest is applied on the control plane, but its images are pulled by every node.
         cni = node_files["cni-manifest"]
         sources.append(Source("kubernetes.cni", f"{cfg.kubernetes.cni} manifest", cni, img.images_of_manifest))
-    return BundleContents(node_files=node_files, sources=sources, images=images)
+    node_image = NodeImage(cfg.vagrant.box) if cfg.cluster is None and cfg.vagrant.containers else None
+    return BundleContents(node_files=node_files, sources=sources, images=images, node_image=node_image)

@@ -23,7 +23,7 @@ from typing import Callable, Optional
 import yaml
 
 from components.bundle import oci
-from components.bundle.contents import BundleContents, Chart, Image, Source
+from components.bundle.contents import BundleContents, Chart, Image, NodeImage, Source
 from components.bundle.images import ImageRef
 from components.bundle.software import Download
 from components.bundle.store import Bundle, sha256_file
@@ -213,6 +213,20 @@ def fetch_chart(chart: Chart, bundle: Bundle, progress: Progress) -> None:
     progress.done(f"{what}: {dest.stat().st_size / 1e3:.0f} kB, checked")
 
 
+def build_node_rootfs(node_image: NodeImage, bundle: Bundle, progress: Progress) -> None:
+    """Docker nodes' file system, built from Debian's packages (scripts/node-image.sh rootfs)."""
+    import subprocess
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "node-image.sh"
+    dest = bundle.file(node_image.path)
+    progress.item(f"node image {node_image.image}: building its file system from Debian packages")
+    result = subprocess.run(["bash", str(script), "rootfs", str(dest)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise FillError(f"node image {node_image.image}: scripts/node-image.sh rootfs failed:\n{result.stderr[-2000:]}")
+    bundle.record(node_image.path, "scripts/node-image.sh rootfs (Debian packages)")
+    progress.done(f"node image {node_image.image}: {dest.stat().st_size / 1e6:.0f} MB")
+
+
 # ----------------------------------------------------------------------------------------------
 # Images
 
@@ -344,6 +358,8 @@ def fill(
             continue
         if isinstance(origin, Chart):
             fetch_chart(origin, bundle, progress)
+        elif isinstance(origin, NodeImage):
+            build_node_rootfs(origin, bundle, progress)
         else:
             fetch_download(origin, bundle, progress)
         fetched += 1

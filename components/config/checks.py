@@ -11,6 +11,8 @@ from components import network as net
 from components.config.defaults import (
     DEFAULT_INGRESS_VERSIONS,
     DEFAULT_KUBERNETES_VERSION,
+    DEFAULT_NODE_IMAGE,
+    DEFAULT_VAGRANT_BOX,
     DEFAULT_POD_CIDR,
     DEFAULT_SERVICE_CIDR,
     KUBEADM_MIN_CPUS,
@@ -47,6 +49,12 @@ def check_lab(cfg: LabConfig) -> tuple[list[Problem], list[str]]:
             )
     else:
         _check_nodes(cfg, network, reserved, add)
+        if cfg.vagrant.containers and cfg.vagrant.box == DEFAULT_VAGRANT_BOX:
+            add(
+                "vagrant.box",
+                f"is {DEFAULT_VAGRANT_BOX}, a Vagrant box, but docker nodes run from a node image; remove "
+                f"vagrant.box to use {DEFAULT_NODE_IMAGE} (built by ./lab node-image) or name your own image",
+            )
         if cfg.vagrant.provider == "virtualbox" and net.needs_virtualbox_networks_conf(network):
             warnings.append(
                 f"network.cidr {network} is outside {net.VIRTUALBOX_DEFAULT_HOST_ONLY}: VirtualBox 6.1.28+ refuses "

@@ -14,7 +14,7 @@ from components.config.schema import LabConfig
 
 
 STRUCTURED_KEYS = frozenset(
-    {"network", "nodes", "vagrant", "kubernetes", "metallb", "ingress", "apps", "app_options", "cluster", "self_check", "tls", "dns"}
+    {"network", "nodes", "vagrant", "kubernetes", "metallb", "ingress", "apps", "app_options", "cluster", "self_check", "tls", "dns", "offline"}
 )
 
 

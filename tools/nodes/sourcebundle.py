@@ -269,6 +269,10 @@ def fill_from_source(cfg: LabConfig, bundle_dir: Path, *, cache: Path, log=print
         else:
             makers[name](target)
         bundle.record(download.path, ORIGIN)
+    if contents.node_image is not None and not bundle.has(contents.node_image.path):
+        from components.bundle.fill import Progress, build_node_rootfs
+
+        build_node_rootfs(contents.node_image, bundle, Progress())
     for source in contents.sources:
         if source.path is None or bundle.has(source.path):
             continue
