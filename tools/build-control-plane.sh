@@ -28,8 +28,9 @@
 #
 # Environment:
 #   K8S_LAB_CONTROL_PLANE_DIR  cache root (default $HOME/.cache/k8s-lab/control-plane)
-#   KUBERNETES_VERSION         default 1.35.4 (staging modules at 0.35.4)
-#   ETCD_VERSION               default 3.6.16
+#   KUBERNETES_VERSION         default 1.36.1 (staging modules at 0.36.1), the lab's own, so
+#                              tools/build-node-software.sh's compiled packages serve both
+#   ETCD_VERSION               default 3.6.8 (what kubeadm 1.36 runs; shared likewise)
 #   KWOK_VERSION               default 0.8.0
 #   METALLB_VERSIONS           space-separated, default "0.14.9 0.16.1" (the versions the
 #                              lab's reference manifests pin)
@@ -38,8 +39,8 @@ set -euo pipefail
 
 readonly RECIPE_REV=1 # bump when the build recipe changes
 
-KUBERNETES_VERSION=${KUBERNETES_VERSION:-1.35.4}
-ETCD_VERSION=${ETCD_VERSION:-3.6.16}
+KUBERNETES_VERSION=${KUBERNETES_VERSION:-1.36.1}
+ETCD_VERSION=${ETCD_VERSION:-3.6.8}
 KWOK_VERSION=${KWOK_VERSION:-0.8.0}
 METALLB_VERSIONS=${METALLB_VERSIONS:-0.14.9 0.16.1}
 

@@ -21,6 +21,8 @@
 #   metallb-controller metallb-speaker    go.universe.tf/metallb
 #   traefik                               github.com/traefik/traefik/v3, through a module with the
 #                                         replaces its go.mod names (see build_traefik)
+#   registry                              github.com/distribution/distribution/v3: not node software,
+#                                         the loopback registry `./lab bundle fill` is tested against
 #
 # Every version comes from the environment, and tools/bundle-from-source.py passes the lab's own
 # pins (python3 -m components.bundle pins). Everything is cached outside the repository, in
@@ -62,6 +64,7 @@ for option in "$@"; do
 done
 
 VERSIONS=(KUBERNETES ETCD PAUSE COREDNS CONTAINERD RUNC CRICTL CNI_PLUGINS FLANNEL METALLB TRAEFIK)
+readonly REGISTRY_VERSION=3.0.0
 knobs="recipe=$RECIPE_REV"
 for name in "${VERSIONS[@]}"; do
 	var="${name}_VERSION"
@@ -91,7 +94,7 @@ CNI_PLUGINS=(main/bridge main/dummy main/host-device main/ipvlan main/loopback m
 outputs() {
 	local b
 	for b in "${K8S_BINS[@]}" agnhost etcd pause coredns "${CONTAINERD_BINS[@]}" runc crictl flanneld \
-		metallb-controller metallb-speaker traefik; do
+		metallb-controller metallb-speaker traefik registry; do
 		printf '%s\n' "$BIN/$b"
 	done
 	for b in "${CNI_PLUGINS[@]}" meta/flannel; do printf '%s\n' "$BIN/cni/${b#*/}"; done
@@ -324,6 +327,15 @@ EOF
 	mv -f "$BIN/traefik.tmp" "$BIN/traefik"
 }
 
+# --- the registry of the bundle fill's tests ----------------------------------------------
+
+build_registry() {
+	local dir="$SRC/registry" mod=github.com/distribution/distribution/v3
+	new_module "$dir" k8slab.local/node/registry
+	wrapper_build "$dir" "$mod" "$REGISTRY_VERSION" "" "$LDFLAGS_BASE" "$BIN/registry.tmp" "$mod/cmd/registry"
+	mv -f "$BIN/registry.tmp" "$BIN/registry"
+}
+
 step kubernetes "$BIN/kubeadm" build_kubernetes
 step pause "$BIN/pause" build_pause
 step etcd "$BIN/etcd" build_etcd
@@ -336,6 +348,7 @@ step flanneld "$BIN/flanneld" build_flanneld
 step flannel-cni-plugin "$BIN/cni/flannel" build_flannel_cni
 step metallb "$BIN/metallb-speaker" build_metallb
 step traefik "$BIN/traefik" build_traefik
+step registry "$BIN/registry" build_registry
 
 all_built || die "some components are missing in $BIN after the build"
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from components.bundle.contents import ARCH, bundle_contents
-from components.bundle.fill import FillError, Progress, fill
+from components.bundle.fill import FillError, Progress, Registry, fill
 from components.bundle.store import Bundle, default_bundle_dir, sha256_file
 from components.config.parsing import parse
 from components.config.problems import ConfigError
@@ -38,6 +38,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--stack", required=True)
     parser.add_argument("--bundle", type=Path, help="the bundle directory (default: offline.bundle, else ~/.cache/k8s-lab/bundle)")
     parser.add_argument("--arch", default=ARCH, help="the nodes' architecture (default amd64)")
+    parser.add_argument("--mirror", help="an HTTP mirror of the release files and charts, as <mirror>/<host>/<path>")
+    parser.add_argument("--registry-mirror", help="one registry holding every image as <registry>/<repository>")
     args = parser.parse_args(argv)
     try:
         raw, secret_keys = raw_from_cli_json(sys.stdin.read())
@@ -67,7 +69,14 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     if args.action == "fill":
         try:
-            report = fill(contents, bundle, arch=args.arch, progress=Progress())
+            report = fill(
+                contents,
+                bundle,
+                arch=args.arch,
+                progress=Progress(),
+                mirror=args.mirror,
+                registry_for=Registry.mirror(args.registry_mirror) if args.registry_mirror else Registry,
+            )
         except FillError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1

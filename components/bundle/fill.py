@@ -9,6 +9,7 @@ project's Python does.
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import sys
@@ -132,10 +133,16 @@ def download(url: str, dest: Path, progress: Progress, what: str, headers: Optio
         total = have + int(length) if length else None
         done = have
         with part.open("ab" if have else "wb") as f:
-            while chunk := response.read(CHUNK):
-                f.write(chunk)
-                done += len(chunk)
-                progress.bytes(what, done, total)
+            try:
+                while chunk := response.read(CHUNK):
+                    f.write(chunk)
+                    done += len(chunk)
+                    progress.bytes(what, done, total)
+            except (http.client.IncompleteRead, OSError) as err:
+                # What arrived stays in the part file: the next fill asks for the rest.
+                if isinstance(err, http.client.IncompleteRead):
+                    f.write(err.partial)
+                    done += len(err.partial)
     if total is not None and done != total:
         raise FillError(f"{what}: {url} was cut off at {done} of {total} bytes; run the fill again to continue")
     part.replace(dest)
@@ -176,14 +183,23 @@ def _verified(path: Path, want: str, what: str) -> None:
 # Files and charts
 
 
-def fetch_download(item: Download, bundle: Bundle, progress: Progress) -> None:
+def mirrored(url: str, mirror: Optional[str]) -> str:
+    """``url`` on a mirror that keeps upstream's layout under ``<mirror>/<host>/<path>`` (the bundle's
+    own ``files/`` layout, so a bundle served over HTTP is such a mirror)."""
+    if not mirror:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    return f"{mirror.rstrip('/')}/{parts.netloc}{parts.path}"
+
+
+def fetch_download(item: Download, bundle: Bundle, progress: Progress, mirror: Optional[str] = None) -> None:
     dest = bundle.file(item.path)
     want = item.sha256
     if want is None and item.checksum_url:
-        want = published_sha256(fetch_text(item.checksum_url, item.name), item.name)
+        want = published_sha256(fetch_text(mirrored(item.checksum_url, mirror), item.name), item.name)
         if want is None:
             raise FillError(f"{item.name}: {item.checksum_url} lists no SHA-256 for it")
-    download(item.url, dest, progress, item.name)
+    download(mirrored(item.url, mirror), dest, progress, item.name)
     if want:
         _verified(dest, want, item.name)
     elif dest.suffix in (".yaml", ".yml"):
@@ -196,15 +212,16 @@ def fetch_download(item: Download, bundle: Bundle, progress: Progress) -> None:
     progress.done(f"{item.name}: {dest.stat().st_size / 1e6:.1f} MB, checked")
 
 
-def fetch_chart(chart: Chart, bundle: Bundle, progress: Progress) -> None:
+def fetch_chart(chart: Chart, bundle: Bundle, progress: Progress, mirror: Optional[str] = None) -> None:
     """A chart version from its repository's index.yaml: its archive, checked against the index's digest."""
     what = f"chart {chart.name} {chart.version}"
-    index_url = chart.repository.rstrip("/") + "/index.yaml"
+    repository = mirrored(chart.repository, mirror)
+    index_url = repository.rstrip("/") + "/index.yaml"
     index = yaml.safe_load(fetch_text(index_url, what)) or {}
     entry = next((e for e in (index.get("entries") or {}).get(chart.name) or [] if str(e.get("version")) == chart.version), None)
     if entry is None or not entry.get("urls"):
         raise FillError(f"{what}: {index_url} has no such version")
-    url = urllib.parse.urljoin(chart.repository.rstrip("/") + "/", entry["urls"][0])
+    url = urllib.parse.urljoin(repository.rstrip("/") + "/", entry["urls"][0])
     dest = bundle.file(chart.path)
     download(url, dest, progress, what)
     if entry.get("digest"):
@@ -238,6 +255,14 @@ class Registry:
     host: str
     scheme: str = "https"
     token: Optional[str] = None
+    prefix: str = ""
+    """Put before every repository: a mirror keeps registry.k8s.io/pause as <mirror>/registry.k8s.io/pause."""
+
+    @classmethod
+    def mirror(cls, url: str) -> Callable[[str], "Registry"]:
+        """Every registry through one mirror registry (``http://127.0.0.1:5000``), repositories under their registry's name."""
+        parts = urllib.parse.urlsplit(url if "://" in url else f"https://{url}")
+        return lambda registry: cls(parts.netloc, parts.scheme, prefix=f"{registry}/")
 
     @property
     def base(self) -> str:
@@ -269,7 +294,7 @@ class Registry:
 
 
 def _manifest(registry: Registry, ref: ImageRef, reference: str, what: str) -> tuple[bytes, str]:
-    with registry.open(f"{ref.repository}/manifests/{reference}", what, ACCEPT_MANIFESTS) as response:
+    with registry.open(f"{registry.prefix}{ref.repository}/manifests/{reference}", what, ACCEPT_MANIFESTS) as response:
         data = response.read()
         media_type = response.headers.get("Content-Type", "").split(";")[0]
     media_type = json.loads(data).get("mediaType") or media_type
@@ -306,7 +331,7 @@ def pull_image(ref: ImageRef, dest: Path, blobs: Path, progress: Progress, arch:
         if not path.exists():
             part = path.with_name(path.name + ".part")
             path.parent.mkdir(parents=True, exist_ok=True)
-            with registry.open(f"{ref.repository}/blobs/{digest}", what) as response, part.open("wb") as f:
+            with registry.open(f"{registry.prefix}{ref.repository}/blobs/{digest}", what) as response, part.open("wb") as f:
                 while chunk := response.read(CHUNK):
                     f.write(chunk)
                     progress.bytes(what, done + f.tell(), total)
@@ -347,8 +372,13 @@ def fill(
     arch: str,
     progress: Optional[Progress] = None,
     registry_for: Callable[[str], Registry] = Registry,
+    mirror: Optional[str] = None,
 ) -> FillReport:
-    """Fetch everything ``contents`` lists that ``bundle`` lacks. Raises FillError naming what failed."""
+    """Fetch everything ``contents`` lists that ``bundle`` lacks. Raises FillError naming what failed.
+
+    ``mirror``: an HTTP mirror of the release files and charts (see :func:`mirrored`);
+    ``registry_for``: how each registry is reached (:meth:`Registry.mirror` for one mirror registry).
+    """
     progress = progress or Progress()
     started = time.monotonic()
     fetched = kept = 0
@@ -357,11 +387,11 @@ def fill(
             kept += 1
             continue
         if isinstance(origin, Chart):
-            fetch_chart(origin, bundle, progress)
+            fetch_chart(origin, bundle, progress, mirror)
         elif isinstance(origin, NodeImage):
             build_node_rootfs(origin, bundle, progress)
         else:
-            fetch_download(origin, bundle, progress)
+            fetch_download(origin, bundle, progress, mirror)
         fetched += 1
 
     def located(source: Source) -> Optional[Path]:

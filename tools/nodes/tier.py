@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 
@@ -32,6 +32,7 @@ DEMO_IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.63.0"
 DEMO_ARGS = ["serve-hostname", "--port=8080"]
 INGRESS_IP = "192.168.56.200"
 DNS_IP = "192.168.56.250"
+TRAEFIK_VERSION = "3.7.11"  # the appVersion of the Traefik chart the tier runs (41.3.0)
 
 
 def tier_dir() -> Path:
@@ -61,6 +62,18 @@ def lab_config(bundle: Path) -> LabConfig:
     raw = {k.split(":", 1)[1]: v for k, v in stack_config(bundle).items() if k.startswith("k8s-lab:")}
     raw.pop("offline")
     return parse(raw, stack=STACK)
+
+
+def software_bin() -> Optional[Path]:
+    """The built node software's bin directory, when every binary of the tier's versions is there."""
+    import subprocess
+
+    from tools.nodes.sourcebundle import BUILD_SCRIPT, node_software_versions
+
+    cfg = lab_config(bundle_dir())
+    env = {**os.environ, **node_software_versions(cfg, cfg.metallb.version, TRAEFIK_VERSION)}
+    result = subprocess.run(["bash", str(BUILD_SCRIPT), "--check"], env=env, capture_output=True, text=True)
+    return Path(result.stdout.strip()) if result.returncode == 0 else None
 
 
 def missing() -> list[str]:
