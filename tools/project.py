@@ -64,10 +64,10 @@ class Project:
             PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK="true",
         )
 
-    def pulumi(self, *args: str, check: bool = True, wrapper: Sequence[str] = ()) -> subprocess.CompletedProcess:
+    def pulumi(self, *args: str, check: bool = True, wrapper: Sequence[str] = (), timeout: float = 600) -> subprocess.CompletedProcess:
         """Run the CLI in the project; ``wrapper`` is a command line that execs it (a namespace, say)."""
         argv = [*wrapper, shutil.which("pulumi") or "pulumi", *args, "--non-interactive"]
-        return run_tool(argv, f"pulumi {' '.join(args)}", check=check, cwd=self.dir, env=self.env)
+        return run_tool(argv, f"pulumi {' '.join(args)}", check=check, timeout=timeout, cwd=self.dir, env=self.env)
 
     def stack(self, name: str, config: dict) -> None:
         (self.dir / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}, sort_keys=False))
