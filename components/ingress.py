@@ -17,7 +17,9 @@ Either way the Service is ``type: LoadBalancer`` with ``externalTrafficPolicy: C
 MetalLB's IP annotation when ``ingress.ip`` is set (the IP sits in an ``autoAssign: false``
 reservation pool, so no other Service can take it), and its IngressClass is the cluster's default.
 The controller installs while MetalLB comes up; Pulumi awaits its Service until MetalLB assigns the
-IP. Apps name the class explicitly all the same.
+IP. Apps name the class explicitly all the same. Each controller's Service is the replacement of
+the other's (:func:`succeeds`), so switching ``ingress.controller`` frees the IP before the new
+Service asks for it.
 """
 
 from __future__ import annotations

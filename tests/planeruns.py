@@ -204,13 +204,14 @@ def run_changes(
                     )
                 start = time.monotonic()
                 cp.wait_for(f"{change.label}: the cluster to settle", lambda: change.settled(plane.api), SETTLE_SECONDS, 0.5)
+                settle_seconds = time.monotonic() - start
                 noop = project.pulumi("preview", "--stack", stack, "--expect-no-changes", "--diff", check=False)
                 runs.append(
                     {
                         "label": change.label,
                         "up": up,
                         "up_seconds": up_seconds,
-                        "settle_seconds": time.monotonic() - start,
+                        "settle_seconds": settle_seconds,
                         "seen": collect(plane.api),
                         "outputs": json.loads(project.pulumi("stack", "output", "--stack", stack, "--json").stdout),
                         "noop": noop,
