@@ -28,7 +28,10 @@ Two failures shape this module:
   overlapping, and moving ``ingress.ip`` from .200 to .201 swaps an address each way between
   the carved pool and the reservation: no order of two updates passes. So an address always
   leaves one pool before it enters another (:class:`PinnedAddress`): an old reservation is
-  deleted first, then the carved pools are updated, then the new reservation is created.
+  deleted first, then the carved pools are updated, then the new reservation is created. The
+  webhook does not check deletions, but the controller clears the IP of a Service whose IP is
+  in no pool, until one holds it again: so each pinned key has a reservation of its own, and a
+  change of one key leaves the other key's Service alone.
 
 Control planes: kubeadm labels them ``node.kubernetes.io/exclude-from-external-load-balancers``
 and MetalLB honours that label since 0.14, so no speaker there announces anything. That is why
