@@ -32,7 +32,7 @@ else:
 
 metallb = MetalLB(
     f"{cfg.stack}-metallb",
-    MetalLBArgs(cluster=cluster, config=cfg.metallb, reserved_ips=tuple(cfg.pinned_ips.values())),
+    MetalLBArgs(cluster=cluster, config=cfg.metallb, pins=cfg.pins),
 )
 tls = LabTLS(f"{cfg.stack}-tls", LabTLSArgs(cluster=cluster, config=cfg.tls, domain=cfg.domain, stack=cfg.stack)) if cfg.tls.enabled else None
 ingress = Ingress(f"{cfg.stack}-ingress", IngressArgs(cluster=cluster, metallb=metallb, config=cfg.ingress, tls=tls))

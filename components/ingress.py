@@ -17,7 +17,9 @@ Either way the Service is ``type: LoadBalancer`` with ``externalTrafficPolicy: C
 MetalLB's IP annotation when ``ingress.ip`` is set (the IP sits in an ``autoAssign: false``
 reservation pool, so no other Service can take it), and its IngressClass is the cluster's default.
 The controller installs while MetalLB comes up; Pulumi awaits its Service until MetalLB assigns the
-IP. Apps name the class explicitly all the same.
+IP. Apps name the class explicitly all the same. Each controller's Service is the replacement of
+the other's (:func:`succeeds`), so switching ``ingress.controller`` frees the IP before the new
+Service asks for it.
 """
 
 from __future__ import annotations
@@ -58,11 +60,20 @@ class Controller:
     namespace: str
     service: str
     class_name: str
+    install_type: str
+    """The type of the install (ConfigFile or Chart), which names the Service's URN."""
 
 
-INGRESS_NGINX = Controller("ingress-nginx", namespace="ingress-nginx", service="ingress-nginx-controller", class_name="nginx")
-TRAEFIK = Controller("traefik", namespace="traefik", service="traefik", class_name="traefik")
+INGRESS_NGINX = Controller(
+    "ingress-nginx",
+    namespace="ingress-nginx",
+    service="ingress-nginx-controller",
+    class_name="nginx",
+    install_type="kubernetes:yaml/v2:ConfigFile",
+)
+TRAEFIK = Controller("traefik", namespace="traefik", service="traefik", class_name="traefik", install_type="kubernetes:helm.sh/v4:Chart")
 CONTROLLERS = {c.name: c for c in (INGRESS_NGINX, TRAEFIK)}
+SERVICE_TYPE = "kubernetes:core/v1:Service"
 
 TRAEFIK_REPOSITORY = "https://traefik.github.io/charts"
 
@@ -143,6 +154,35 @@ def traefik_values(service_annotations: Mapping[str, str], chart_version: str, g
     return values
 
 
+def service_urn(ingress: pulumi.Resource, install_name: str, controller: Controller) -> pulumi.Output[str]:
+    """The URN of ``controller``'s LoadBalancer Service, a child of its install ``install_name``
+    (ConfigFile v2 and Chart v4 name each child ``<install name>:<namespace>/<name>``)."""
+    install = pulumi.create_urn(install_name, controller.install_type, parent=ingress)
+    return pulumi.create_urn(f"{install_name}:{controller.namespace}/{controller.service}", SERVICE_TYPE, parent=install)
+
+
+def succeeds(controller: Controller, predecessors: list[pulumi.Output[str]]) -> pulumi.ResourceTransform:
+    """Make ``controller``'s LoadBalancer Service the successor of the other controllers' ones.
+
+    Switching controllers on a running lab swaps the Service that holds ``ingress.ip``. Removed
+    resources are deleted at the end of an update, so the old controller's Service would still
+    hold the IP while Pulumi awaits the new one's (ten minutes, then failure, and the old one is
+    never deleted). As the alias of the old Service, the new one is that Service's replacement,
+    and delete-before-replace frees the IP before the new Service asks MetalLB for it.
+    """
+
+    def transform(args: pulumi.ResourceTransformArgs) -> Optional[pulumi.ResourceTransformResult]:
+        props = args.props if isinstance(args.props, Mapping) else {}
+        if args.type_ != SERVICE_TYPE or kind_and_name(props) != ("Service", controller.service):
+            return None
+        if (props.get("metadata") or {}).get("namespace") != controller.namespace:
+            return None
+        takeover = pulumi.ResourceOptions(aliases=list(predecessors), delete_before_replace=True)
+        return pulumi.ResourceTransformResult(props=props, opts=pulumi.ResourceOptions.merge(args.opts, takeover))
+
+    return transform
+
+
 def first_ip(status: Any) -> Optional[str]:
     """The first load-balancer IP of a Service status (``None`` until MetalLB assigned one)."""
     balancer = _field(status, "load_balancer", "loadBalancer")
@@ -210,6 +250,9 @@ class Ingress(pulumi.ComponentResource):
         self.gateway_class = None
         self.gateway = None
         annotations = args.metallb.load_balancer_annotations(config.ip)
+        install_name = f"{name}-install"
+        predecessors = [service_urn(self, install_name, c) for c in CONTROLLERS.values() if c is not self.controller]
+        takeover = succeeds(self.controller, predecessors)
 
         # The controller installs while MetalLB comes up: nothing in it needs MetalLB, and its
         # LoadBalancer Service simply waits (Pulumi awaits it) until MetalLB's controller runs and
@@ -219,12 +262,12 @@ class Ingress(pulumi.ComponentResource):
 
         if self.controller is INGRESS_NGINX:
             self.install = k8s.yaml.v2.ConfigFile(
-                f"{name}-install",
+                install_name,
                 file=location(config.manifest) if config.manifest else ingress_nginx_manifest_url(config.resolved_version),
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     provider=args.cluster.provider,
-                    transforms=[as_transform(ingress_nginx_edit(annotations))],
+                    transforms=[as_transform(ingress_nginx_edit(annotations)), takeover],
                 ),
             )
         else:
@@ -248,7 +291,7 @@ class Ingress(pulumi.ComponentResource):
                 )
                 chart_waits_for.append(self.gateway_api_crds)
             self.install = k8s.helm.v4.Chart(
-                f"{name}-install",
+                install_name,
                 name="traefik",
                 namespace=TRAEFIK.namespace,
                 chart=location(config.manifest) if config.manifest else "traefik",
@@ -261,7 +304,7 @@ class Ingress(pulumi.ComponentResource):
                     provider=args.cluster.provider,
                     depends_on=chart_waits_for,
                     # Older charts carry the Gateway API CRDs themselves: await those too.
-                    transforms=[as_transform(gw.await_established)] if self.api == "gateway" else None,
+                    transforms=[takeover, *([as_transform(gw.await_established)] if self.api == "gateway" else [])],
                 ),
             )
             if self.api == "gateway":

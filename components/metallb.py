@@ -24,6 +24,14 @@ Two failures shape this module:
   for it by annotation can get it. MetalLB forbids overlapping pools, hence the carving rather
   than a second pool over the same range. Advertisements that name the original pool also name
   the reservation, so the pinned IP is announced like the rest.
+* *Moving a pinned IP.* MetalLB's webhook refuses every create or update that leaves two pools
+  overlapping, and moving ``ingress.ip`` from .200 to .201 swaps an address each way between
+  the carved pool and the reservation: no order of two updates passes. So an address always
+  leaves one pool before it enters another (:class:`PinnedAddress`): an old reservation is
+  deleted first, then the carved pools are updated, then the new reservation is created. The
+  webhook does not check deletions, but the controller clears the IP of a Service whose IP is
+  in no pool, until one holds it again: so each pinned key has a reservation of its own, and a
+  change of one key leaves the other key's Service alone.
 
 Control planes: kubeadm labels them ``node.kubernetes.io/exclude-from-external-load-balancers``
 and MetalLB honours that label since 0.14, so no speaker there announces anything. That is why
@@ -35,12 +43,13 @@ it runs.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider
 
 from components import network as net
 from components.cluster import Cluster
@@ -61,7 +70,8 @@ class PoolSpec:
     name: str
     addresses: tuple[str, ...]
     auto_assign: bool
-    reserved_for: tuple[IPv4Address, ...] = ()  # the addresses a reservation pool holds
+    pin: Optional[str] = None  # a reservation pool: the config key (ingress.ip) whose IP it holds
+    carved_from: Optional[str] = None  # a reservation pool: the configured pool its IP belongs to
 
     def manifest_spec(self) -> dict[str, Any]:
         return {"addresses": list(self.addresses), "autoAssign": self.auto_assign}
@@ -74,35 +84,27 @@ class L2AdvertisementSpec:
     interfaces: Optional[tuple[str, ...]]  # None: the cluster's host-only NIC
 
 
-def plan_pools(config: MetalLBConfig, *reserved_ips: Optional[IPv4Address]) -> list[PoolSpec]:
-    """The pools to create: the configured ones, with each reserved IP carved out into a pool of its
-    pool's own, ``<pool>-reserved`` (one per pool, holding every reserved IP of that pool)."""
-    addresses = [ip for ip in dict.fromkeys(reserved_ips) if ip]
+def plan_pools(config: MetalLBConfig, pins: Mapping[str, Optional[IPv4Address]]) -> list[PoolSpec]:
+    """The pools to create: the configured ones with every pinned IP carved out (a configured pool
+    left empty is not created), then one reservation pool a pinned IP, ``<pool>-reserved-<key>``."""
+    pinned = {key: ip for key, ip in pins.items() if ip is not None}
     plan: list[PoolSpec] = []
+    reservations: list[PoolSpec] = []
     for pool in config.pools:
-        ranges = list(pool.addresses)
-        held = [a for a in addresses if any(a in r for r in ranges)]
-        if not held:
-            plan.append(PoolSpec(pool.name, tuple(r.to_metallb() for r in ranges), pool.auto_assign))
-            continue
-        rest = ranges
-        for address in held:
-            rest = net.subtract_address(rest, address)
+        rest = list(pool.addresses)
+        for key, ip in pinned.items():
+            if any(ip in r for r in pool.addresses):
+                rest = net.subtract_address(rest, ip)
+                reservations.append(
+                    PoolSpec(reservation_name(pool.name, key), (f"{ip}/32",), False, pin=key, carved_from=pool.name)
+                )
         if rest:
             plan.append(PoolSpec(pool.name, tuple(r.to_metallb() for r in rest), pool.auto_assign))
-        plan.append(
-            PoolSpec(
-                pool.reservation_name,
-                tuple(f"{a}/32" for a in held),
-                False,
-                reserved_for=tuple(held),
-            )
-        )
-    return plan
+    return plan + reservations
 
 
 def plan_advertisements(config: MetalLBConfig, pools: list[PoolSpec]) -> list[L2AdvertisementSpec]:
-    """Each configured advertisement, also naming the reservation carved from a pool it names."""
+    """Each configured advertisement, also naming the reservations carved from a pool it names."""
     names = {p.name for p in pools}
     plan = []
     for adv in config.l2_advertisements:
@@ -110,8 +112,7 @@ def plan_advertisements(config: MetalLBConfig, pools: list[PoolSpec]) -> list[L2
         for pool in adv.pools:
             if pool in names:
                 announced.append(pool)
-            if reservation_name(pool) in names:
-                announced.append(reservation_name(pool))
+            announced.extend(p.name for p in pools if p.carved_from == pool)
         plan.append(L2AdvertisementSpec(adv.name, tuple(announced), adv.interfaces))
     return plan
 
@@ -182,8 +183,9 @@ def edit_install(obj: dict[str, Any]) -> dict[str, Any]:
 class MetalLBArgs:
     cluster: Cluster
     config: MetalLBConfig
-    reserved_ips: tuple[IPv4Address, ...] = ()
-    """IPs pinned by Services (the ingress, the lab's DNS server): carved into reservation pools."""
+    pins: Mapping[str, Optional[IPv4Address]] = field(default_factory=dict)
+    """Every key that can pin a Service's IP (LabConfig.pins: ingress.ip, dns.ip), with the IP it
+    pins or None: each pinned IP is carved into a reservation pool of its own."""
 
 
 class MetalLB(pulumi.ComponentResource):
@@ -192,7 +194,10 @@ class MetalLB(pulumi.ComponentResource):
     cluster: Cluster
     install: k8s.yaml.v2.ConfigFile
     """The upstream native manifest; ready once the controller (webhook) and speakers are."""
+    pinned: dict[str, "PinnedAddress"]
+    """One a key of ``pins``, pinned or not; see :class:`PinnedAddress`."""
     pools: dict[str, "IPAddressPool"]
+    """The carved configured pools, then the reservations, by object name."""
     l2_advertisements: dict[str, "L2Advertisement"]
 
     def __init__(self, name: str, args: MetalLBArgs, opts: Optional[pulumi.ResourceOptions] = None):
@@ -206,11 +211,36 @@ class MetalLB(pulumi.ComponentResource):
                 parent=self, provider=args.cluster.provider, transforms=[as_transform(edit_install)]
             ),
         )
-        pool_plan = plan_pools(args.config, *args.reserved_ips)
-        self.pools = {
-            spec.name: IPAddressPool(f"{name}-pool-{spec.name}", IPAddressPoolArgs(metallb=self, spec=spec))
-            for spec in pool_plan
+        self.pinned = {
+            key: PinnedAddress(f"{name}-pin-{key.replace('.', '-')}", key, ip, pulumi.ResourceOptions(parent=self))
+            for key, ip in args.pins.items()
         }
+        pool_plan = plan_pools(args.config, args.pins)
+        # Every address leaves one pool before it enters another: the carved pools wait for every
+        # PinnedAddress (whose replacement deletes an outdated reservation first), and a reservation
+        # waits for every carved pool (which must have let its IP go).
+        self.pools = {
+            spec.name: IPAddressPool(
+                f"{name}-pool-{spec.name}",
+                IPAddressPoolArgs(metallb=self, spec=spec),
+                pulumi.ResourceOptions(depends_on=list(self.pinned.values())),
+            )
+            for spec in pool_plan
+            if spec.pin is None
+        }
+        carved = list(self.pools.values())
+        configured = {p.name for p in args.config.pools}
+        for spec in (s for s in pool_plan if s.pin is not None):
+            earlier = [p for p in self.pools.values() if p.plan.pin is not None]
+            self.pools[spec.name] = IPAddressPool(
+                f"{name}-pool-{spec.name}",
+                IPAddressPoolArgs(metallb=self, spec=spec, pinned=self.pinned[spec.pin]),
+                pulumi.ResourceOptions(
+                    # Reservations are made one after another: see _shared_reservation.
+                    depends_on=[*carved, *earlier],
+                    aliases=_shared_reservation(name, spec, earlier, configured),
+                ),
+            )
         self.l2_advertisements = {
             spec.name: L2Advertisement(f"{name}-l2-{spec.name}", L2AdvertisementArgs(metallb=self, spec=spec))
             for spec in plan_advertisements(args.config, pool_plan)
@@ -228,6 +258,18 @@ class MetalLB(pulumi.ComponentResource):
         return {pin_annotation(self.version): str(ip)} if ip else {}
 
 
+def _shared_reservation(name: str, spec: PoolSpec, earlier: list["IPAddressPool"], configured: set[str]) -> list[pulumi.Alias]:
+    """The first reservation carved from a pool takes over the one ``<pool>-reserved`` that held
+    every pinned IP of that pool in labs made before reservations were one a key.
+
+    Its replacement, delete-first, frees all of them at once; the reservations after it in the
+    same pool wait for it. (Not when a configured pool has that name: it is then that pool's.)
+    """
+    shared = f"{spec.carved_from}-reserved"
+    if shared in configured or any(p.plan.carved_from == spec.carved_from for p in earlier):
+        return []
+    return [pulumi.Alias(name=f"{name}-pool-{shared}")]
+
 
 def _after_install(metallb: MetalLB, opts: Optional[pulumi.ResourceOptions]) -> pulumi.ResourceOptions:
     """Options of every MetalLB object: a child of the component, on the lab's provider, and
@@ -239,10 +281,44 @@ def _after_install(metallb: MetalLB, opts: Optional[pulumi.ResourceOptions]) -> 
     return pulumi.ResourceOptions.merge(own, opts)
 
 
+class PinnedAddressProvider(ResourceProvider):
+    """Keeps a key's pinned IP in the stack's state and nowhere else: a new IP, or none, replaces it."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(id_=props["key"], outs={"key": props["key"], "address": props["address"]})
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        moved = olds.get("address") != news.get("address")
+        return DiffResult(changes=moved, replaces=["address"] if moved else [], delete_before_replace=True)
+
+
+class PinnedAddress(pulumi.dynamic.Resource):
+    """The IP a config key pins (``""`` for none), a resource of the stack's state alone, that orders
+    a move of that IP between pools.
+
+    The key's reservation pool takes its spec through this resource's output, and is replaced
+    whenever its spec changes. Replacing this resource delete-first makes the engine delete, at this
+    resource's step, every resource that the change would replace: the key's old reservation. The
+    carved pools wait for this resource, so they take the old IP back only once no pool holds it;
+    the new reservation waits for them. Turning a key off (dns.enabled: false) replaces this
+    resource too, which deletes the reservation that no longer belongs to the program.
+    """
+
+    address: pulumi.Output[str]
+
+    def __init__(self, name: str, key: str, ip: Optional[IPv4Address], opts: pulumi.ResourceOptions):
+        props = {"key": key, "address": str(ip) if ip else ""}
+        super().__init__(
+            PinnedAddressProvider(), name, props, pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True))
+        )
+
+
 @dataclass(frozen=True)
 class IPAddressPoolArgs:
     metallb: MetalLB
     spec: PoolSpec
+    pinned: Optional[PinnedAddress] = None
+    """A reservation's key: its spec depends on it, and it is replaced, delete-first, with it."""
 
 
 class IPAddressPool(k8s.apiextensions.CustomResource):
@@ -250,13 +326,19 @@ class IPAddressPool(k8s.apiextensions.CustomResource):
 
     def __init__(self, name: str, args: IPAddressPoolArgs, opts: Optional[pulumi.ResourceOptions] = None):
         metallb = args.metallb
+        spec: pulumi.Input[dict[str, Any]] = args.spec.manifest_spec()
+        own = None
+        if args.pinned is not None:
+            # The spec is the plan's, carried through the pinned address so that it depends on it.
+            spec = args.pinned.address.apply(lambda _: args.spec.manifest_spec())
+            own = pulumi.ResourceOptions(delete_before_replace=True, replace_on_changes=["spec"])
         super().__init__(
             name,
             api_version=API_VERSION,
             kind="IPAddressPool",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=args.spec.name, namespace=NAMESPACE),
-            spec=args.spec.manifest_spec(),
-            opts=_after_install(metallb, opts),
+            spec=spec,
+            opts=_after_install(metallb, pulumi.ResourceOptions.merge(own, opts)),
         )
         self.plan = args.spec
 

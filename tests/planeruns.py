@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Optional
 
 import tools.controlplane as cp
 from tools.controlplane.gatewayapi import attachments
@@ -141,6 +144,112 @@ def _run_scenario(plane: cp.ControlPlane, root: Path, stack: str, config: dict, 
     }
 
 
+@dataclass(frozen=True)
+class Change:
+    """One change of a running lab, as a user makes it: `pulumi config set --path` (``None``:
+    `pulumi config rm --path`) of each setting, then one `pulumi up`."""
+
+    label: str
+    settings: dict[str, Optional[str]]
+    settled: Callable[[cp.Api], bool]
+    """True once the cluster shows the change done (MetalLB's controller converges on its own
+    time, after `up` may already have returned)."""
+
+
+SETTLE_SECONDS = 60
+
+
+def run_changes(
+    plane: cp.ControlPlane,
+    root: Path,
+    stack: str,
+    config: dict,
+    changes: list[Change],
+    collect: Callable[[cp.Api], dict],
+    up_timeout: float = 600,
+) -> dict:
+    """`pulumi up`, then each change with one `up` that must pass the first time, what ``collect``
+    reads once it settled and a `preview --expect-no-changes`; then `destroy` and what is left.
+
+    ``collect(api)`` also runs after the first `up` (step ``"up"``). Every `up`'s duration is kept,
+    and an `up` still running after ``up_timeout`` seconds fails the run: one that waits for an IP
+    another Service holds would take ten minutes and then fail.
+    """
+    with plane.netns.inside():
+        plane.check_alive()
+        project = Project(root)
+        project.stack(stack, config)
+        cp.set_kubeconfig(project, stack, plane.kubeconfig)
+        steps = [Change("up", {}, lambda _api: True), *changes]
+        runs: list[dict] = []
+        try:
+            for change in steps:
+                for path, value in change.settings.items():
+                    key = f"k8s-lab:{path}"
+                    if value is None:
+                        project.pulumi("config", "rm", "--stack", stack, "--path", key)
+                    else:
+                        project.pulumi("config", "set", "--stack", stack, "--path", key, value)
+                start = time.monotonic()
+                try:
+                    up = project.pulumi("up", "--stack", stack, "--yes", "--skip-preview", check=False, timeout=up_timeout)
+                except subprocess.TimeoutExpired as timeout:
+                    out = timeout.stdout.decode(errors="replace") if isinstance(timeout.stdout, bytes) else str(timeout.stdout or "")
+                    raise AssertionError(f"{change.label}: pulumi up still running after {up_timeout:.0f}s:\n{out[-6000:]}") from None
+                up_seconds = time.monotonic() - start
+                if up.returncode != 0:
+                    raise AssertionError(
+                        f"{change.label}: pulumi up failed after {up_seconds:.0f}s:\n{up.stdout[-6000:]}\n{up.stderr[-3000:]}"
+                        f"\nstand-in errors: {plane.kubelet.errors[-5:]}"
+                    )
+                start = time.monotonic()
+                cp.wait_for(f"{change.label}: the cluster to settle", lambda: change.settled(plane.api), SETTLE_SECONDS, 0.5)
+                settle_seconds = time.monotonic() - start
+                noop = project.pulumi("preview", "--stack", stack, "--expect-no-changes", "--diff", check=False)
+                runs.append(
+                    {
+                        "label": change.label,
+                        "up": up,
+                        "up_seconds": up_seconds,
+                        "settle_seconds": settle_seconds,
+                        "seen": collect(plane.api),
+                        "outputs": json.loads(project.pulumi("stack", "output", "--stack", stack, "--json").stdout),
+                        "noop": noop,
+                    }
+                )
+        finally:
+            destroy = project.pulumi("destroy", "--stack", stack, "--yes", "--skip-preview", check=False)
+        state = json.loads(project.pulumi("stack", "export", "--stack", stack).stdout)
+        return {
+            "steps": {run["label"]: run for run in runs},
+            "destroy": destroy,
+            "state_after": state["deployment"].get("resources") or [],
+            "left": lab_leftovers(plane.api),
+            "stand_in_errors": list(plane.kubelet.errors),
+        }
+
+
+def service_events(api: cp.Api, namespace: str, name: str) -> list[dict]:
+    """The events of one Service, each with how often it happened."""
+    return [
+        {
+            "reason": e.get("reason"),
+            "message": e.get("message"),
+            "source": (e.get("source") or {}).get("component") or e.get("reportingComponent"),
+            "count": e.get("count") or 1,
+        }
+        for e in api.items(f"/api/v1/namespaces/{namespace}/events")
+        if e["involvedObject"].get("kind") == "Service" and e["involvedObject"].get("name") == name
+    ]
+
+
+def load_balancer_ip(api: cp.Api, namespace: str, name: str) -> Optional[str]:
+    """The Service's first load-balancer IP, or None (no IP, or no Service)."""
+    service = api.get(f"/api/v1/namespaces/{namespace}/services/{name}") or {}
+    ingress = service.get("status", {}).get("loadBalancer", {}).get("ingress") or []
+    return ingress[0].get("ip") if ingress else None
+
+
 GATEWAY = ("traefik", "lab")
 
 
@@ -194,9 +303,9 @@ def assert_lab_was_up(run: dict, *, class_name: str, annotation_prefix: str) -> 
     seen = run["seen"]
     assert seen["pools"] == {
         "lab-pool": {"addresses": ["192.168.56.201-192.168.56.250"], "autoAssign": True, "avoidBuggyIPs": False},
-        "lab-pool-reserved": {"addresses": ["192.168.56.200/32"], "autoAssign": False, "avoidBuggyIPs": False},
+        "lab-pool-reserved-ingress": {"addresses": ["192.168.56.200/32"], "autoAssign": False, "avoidBuggyIPs": False},
     }
-    assert seen["l2"]["lab-l2"]["ipAddressPools"] == ["lab-pool", "lab-pool-reserved"]
+    assert seen["l2"]["lab-l2"]["ipAddressPools"] == ["lab-pool", "lab-pool-reserved-ingress"]
     service = seen["service"]
     assert service["metadata"]["annotations"][f"{annotation_prefix}/loadBalancerIPs"] == PINNED_IP
     assert service["status"]["loadBalancer"]["ingress"][0]["ip"] == PINNED_IP

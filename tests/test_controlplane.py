@@ -49,12 +49,17 @@ except ImportError:
 import tools.controlplane as cp  # noqa: E402
 from planeruns import (  # noqa: E402
     PINNED_IP,
+    Change,
     assert_lab_was_up,
     assert_noop_and_clean_destroy,
     assert_tls_secrets_carry_the_lab_certificate,
     assert_webhook_admitted_the_lab,
     gateway_snapshot,
+    load_balancer_ip,
+    overlapping_pool_attempt,
+    run_changes,
     run_scenario,
+    service_events,
 )
 from tools.controlplane import existing_cluster_config  # noqa: E402
 from tools.project import INGRESS_MANIFEST, METALLB_MANIFEST, lab_config  # noqa: E402
@@ -333,8 +338,9 @@ def assert_dns_service_holds_its_pinned_pool_ip(gateway_lab: dict) -> None:
     allocated = [e for e in seen["dns_events"] if e["reason"] == "IPAllocated"]
     assert allocated and allocated[-1]["source"] == "metallb-controller" and DNS_IP in allocated[-1]["message"], seen["dns_events"]
     pools = seen["pools"]
-    assert sorted(pools["lab-pool-reserved"]["addresses"]) == [f"{PINNED_IP}/32", f"{DNS_IP}/32"]
-    assert pools["lab-pool-reserved"]["autoAssign"] is False
+    assert pools["lab-pool-reserved-ingress"]["addresses"] == [f"{PINNED_IP}/32"]
+    assert pools["lab-pool-reserved-dns"]["addresses"] == [f"{DNS_IP}/32"]
+    assert pools["lab-pool-reserved-ingress"]["autoAssign"] is False and pools["lab-pool-reserved-dns"]["autoAssign"] is False
     assert pools["lab-pool"]["addresses"] == ["192.168.56.201-192.168.56.249"]
     assert gateway_lab["outputs"]["dns_ip"] == DNS_IP
     not_available = {name: c for name, c in seen["deployments"].items() if c.get("Available") != "True"}
@@ -354,3 +360,177 @@ def test_gateway_api_https_and_dns(gateway_lab):
     assert_webhook_admitted_the_lab(gateway_lab)
     assert gateway_lab["stand_in_errors"] == []
     assert_noop_and_clean_destroy(gateway_lab)
+
+
+# --------------------------------------------------------------------------------------------
+# Scenario 6: a running lab whose pinned IPs change (the seed's lab, MetalLB 0.14.9's webhook)
+#
+# MetalLB's validating webhook refuses any create or update that leaves two pools overlapping.
+# Turning the DNS server on carves dns.ip out of lab-pool into a reservation of its own, turning
+# it off gives it back, and moving ingress.ip from .200 to .201 swaps an address each way between
+# lab-pool and the ingress reservation. Each is one `pulumi config set` and one `pulumi up`, which
+# must pass the first time; MetalLB's controller then gives each Service its new IP.
+
+INGRESS_NGINX_SERVICE = ("ingress-nginx", "ingress-nginx-controller")
+TRAEFIK_SERVICE = ("traefik", "traefik")
+DNS_SERVICE = ("lab-dns", "lab-dns")
+MOVED_INGRESS_IP = "192.168.56.201"
+POOLS = "/apis/metallb.io/v1beta1/ipaddresspools"
+UNASSIGNED = ("ClearAssignment", "AllocationFailed")
+
+
+def pins_snapshot(api) -> dict:
+    return {
+        "pools": {p["metadata"]["name"]: p["spec"] for p in api.items(POOLS)},
+        "l2": {a["metadata"]["name"]: a["spec"] for a in api.items("/apis/metallb.io/v1beta1/l2advertisements")},
+        "ingress_ip": load_balancer_ip(api, *INGRESS_NGINX_SERVICE),
+        "ingress_events": service_events(api, *INGRESS_NGINX_SERVICE),
+        "dns_ip": load_balancer_ip(api, *DNS_SERVICE),
+        "dns_events": service_events(api, *DNS_SERVICE),
+        "namespaces": sorted(n["metadata"]["name"] for n in api.items("/api/v1/namespaces")),
+        "ingresses": {i["metadata"]["namespace"]: i for i in api.items("/apis/networking.k8s.io/v1/ingresses")},
+        "overlapping_pool": overlapping_pool_attempt(api),
+    }
+
+
+@pytest.fixture(scope="session")
+def pins_moved(plane, tmp_path_factory):
+    changes = [
+        Change("dns on", {"dns.enabled": "true", "dns.ip": DNS_IP}, lambda api: load_balancer_ip(api, *DNS_SERVICE) == DNS_IP),
+        Change("dns off", {"dns.enabled": "false"}, lambda api: not api.get("/api/v1/namespaces/lab-dns")),
+        Change("ingress.ip moved", {"ingress.ip": MOVED_INGRESS_IP}, lambda api: load_balancer_ip(api, *INGRESS_NGINX_SERVICE) == MOVED_INGRESS_IP),
+    ]
+    plane.proxy.log.clear()
+    run = run_changes(plane, tmp_path_factory.mktemp("pins"), "pins", existing_cluster_config(), changes, pins_snapshot)
+    run["proxy_log"] = list(plane.proxy.log)
+    return run
+
+
+def _times(run: dict, event_reasons, key: str) -> int:
+    return sum(e["count"] for e in run["seen"][key] if e["reason"] in event_reasons)
+
+
+def _allocated_by_metallb(events: list[dict], ip: str) -> bool:
+    allocated = [e for e in events if e["reason"] == "IPAllocated"]
+    return bool(allocated) and allocated[-1]["source"] == "metallb-controller" and ip in allocated[-1]["message"]
+
+
+def test_pinned_ips_change_on_a_running_lab(pins_moved):
+    """dns.enabled on and off, then ingress.ip .200 -> .201: each one `up` that passes the first time
+    (MetalLB's webhook admits every step), the Service on its new IP from MetalLB's controller, the
+    pools as planned, and no change left for the next preview."""
+    steps = pins_moved["steps"]
+    print({label: (round(step["up_seconds"]), round(step["settle_seconds"], 1)) for label, step in steps.items()})
+    for label, step in steps.items():
+        assert step["noop"].returncode == 0, f"{label}: {step['noop'].stdout[-4000:]}"
+    reserved = {"autoAssign": False, "avoidBuggyIPs": False}
+    first = steps["up"]["seen"]
+    assert first["pools"] == {
+        "lab-pool": {"addresses": ["192.168.56.201-192.168.56.250"], "autoAssign": True, "avoidBuggyIPs": False},
+        "lab-pool-reserved-ingress": {"addresses": [f"{PINNED_IP}/32"], **reserved},
+    }
+    assert first["ingress_ip"] == PINNED_IP
+
+    dns_on = steps["dns on"]["seen"]
+    assert dns_on["pools"] == {
+        "lab-pool": {"addresses": ["192.168.56.201-192.168.56.249"], "autoAssign": True, "avoidBuggyIPs": False},
+        "lab-pool-reserved-ingress": {"addresses": [f"{PINNED_IP}/32"], **reserved},
+        "lab-pool-reserved-dns": {"addresses": [f"{DNS_IP}/32"], **reserved},
+    }
+    assert dns_on["l2"]["lab-l2"]["ipAddressPools"] == ["lab-pool", "lab-pool-reserved-ingress", "lab-pool-reserved-dns"]
+    assert dns_on["dns_ip"] == DNS_IP and _allocated_by_metallb(dns_on["dns_events"], DNS_IP), dns_on["dns_events"]
+    # The ingress reservation is not touched: the ingress Service keeps its IP throughout.
+    assert dns_on["ingress_ip"] == PINNED_IP
+    assert _times(steps["dns on"], UNASSIGNED, "ingress_events") == _times(steps["up"], UNASSIGNED, "ingress_events")
+
+    dns_off = steps["dns off"]["seen"]
+    assert dns_off["pools"] == first["pools"]
+    assert dns_off["l2"]["lab-l2"]["ipAddressPools"] == ["lab-pool", "lab-pool-reserved-ingress"]
+    assert "lab-dns" not in dns_off["namespaces"]
+    assert dns_off["ingress_ip"] == PINNED_IP
+    assert _times(steps["dns off"], UNASSIGNED, "ingress_events") == _times(steps["up"], UNASSIGNED, "ingress_events")
+
+    moved = steps["ingress.ip moved"]
+    assert moved["seen"]["pools"] == {
+        "lab-pool": {"addresses": [f"{PINNED_IP}/32", "192.168.56.202-192.168.56.250"], "autoAssign": True, "avoidBuggyIPs": False},
+        "lab-pool-reserved-ingress": {"addresses": [f"{MOVED_INGRESS_IP}/32"], **reserved},
+    }
+    assert moved["seen"]["ingress_ip"] == MOVED_INGRESS_IP
+    assert _allocated_by_metallb(moved["seen"]["ingress_events"], MOVED_INGRESS_IP), moved["seen"]["ingress_events"]
+    assert moved["outputs"]["ingress_ip"] == MOVED_INGRESS_IP
+
+    # MetalLB's webhook was live all along (through the loopback proxy), and refuses an overlap.
+    assert "denied the request" in moved["seen"]["overlapping_pool"] and "overlaps" in moved["seen"]["overlapping_pool"]
+    assert any("-> 9443" in line for line in pins_moved["proxy_log"])
+    assert pins_moved["destroy"].returncode == 0, pins_moved["destroy"].stdout[-4000:]
+    assert pins_moved["state_after"] == [] and pins_moved["left"] == {"namespaces": [], "crds": [], "webhooks": []}
+
+
+# --------------------------------------------------------------------------------------------
+# Scenario 7: a running lab switches its ingress controller, ingress-nginx -> traefik -> ingress-nginx
+#
+# The old controller's LoadBalancer Service holds ingress.ip until it is deleted; the new one's
+# asks for the same IP. One `up` must switch, the old Service releasing the IP first.
+
+SWITCH_BUDGET_SECONDS = 300  # an `up` that waited for an IP held by the other Service would take 600 s, then fail
+
+
+def switch_snapshot(api) -> dict:
+    return {
+        "namespaces": sorted(n["metadata"]["name"] for n in api.items("/api/v1/namespaces")),
+        "nginx_ip": load_balancer_ip(api, *INGRESS_NGINX_SERVICE),
+        "nginx_events": service_events(api, *INGRESS_NGINX_SERVICE),
+        "traefik_ip": load_balancer_ip(api, *TRAEFIK_SERVICE),
+        "traefik_events": service_events(api, *TRAEFIK_SERVICE),
+        "ingress_classes": sorted(c["metadata"]["name"] for c in api.items("/apis/networking.k8s.io/v1/ingressclasses")),
+        "ingresses": {i["metadata"]["namespace"]: i for i in api.items("/apis/networking.k8s.io/v1/ingresses")},
+    }
+
+
+@pytest.fixture(scope="session")
+def controller_switched(plane, tmp_path_factory):
+    nginx_manifest = str(reference_file(INGRESS_MANIFEST))
+    traefik_chart = str(reference_file(TRAEFIK_GATEWAY_CHART))
+    changes = [
+        Change(
+            "traefik",
+            {"ingress.controller": "traefik", "ingress.manifest": traefik_chart},
+            lambda api: load_balancer_ip(api, *TRAEFIK_SERVICE) == PINNED_IP,
+        ),
+        Change(
+            "ingress-nginx",
+            {"ingress.controller": "ingress-nginx", "ingress.manifest": nginx_manifest},
+            lambda api: load_balancer_ip(api, *INGRESS_NGINX_SERVICE) == PINNED_IP,
+        ),
+    ]
+    return run_changes(
+        plane, tmp_path_factory.mktemp("switch"), "switch", existing_cluster_config(), changes, switch_snapshot, up_timeout=SWITCH_BUDGET_SECONDS
+    )
+
+
+def test_switching_the_ingress_controller_on_a_running_lab(controller_switched):
+    """ingress-nginx -> traefik -> ingress-nginx with ingress.ip pinned: each one `up`, well inside
+    the ten minutes an IP await takes to fail; the new controller's Service gets the IP from
+    MetalLB's controller, the old controller's namespace is gone, and no change is left."""
+    steps = controller_switched["steps"]
+    print({label: round(step["up_seconds"]) for label, step in steps.items()})
+    for label, step in steps.items():
+        assert step["noop"].returncode == 0, f"{label}: {step['noop'].stdout[-4000:]}"
+        assert step["up_seconds"] < SWITCH_BUDGET_SECONDS, (label, step["up_seconds"])
+    assert steps["up"]["seen"]["nginx_ip"] == PINNED_IP
+
+    traefik = steps["traefik"]["seen"]
+    assert traefik["traefik_ip"] == PINNED_IP and _allocated_by_metallb(traefik["traefik_events"], PINNED_IP), traefik["traefik_events"]
+    assert "ingress-nginx" not in traefik["namespaces"] and traefik["nginx_ip"] is None
+    assert traefik["ingress_classes"] == ["traefik"]
+    assert traefik["ingresses"]["demo"]["spec"]["ingressClassName"] == "traefik"
+    assert steps["traefik"]["outputs"]["ingress_ip"] == PINNED_IP
+
+    back = steps["ingress-nginx"]["seen"]
+    assert back["nginx_ip"] == PINNED_IP and _allocated_by_metallb(back["nginx_events"], PINNED_IP), back["nginx_events"]
+    assert "traefik" not in back["namespaces"] and back["traefik_ip"] is None
+    assert back["ingress_classes"] == ["nginx"]
+    assert back["ingresses"]["demo"]["spec"]["ingressClassName"] == "nginx"
+
+    assert controller_switched["destroy"].returncode == 0, controller_switched["destroy"].stdout[-4000:]
+    assert controller_switched["state_after"] == [] and controller_switched["left"] == {"namespaces": [], "crds": [], "webhooks": []}

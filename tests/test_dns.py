@@ -85,17 +85,18 @@ def test_unpinned_ingress_ip_reaches_the_corefile():
 def test_the_dns_ip_is_reserved_beside_the_ingress_ip_and_announced():
     r = dns_lab()
     pools = {p.input("metadata.name"): p.input("spec") for p in r.of_type(POOL)}
-    assert pools["lab-pool-reserved"] == {"addresses": ["192.168.56.200/32", f"{DNS_IP}/32"], "autoAssign": False}
+    assert pools["lab-pool-reserved-ingress"] == {"addresses": ["192.168.56.200/32"], "autoAssign": False}
+    assert pools["lab-pool-reserved-dns"] == {"addresses": [f"{DNS_IP}/32"], "autoAssign": False}
     assert pools["lab-pool"] == {"addresses": ["192.168.56.201-192.168.56.249"], "autoAssign": True}
     (l2,) = r.of_type(L2)
-    assert "lab-pool-reserved" in l2.input("spec.ipAddressPools")
+    assert l2.input("spec.ipAddressPools") == ["lab-pool", "lab-pool-reserved-ingress", "lab-pool-reserved-dns"]
 
 
 def test_dns_installs_beside_metallb_once_a_worker_can_run_it():
     r = dns_lab()
     deployment, service = r.named("lab-dns-deployment"), r.named("lab-dns-service")
     assert deployment.depends_on(r.named("lab-dns-config"))
-    for metallb_step in (r.named("lab-metallb-pool-lab-pool-reserved"), r.one(L2)):
+    for metallb_step in (r.named("lab-metallb-pool-lab-pool-reserved-dns"), r.one(L2)):
         assert not r.waits_for(service, metallb_step)
     check = r.one(COMMAND, "lab-self-check-run")
     assert r.waits_for(check, deployment) and r.waits_for(check, service)

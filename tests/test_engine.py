@@ -60,7 +60,7 @@ def test_preview_of_the_lab_plans_the_whole_lab(tmp_path, references):
         "lab-provider",
         "lab-metallb-install",
         "lab-metallb-pool-lab-pool",
-        "lab-metallb-pool-lab-pool-reserved",
+        "lab-metallb-pool-lab-pool-reserved-ingress",
         "lab-metallb-l2-lab-l2",
     ):
         assert expected in names, f"{expected} not planned; planned: {sorted(names)}"
@@ -110,10 +110,10 @@ def test_up_renders_metallb_pools_advertisement_ingress_and_app(rendered):
     pools = {m["metadata"]["name"]: m["spec"] for m in _objects(rendered, "IPAddressPool")}
     assert pools == {
         "lab-pool": {"addresses": ["192.168.56.201-192.168.56.250"], "autoAssign": True},
-        "lab-pool-reserved": {"addresses": ["192.168.56.200/32"], "autoAssign": False},
+        "lab-pool-reserved-ingress": {"addresses": ["192.168.56.200/32"], "autoAssign": False},
     }
     (l2,) = _objects(rendered, "L2Advertisement")
-    assert l2["spec"] == {"ipAddressPools": ["lab-pool", "lab-pool-reserved"], "interfaces": ["eth1"]}
+    assert l2["spec"] == {"ipAddressPools": ["lab-pool", "lab-pool-reserved-ingress"], "interfaces": ["eth1"]}
     assert any(m["metadata"]["name"] == "controller" for m in _objects(rendered, "Deployment"))
     assert any(m["metadata"]["name"] == "speaker" for m in _objects(rendered, "DaemonSet"))
     ingresses = _objects(rendered, "Ingress")

@@ -40,7 +40,7 @@ def test_ingress_nginx_is_the_pinned_static_manifest_through_the_lab_provider():
     )
     assert install.provider.startswith(r.one("pulumi:providers:kubernetes").urn)
     assert install.parent == r.one("k8s-lab:ingress:Ingress").urn
-    assert install.options["transforms"] == 1
+    assert install.options["transforms"] == 2  # the lab's edits, then the Service's succession
     assert "lab-ingress-install" not in [c.name for c in r.of_type(CHART)]
 
 
@@ -120,7 +120,7 @@ def test_install_overlaps_metallb_and_its_ip_is_reserved():
     # pinned IP sits in an autoAssign:false pool that no other Service can draw from meanwhile.
     r = run_lab()
     install = r.one(CONFIGFILE, "lab-ingress-install")
-    reservation = r.named("lab-metallb-pool-lab-pool-reserved")
+    reservation = r.named("lab-metallb-pool-lab-pool-reserved-ingress")
     assert reservation.input("spec") == {"addresses": [f"{PINNED}/32"], "autoAssign": False}
     for metallb_step in (reservation, r.named("lab-metallb-l2-lab-l2"), r.one(CONFIGFILE, "lab-metallb-install")):
         assert not r.waits_for(install, metallb_step), metallb_step.name
@@ -169,7 +169,7 @@ def test_traefik_is_the_pinned_chart_with_the_same_service_and_default_class():
     namespace = r.one(NAMESPACE, "lab-ingress-namespace")
     assert namespace.input("metadata.name") == "traefik"
     assert chart.depends_on(namespace)
-    assert not r.waits_for(chart, r.named("lab-metallb-pool-lab-pool-reserved"))
+    assert not r.waits_for(chart, r.named("lab-metallb-pool-lab-pool-reserved-ingress"))
     assert not [c for c in r.of_type(CONFIGFILE) if c.name == "lab-ingress-install"]
 
 
@@ -192,6 +192,58 @@ def test_every_app_ingress_names_the_controllers_class(controller, class_name):
     ingresses = r.of_type(INGRESS)
     assert len(ingresses) == 4
     assert {i.input("spec.ingressClassName") for i in ingresses} == {class_name}
+
+
+# -- switching controllers on a running lab --
+#
+# The new controller's Service must take ingress.ip from the old one's, which the engine would
+# otherwise delete only at the end of the update. Proven with the engine and MetalLB's controller
+# in test_controlplane.py::test_switching_the_ingress_controller_on_a_running_lab.
+
+
+def _service_options(install, namespace: str, name: str):
+    """The resource options the install's transforms give its child Service ``namespace/name``."""
+    import pulumi
+
+    props = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace}, "spec": {"type": "LoadBalancer"}}
+    opts = pulumi.ResourceOptions()
+    for transform in install.transforms:
+        args = pulumi.ResourceTransformArgs(True, "kubernetes:core/v1:Service", f"{install.name}:{namespace}/{name}", props, opts)
+        result = transform(args)
+        if result is not None:
+            props, opts = result.props, result.opts
+    return opts
+
+
+def _resolved(value):
+    import pulumi
+    from pulumi.runtime.sync_await import _sync_await
+
+    return _sync_await(pulumi.Output.from_input(value).future())
+
+
+@pytest.mark.parametrize(
+    "controller,install_type,service,other_install_type,other_service",
+    [
+        ("ingress-nginx", CONFIGFILE, "ingress-nginx/ingress-nginx-controller", CHART, "traefik/traefik"),
+        ("traefik", CHART, "traefik/traefik", CONFIGFILE, "ingress-nginx/ingress-nginx-controller"),
+    ],
+)
+def test_each_controllers_service_replaces_the_others_delete_first(controller, install_type, service, other_install_type, other_service):
+    r = run_lab(**{"ingress.controller": controller})
+    install = r.one(install_type, "lab-ingress-install")
+    namespace, name = service.split("/")
+    opts = _service_options(install, namespace, name)
+    assert opts.delete_before_replace is True
+    # Its alias is the URN of the other controller's Service: a child of that controller's install
+    # (ConfigFile v2 and Chart v4 name children "<install name>:<namespace>/<name>") in the lab's
+    # Ingress component.
+    component = r.one("k8s-lab:ingress:Ingress").urn
+    expected = f"{component[: component.rfind('::')]}${other_install_type}$kubernetes:core/v1:Service::lab-ingress-install:{other_service}"
+    assert [_resolved(a) for a in opts.aliases] == [expected]
+    # No other Service: not the admission Service, not a Service of that name elsewhere.
+    for other in (_service_options(install, namespace, "ingress-nginx-controller-admission"), _service_options(install, "default", name)):
+        assert not other.delete_before_replace and not other.aliases
 
 
 # -- configuration errors, before anything is registered --

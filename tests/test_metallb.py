@@ -61,7 +61,7 @@ def test_pinned_ingress_ip_is_carved_into_a_reservation_pool():
     pools = specs(run(), POOL)
     assert pools == {
         "lab-pool": {"addresses": ["192.168.56.201-192.168.56.250"], "autoAssign": True},
-        "lab-pool-reserved": {"addresses": ["192.168.56.200/32"], "autoAssign": False},
+        "lab-pool-reserved-ingress": {"addresses": ["192.168.56.200/32"], "autoAssign": False},
     }
 
 
@@ -81,11 +81,82 @@ def test_every_pool_and_advertisement_waits_for_the_install():
         assert cr.provider == r.one(CONFIGFILE, "lab-metallb-install").provider
 
 
+# -- moving a pinned IP: every address leaves one pool before it enters another --
+#
+# MetalLB's webhook refuses any moment where two pools overlap. The engine runs these options in
+# the control-plane tier (test_controlplane.py::test_pinned_ips_change_on_a_running_lab); here
+# they are pinned down without it.
+
+DYNAMIC = "pulumi-python:dynamic:Resource"
+DNS_ON = {"dns.enabled": True, "dns.ip": "192.168.56.250"}
+
+
+def test_every_key_that_can_pin_an_ip_has_a_pinned_address_replaced_delete_first():
+    # dns.ip has one with the DNS server off too: turning it off must replace it (see below).
+    r = run()
+    pins = {p.name: p for p in r.of_type(DYNAMIC) if p.name.startswith("lab-metallb-pin-")}
+    assert set(pins) == {"lab-metallb-pin-ingress-ip", "lab-metallb-pin-dns-ip"}
+    assert pins["lab-metallb-pin-ingress-ip"].inputs["address"] == "192.168.56.200"
+    assert pins["lab-metallb-pin-dns-ip"].inputs["address"] == ""
+    assert all(p.options["delete_before_replace"] for p in pins.values())
+    assert run(**DNS_ON).named("lab-metallb-pin-dns-ip").inputs["address"] == "192.168.56.250"
+
+
+def test_a_pinned_address_is_replaced_exactly_when_its_ip_changes():
+    provider = mlb.PinnedAddressProvider()
+    moved = provider.diff("ingress.ip", {"key": "ingress.ip", "address": "192.168.56.200"}, {"key": "ingress.ip", "address": "192.168.56.201"})
+    assert moved.changes and moved.replaces == ["address"] and moved.delete_before_replace
+    off = provider.diff("dns.ip", {"key": "dns.ip", "address": "192.168.56.250"}, {"key": "dns.ip", "address": ""})
+    assert off.changes and off.replaces == ["address"]
+    same = provider.diff("ingress.ip", {"key": "ingress.ip", "address": "192.168.56.200"}, {"key": "ingress.ip", "address": "192.168.56.200"})
+    assert not same.changes and not same.replaces
+
+
+def test_reservations_are_replaced_with_their_key_and_carved_pools_never_are():
+    r = run(**DNS_ON)
+    pin = {key: r.named(f"lab-metallb-pin-{key}-ip") for key in ("ingress", "dns")}
+    carved = r.named("lab-metallb-pool-lab-pool")
+    for key in ("ingress", "dns"):
+        reservation = r.named(f"lab-metallb-pool-lab-pool-reserved-{key}")
+        # Its spec depends on its own key's pinned address (no other), and a new spec replaces it,
+        # delete-first: so replacing the pinned address deletes the reservation at that step.
+        assert reservation.property_dependencies["spec"] == {pin[key].urn}
+        assert reservation.options["replace_on_changes"] == ["spec"]
+        assert reservation.options["delete_before_replace"] is True
+    # The carved pool is only ordered after them: it is updated in place, never replaced along.
+    assert not any(pin[key].urn in deps for key in pin for deps in carved.property_dependencies.values())
+    assert carved.options["delete_before_replace"] is False and carved.options["replace_on_changes"] == []
+
+
+def test_carved_pools_wait_for_every_pinned_address_and_reservations_for_every_carved_pool():
+    r = run(**{**DNS_ON, "metallb.pools[1]": {"name": "extra", "addresses": ["192.168.56.100/30"]}})
+    pins = [p for p in r.of_type(DYNAMIC) if p.name.startswith("lab-metallb-pin-")]
+    carved = [r.named("lab-metallb-pool-lab-pool"), r.named("lab-metallb-pool-extra")]
+    reservations = [r.named("lab-metallb-pool-lab-pool-reserved-ingress"), r.named("lab-metallb-pool-lab-pool-reserved-dns")]
+    for pool in carved:
+        assert all(pool.depends_on(pin) for pin in pins), pool.name
+    for reservation in reservations:
+        assert all(reservation.depends_on(pool) for pool in carved), reservation.name
+    # One after another, in case they replace the one shared reservation of an older lab.
+    assert reservations[1].depends_on(reservations[0])
+
+
+def test_the_first_reservation_of_a_pool_takes_over_the_pools_shared_one():
+    r = run(**DNS_ON)
+    assert r.named("lab-metallb-pool-lab-pool-reserved-ingress").options["aliases"] == [
+        {"spec": {"name": "lab-metallb-pool-lab-pool-reserved", "parentUrn": ""}}
+    ]
+    assert r.named("lab-metallb-pool-lab-pool-reserved-dns").options["aliases"] == []
+    # A configured pool of that name is that pool, not an alias.
+    own = run(**{"metallb.pools[1]": {"name": "lab-pool-reserved", "addresses": ["192.168.56.100/30"]}})
+    assert own.named("lab-metallb-pool-lab-pool-reserved-ingress").options["aliases"] == []
+
+
 # -- L2 advertisements --
 
 
 def test_advertisement_announces_the_pool_and_its_reservation_on_the_host_only_nic_only():
-    assert specs(run(), L2) == {"lab-l2": {"ipAddressPools": ["lab-pool", "lab-pool-reserved"], "interfaces": ["eth1"]}}
+    assert specs(run(), L2) == {"lab-l2": {"ipAddressPools": ["lab-pool", "lab-pool-reserved-ingress"], "interfaces": ["eth1"]}}
 
 
 def test_advertisement_interfaces_from_config_win():
@@ -118,8 +189,9 @@ def test_pin_annotation_follows_the_version(version, annotation):
 
 def test_reservation_name_cannot_collide_with_a_user_pool():
     with pytest.raises(lab_config.ConfigError) as err:
-        run(**{"metallb.pools[1]": {"name": "lab-pool-reserved", "addresses": ["192.168.56.100/30"]}})
+        run(**{"metallb.pools[1]": {"name": "lab-pool-reserved-ingress", "addresses": ["192.168.56.100/30"]}})
     assert "metallb.pools[1].name" in err.value.paths()
+    assert "reserves ingress.ip 192.168.56.200 inside lab-pool" in str(err.value)
 
 
 def test_the_dns_servers_reservation_cannot_collide_with_a_user_pool_either():
@@ -128,8 +200,8 @@ def test_the_dns_servers_reservation_cannot_collide_with_a_user_pool_either():
         run(
             **{
                 "metallb.pools[1]": {"name": "extra", "addresses": ["192.168.56.100/30"]},
-                "metallb.pools[2]": {"name": "extra-reserved", "addresses": ["192.168.56.120/30"]},
-                "metallb.l2_advertisements[0].pools": ["lab-pool", "extra", "extra-reserved"],
+                "metallb.pools[2]": {"name": "extra-reserved-dns", "addresses": ["192.168.56.120/30"]},
+                "metallb.l2_advertisements[0].pools": ["lab-pool", "extra", "extra-reserved-dns"],
                 "dns": {"enabled": True, "ip": "192.168.56.101"},
             }
         )
@@ -138,11 +210,11 @@ def test_the_dns_servers_reservation_cannot_collide_with_a_user_pool_either():
 
 
 def test_a_pool_whose_reservation_name_would_be_too_long_is_refused():
-    name = "p" * 250  # a valid object name, but "<name>-reserved" is 259 characters
+    name = "p" * 240  # a valid object name, but "<name>-reserved-ingress" is 257 characters
     with pytest.raises(lab_config.ConfigError) as err:
         run(**{"metallb.pools[0].name": name, "metallb.l2_advertisements[0].pools": [name]})
     assert "metallb.pools[0].name" in err.value.paths()
-    assert "shorten it to 244 characters or fewer" in str(err.value)
+    assert "'-reserved-ingress'" in str(err.value) and "shorten it to 236 characters or fewer" in str(err.value)
 
 
 def test_ipvs_on_an_existing_cluster_warns_about_strict_arp():
@@ -271,15 +343,16 @@ def pool_and_ip(draw):
 def test_reservation_keeps_every_address_in_exactly_one_pool(case):
     addresses, ip = case
     config = lab_config.MetalLBConfig(pools=[{"name": "p", "addresses": [addresses]}], l2_advertisements=[{"name": "l2", "pools": ["p"]}])
-    plan = mlb.plan_pools(config, IPv4Address(ip))
+    plan = mlb.plan_pools(config, {"ingress.ip": IPv4Address(ip), "dns.ip": None})
     ranges = [net.parse_range(a) for spec in plan for a in spec.addresses]
     original = net.parse_range(addresses)
     assert net.total_size(ranges) == original.size
     for i, a in enumerate(ranges):
         assert all(not a.overlaps(b) for b in ranges[i + 1 :])
-    reserved = [spec for spec in plan if spec.reserved_for]
+    reserved = [spec for spec in plan if spec.pin]
     assert len(reserved) == 1 and reserved[0].addresses == (f"{ip}/32",) and not reserved[0].auto_assign
-    assert all(IPv4Address(ip) not in net.parse_range(a) for spec in plan if not spec.reserved_for for a in spec.addresses)
+    assert (reserved[0].name, reserved[0].pin, reserved[0].carved_from) == ("p-reserved-ingress", "ingress.ip", "p")
+    assert all(IPv4Address(ip) not in net.parse_range(a) for spec in plan if not spec.pin for a in spec.addresses)
     advertised = mlb.plan_advertisements(config, plan)[0].pools
     assert set(advertised) == {spec.name for spec in plan}
 

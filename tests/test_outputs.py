@@ -64,7 +64,7 @@ def test_the_seed_lab_on_its_own_vms():
         assert r.waits_for(r.named(app_step), r.named("lab-k8s-w1-join")), app_step
     check = r.named("lab-self-check-run")
     assert r.waits_for(check, r.named("lab-apps-demo-ingress"))
-    for step in ("lab-k8s-w1-join", "lab-metallb-l2-lab-l2", "lab-metallb-pool-lab-pool-reserved"):
+    for step in ("lab-k8s-w1-join", "lab-metallb-l2-lab-l2", "lab-metallb-pool-lab-pool-reserved-ingress"):
         assert r.waits_for(check, r.named(step)), step
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,8 +25,27 @@ INGRESS_MANIFEST = "ingress-nginx/deploy-cloud-controller-v1.15.1.yaml"
 
 
 def run_tool(argv: Sequence[str], what: str, *, check: bool = True, timeout: float = 600, **options) -> subprocess.CompletedProcess:
-    """Run a command line with its output captured; with ``check`` a failure raises with that output."""
-    result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, **options)
+    """Run a command line with its output captured; with ``check`` a failure raises with that output.
+
+    It runs in a process group of its own: past ``timeout`` the whole group is ended (the Pulumi
+    CLI's plugins with it, which would otherwise outlive it), then TimeoutExpired is raised.
+    """
+    input_ = options.pop("input", None)
+    with subprocess.Popen(
+        list(argv), stdin=subprocess.PIPE if input_ is not None else subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True, **options,
+    ) as process:  # fmt: skip
+        try:
+            stdout, stderr = process.communicate(input_, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                stdout, stderr = process.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                stdout, stderr = process.communicate()
+            raise subprocess.TimeoutExpired(process.args, timeout, stdout, stderr) from None
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     if check and result.returncode != 0:
         raise AssertionError(f"{what} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
@@ -64,10 +84,10 @@ class Project:
             PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK="true",
         )
 
-    def pulumi(self, *args: str, check: bool = True, wrapper: Sequence[str] = ()) -> subprocess.CompletedProcess:
+    def pulumi(self, *args: str, check: bool = True, wrapper: Sequence[str] = (), timeout: float = 600) -> subprocess.CompletedProcess:
         """Run the CLI in the project; ``wrapper`` is a command line that execs it (a namespace, say)."""
         argv = [*wrapper, shutil.which("pulumi") or "pulumi", *args, "--non-interactive"]
-        return run_tool(argv, f"pulumi {' '.join(args)}", check=check, cwd=self.dir, env=self.env)
+        return run_tool(argv, f"pulumi {' '.join(args)}", check=check, timeout=timeout, cwd=self.dir, env=self.env)
 
     def stack(self, name: str, config: dict) -> None:
         (self.dir / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}, sort_keys=False))

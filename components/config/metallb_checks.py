@@ -9,7 +9,7 @@ from typing import Optional
 from components import network as net
 from components.config.defaults import DEFAULT_METALLB_VERSION, MAX_OBJECT_NAME_LENGTH, version_tuple
 from components.config.problems import did_you_mean
-from components.config.schema import INTERFACE_NAME, LabConfig, MetalLBConfig
+from components.config.schema import INTERFACE_NAME, LabConfig, MetalLBConfig, reservation_name
 
 
 def _pool_path(i: int, j: Optional[int] = None) -> str:
@@ -60,20 +60,22 @@ def check_metallb(cfg: LabConfig, network, reserved, pod, svc, add, warnings) ->
             for k, earlier in enumerate(pool.addresses[:j]):
                 if r.overlaps(earlier):
                     add(path, f"{r} overlaps {earlier}, an earlier entry of the same pool")
-    # Each pinned IP is carved into <its pool>-reserved, a pool of its own in the cluster.
+    # Each pinned IP is carved into <its pool>-reserved-<key's first word>, a pool of its own in the cluster.
     reservations: dict[str, str] = {}
     for key, ip in cfg.pinned_ips.items():
         found = next(((k, p) for k, p in enumerate(mlb.pools) if any(ip in r for r in p.addresses)), None)
         if found is None:
             continue
         k, holder = found
-        reservations.setdefault(holder.reservation_name, f"{key} {ip} inside {holder.name}")
-        if len(holder.reservation_name) > MAX_OBJECT_NAME_LENGTH:
+        name = reservation_name(holder.name, key)
+        reservations[name] = f"{key} {ip} inside {holder.name}"
+        if len(name) > MAX_OBJECT_NAME_LENGTH:
+            suffix = name[len(holder.name):]
             add(
                 f"metallb.pools[{k}].name",
                 f"is {len(holder.name)} characters long; it holds {key} {ip}, which is reserved in a pool named "
-                f"{holder.name!r} + '-reserved', and object names are at most {MAX_OBJECT_NAME_LENGTH}: shorten it to "
-                f"{MAX_OBJECT_NAME_LENGTH - len(holder.reservation_name) + len(holder.name)} characters or fewer",
+                f"{holder.name!r} + {suffix!r}, and object names are at most {MAX_OBJECT_NAME_LENGTH}: shorten it to "
+                f"{MAX_OBJECT_NAME_LENGTH - len(suffix)} characters or fewer",
             )
     for i, pool in enumerate(mlb.pools):
         if pool.name in reservations:

@@ -207,14 +207,11 @@ class PoolConfig(_Strict):
     def size(self) -> int:
         return net.total_size(self.addresses)
 
-    @property
-    def reservation_name(self) -> str:
-        """The ``autoAssign: false`` pool that holds the pinned IPs carved out of this one."""
-        return reservation_name(self.name)
 
-
-def reservation_name(pool: str) -> str:
-    return f"{pool}-reserved"
+def reservation_name(pool: str, key: str) -> str:
+    """``lab-pool-reserved-ingress``: the ``autoAssign: false`` pool holding the IP ``key`` (``ingress.ip``)
+    pins, carved out of ``pool``. One pool a key, so that a key's change touches no other key's pool."""
+    return f"{pool}-reserved-{key.split('.')[0]}"
 
 
 class L2AdvertisementConfig(_Strict):
@@ -443,11 +440,15 @@ class LabConfig(_Strict):
         return tuple(self.hostname(app) for app in self.apps)
 
     @property
+    def pins(self) -> dict[str, Optional[IPv4Address]]:
+        """Every key that can pin a Service's IP, with the IP it pins now: None when it is unset or its
+        Service is off (dns.ip without dns.enabled). Each pinned IP is carved into a reservation pool."""
+        return {"ingress.ip": self.ingress.ip, "dns.ip": self.dns.ip if self.dns.enabled else None}
+
+    @property
     def pinned_ips(self) -> dict[str, IPv4Address]:
-        """The IPs Services ask MetalLB for by name, by the config key that pins each (ingress.ip,
-        dns.ip when the DNS server is on); each is carved into a reservation pool."""
-        pinned = {"ingress.ip": self.ingress.ip, "dns.ip": self.dns.ip if self.dns.enabled else None}
-        return {key: ip for key, ip in pinned.items() if ip is not None}
+        """The IPs Services ask MetalLB for by name, by the config key that pins each."""
+        return {key: ip for key, ip in self.pins.items() if ip is not None}
 
     @property
     def load_balancer_services(self) -> tuple[str, ...]:

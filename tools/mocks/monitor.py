@@ -140,6 +140,8 @@ def _record(request, urn: str, transforms: dict[str, Callable]) -> Registered:
         "custom_timeouts": json_format.MessageToDict(request.customTimeouts),
         "retain_on_delete": request.retainOnDelete,
         "transforms": len(request.transforms),
+        # Each alias as the engine gets it: {"urn": ...} or {"spec": {"name": ...}}.
+        "aliases": [json_format.MessageToDict(alias) for alias in request.aliases],
         "version": request.version,
     }
     return Registered(
