@@ -168,16 +168,19 @@ def test_the_spec_hash_covers_the_command_and_environment_not_the_scripts(seed):
     )
 
 
-def test_a_script_edit_re_runs_steps_in_place_and_replaces_none(seed, monkeypatch):
-    # A `git pull` that touches a script must never destroy a VM or make a worker leave: the
-    # triggers (replacement) stay as they were; only the environment (an in-place re-run) moves.
+def _edited_scripts(monkeypatch, edit):
+    """The program as it runs with every step script edited by ``edit(text)``."""
     from components import command_step
 
     real = command_step.read_scripts
-    monkeypatch.setattr(
-        command_step, "read_scripts", lambda paths: {p: t + "\n# edited\n" for p, t in real(paths).items()}
-    )
-    edited = run_program("lab")
+    monkeypatch.setattr(command_step, "read_scripts", lambda paths: {p: edit(t) for p, t in real(paths).items()})
+    return run_program("lab")
+
+
+def test_a_script_edit_re_runs_steps_in_place_and_replaces_none(seed, monkeypatch):
+    # A `git pull` that touches a script must never destroy a VM or make a worker leave: the
+    # triggers (replacement) stay as they were; only the environment (an in-place re-run) moves.
+    edited = _edited_scripts(monkeypatch, lambda text: text + "\n: edited\n")
     before, after = steps(seed), steps(edited)
     assert before.keys() == after.keys()
     for name, step in before.items():
@@ -186,6 +189,15 @@ def test_a_script_edit_re_runs_steps_in_place_and_replaces_none(seed, monkeypatc
             assert after[name].input(f"environment.{SCRIPTS_VARIABLE}") != step.input(f"environment.{SCRIPTS_VARIABLE}"), name
     # Every step re-runs but the kubeconfig read-back, whose output configures the provider.
     assert sorted(name for name, step in before.items() if SCRIPTS_VARIABLE not in step.inputs["environment"]) == ["lab-kubeconfig"]
+
+
+def test_a_comment_only_script_edit_changes_no_step(seed, monkeypatch):
+    # Reworded comments and a new comment line: what every step runs is the same, so nothing runs.
+    edited = _edited_scripts(monkeypatch, lambda text: re.sub(r"(?m)^# .*$", "# reworded", text) + "\n# a new comment\n")
+    before, after = steps(seed), steps(edited)
+    assert before.keys() == after.keys()
+    for name, step in before.items():
+        assert after[name].inputs == step.inputs, name
 
 
 def test_a_value_from_another_step_is_named_not_hashed_in_the_triggers(seed):
