@@ -279,14 +279,25 @@ def test_joins_wait_for_init_and_overlap_the_cni(run_name, request):
     assert run.waits_for(s["lab-kubeconfig"], s["lab-init"])
 
 
-def test_the_provider_kubeconfig_carries_the_cluster_by_data(seed):
-    provider = seed.one("pulumi:providers:kubernetes")
-    s = steps(seed)
+@pytest.mark.parametrize("run_name", ["seed", "libvirt"])
+def test_objects_wait_for_the_cni_and_the_first_worker_by_order_not_through_the_kubeconfig(run_name, request):
+    run = request.getfixturevalue(run_name)
+    provider = run.one("pulumi:providers:kubernetes")
+    s = steps(run)
     assert "kubeconfig" in provider.secret_inputs
     assert provider.inputs["kubeconfig"] == "lab-kubeconfig-stdout"
-    # A data edge, not depends_on: every resource using the provider inherits it.
-    assert {s["lab-kubeconfig"].urn, s["lab-cni"].urn} <= provider.property_dependencies["kubeconfig"]
+    # Nothing but the read-back feeds it: a join or the CNI about to run again (its id unknown in
+    # the preview) must not make the provider, and everything on it, look replaced.
+    assert provider.property_dependencies["kubeconfig"] == {s["lab-kubeconfig"].urn}
     assert provider.inputs["deleteUnreachable"] == "true"
+    # The provider carries the wait instead: created after the CNI and the first join, it is what
+    # every object on it waits for. Not the second join: installs overlap it.
+    objects = [r for r in run.resources if r.type.startswith("kubernetes:")]
+    assert {"lab-metallb-install", "lab-ingress-install", "lab-apps-demo-namespace"} <= {r.name for r in objects}
+    for obj in objects:
+        assert run.waits_for(obj, s["lab-cni"]), obj.name
+        assert run.waits_for(obj, s["lab-k8s-w1-join"]), obj.name
+        assert not run.waits_for(obj, s["lab-k8s-w2-join"]), obj.name
 
 
 # ----------------------------------------------------------------------------------------------
