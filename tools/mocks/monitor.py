@@ -141,6 +141,7 @@ def _record(request, urn: str, transforms: dict[str, Callable]) -> Registered:
         "retain_on_delete": request.retainOnDelete,
         "transforms": len(request.transforms),
         "version": request.version,
+        "replace_with": list(request.replace_with),
     }
     return Registered(
         type=request.type,
