@@ -22,9 +22,13 @@ class Cluster(pulumi.ComponentResource):
     """What MetalLB, the ingress and the apps need from a cluster."""
 
     provider: k8s.Provider
-    """Every Kubernetes resource of the lab uses this provider, never an ambient one. Its
-    kubeconfig carries, as data, what a pod needs before it can run, so whatever the provider
+    """Every Kubernetes resource of the lab uses this provider, never an ambient one. The
+    provider is created only once what a pod needs before it can run is there, so whatever it
     applies waits for that and no more (see KubeadmCluster)."""
+
+    identity: list[pulumi.CustomResource]
+    """What the cluster is: when one of these is replaced, the cluster is a new one and everything
+    on it was made again (the self-check runs again then)."""
 
     kubeconfig: Optional[pulumi.Output[str]]
     """The admin kubeconfig, a Pulumi secret (None when manifests are only rendered)."""
@@ -72,5 +76,7 @@ class ExistingCluster(Cluster):
             delete_unreachable=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
+        # Another cluster (the kubeconfig's server or CA) replaces the provider.
+        self.identity = [self.provider]
         self.interfaces = pulumi.Output.from_input([args.interface] if args.interface else [])
         self.register_outputs({"interfaces": self.interfaces})

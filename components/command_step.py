@@ -14,9 +14,11 @@ lab goes through this helper, which encodes them once:
 - The content of the scripts a step runs is *not* in its triggers: an edited script (a
   ``git pull``) must never destroy a VM or make a worker leave the cluster. Their digest goes
   into the step's environment instead (``K8S_LAB_SCRIPTS_SHA256``), so an edit re-runs the step
-  in place, which every script is written to survive. A step that only reads (the kubeconfig)
-  is not re-run for a script edit: its output feeds the Kubernetes provider, and a re-run would
-  make the provider's configuration unknown in the preview.
+  in place, which every script is written to survive. The digest is of what a script does, not
+  of its comments (:func:`script_behaviour`): an edit that only touches comments runs nothing.
+  A step that only reads (the kubeconfig) is not re-run for a script edit: its output feeds the
+  Kubernetes provider, and a re-run would make the provider's configuration unknown in the
+  preview.
 - Steps that own a fixed name or address (a VM, a node's membership, a file) delete before they
   create, or the new one would collide with the old one.
 - Steps whose stdout is a credential log no stdout (only stderr, which the scripts keep free of
@@ -33,13 +35,17 @@ kept in ``scripts/``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 import pulumi
+import tree_sitter
+import tree_sitter_bash
 from pulumi_command import local
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,9 +62,59 @@ def spec_hash(create: str, delete: Optional[str], environment: Mapping[str, str]
     return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+# Text that reaches a command as data, whose every line and space counts: a here-document's body
+# (written into a file on the node) and a quoted string that spans lines (an awk program, say).
+_VERBATIM = frozenset({"heredoc_body", "string", "raw_string", "ansi_c_string", "translated_string"})
+
+
+@functools.lru_cache(maxsize=1)
+def _bash_parser() -> tree_sitter.Parser:
+    return tree_sitter.Parser(tree_sitter.Language(tree_sitter_bash.language()))
+
+
+@functools.lru_cache(maxsize=None)
+def script_behaviour(text: str) -> str:
+    """What a bash script does, as the text its digest is made of.
+
+    Comments (the shebang too), blank lines and trailing whitespace are left out, so that an edit
+    of them changes nothing. A here-document's body and a quoted string spanning lines are kept
+    exactly, a ``#`` line in them included: they are data the script writes or passes on. A
+    script bash's grammar cannot parse is kept whole, so that every edit of it counts.
+    """
+    source = text.encode()
+    root = _bash_parser().parse(source).root_node
+    if root.has_error:
+        return text
+    comments: list[tuple[int, int]] = []
+    verbatim: list[tuple[int, int]] = []
+    pending = [root]
+    while pending:
+        node = pending.pop()
+        if node.type == "comment":
+            comments.append((node.start_byte, node.end_byte))
+        elif node.type in _VERBATIM and node.start_point.row != node.end_point.row:
+            verbatim.append((node.start_byte, node.end_byte))
+        else:
+            pending.extend(node.children)
+    # Each verbatim span becomes a placeholder with no whitespace in it while the code around it is
+    # tidied, so that tidying can never reach into it; then it is put back, marked as data.
+    spans: list[str] = []
+    code: list[str] = []
+    position = 0
+    for start, end, is_verbatim in sorted([(s, e, False) for s, e in comments] + [(s, e, True) for s, e in verbatim]):
+        code.append(source[position:start].decode())
+        if is_verbatim:
+            code.append(f"\0{len(spans)}\0")
+            spans.append(source[start:end].decode())
+        position = end
+    code.append(source[position:].decode())
+    lines = [line.rstrip() for line in "".join(code).split("\n") if line.strip()]
+    return re.sub(r"\0(\d+)\0", lambda found: f"\0{spans[int(found[1])]}\0", "".join(f"{line}\n" for line in lines))
+
+
 def scripts_digest(scripts: Mapping[str, str]) -> str:
-    """One digest of the scripts a step runs, path and content: any edit changes it."""
-    listing = {path: hashlib.sha256(text.encode()).hexdigest() for path, text in scripts.items()}
+    """One digest of the scripts a step runs, path and behaviour: any edit but a comment changes it."""
+    listing = {path: hashlib.sha256(script_behaviour(text).encode()).hexdigest() for path, text in scripts.items()}
     return hashlib.sha256(json.dumps(listing, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 

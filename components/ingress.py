@@ -223,6 +223,9 @@ class Ingress(pulumi.ComponentResource):
     install: pulumi.Resource
     """The upstream install (ConfigFile or Chart); depending on it waits for every object in it to be ready."""
 
+    install_source: str
+    """What the install is made from (controller, version, manifest or chart, API): another one re-makes its objects."""
+
     api: str
     """``ingress`` (apps get an Ingress) or ``gateway`` (apps get an HTTPRoute on :attr:`gateway`)."""
 
@@ -232,6 +235,9 @@ class Ingress(pulumi.ComponentResource):
     gateway_class: Optional[k8s.apiextensions.CustomResource]
     gateway: Optional[k8s.apiextensions.CustomResource]
     """The lab's Gateway (``ingress.api: gateway``); created once the CRDs are established, done once it is programmed."""
+
+    tls_secret: Optional[k8s.core.v1.Secret]
+    """The lab's certificate beside the Gateway, which serves HTTPS for every route (``ingress.api: gateway``)."""
 
     ip: pulumi.Output[str]
     """The ingress IP: ``ingress.ip`` when pinned, else what MetalLB assigned to the Service."""
@@ -249,6 +255,7 @@ class Ingress(pulumi.ComponentResource):
         self.gateway_api_crds = None
         self.gateway_class = None
         self.gateway = None
+        self.tls_secret = None
         annotations = args.metallb.load_balancer_annotations(config.ip)
         install_name = f"{name}-install"
         predecessors = [service_urn(self, install_name, c) for c in CONTROLLERS.values() if c is not self.controller]
@@ -260,10 +267,13 @@ class Ingress(pulumi.ComponentResource):
         # nothing else can take it meanwhile. What it does need, a worker to run on, the provider
         # carries (Cluster.provider).
 
+        source = location(config.manifest) if config.manifest else None
         if self.controller is INGRESS_NGINX:
+            file = source or ingress_nginx_manifest_url(config.resolved_version)
+            self.install_source = f"{self.controller.name} {config.resolved_version} {file}"
             self.install = k8s.yaml.v2.ConfigFile(
                 install_name,
-                file=location(config.manifest) if config.manifest else ingress_nginx_manifest_url(config.resolved_version),
+                file=file,
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     provider=args.cluster.provider,
@@ -279,22 +289,27 @@ class Ingress(pulumi.ComponentResource):
             local = config.manifest is not None and not is_url(config.manifest)
             chart_version = (gw.local_chart_version(local_path(config.manifest)) if local else None) or config.resolved_version
             chart_waits_for: list[pulumi.Resource] = [namespace]
+            crds_file = None
             if self.api == "gateway" and not gw.chart_bundles_crds(chart_version):
                 # Charts from 40.2.0 carry no Gateway API CRDs: the lab installs the standard
                 # channel itself, before Traefik, whose Gateway provider watches those kinds.
+                crds_file = location(config.gateway_api_manifest or gw.standard_install_url(GATEWAY_API_VERSION))
                 self.gateway_api_crds = k8s.yaml.v2.ConfigFile(
                     f"{name}-gateway-api-crds",
-                    file=location(config.gateway_api_manifest or gw.standard_install_url(GATEWAY_API_VERSION)),
+                    file=crds_file,
                     opts=pulumi.ResourceOptions(
                         parent=self, provider=args.cluster.provider, transforms=[as_transform(gw.await_established)]
                     ),
                 )
                 chart_waits_for.append(self.gateway_api_crds)
+            self.install_source = " ".join(
+                [self.controller.name, chart_version, source or TRAEFIK_REPOSITORY, self.api, *([crds_file] if crds_file else [])]
+            )
             self.install = k8s.helm.v4.Chart(
                 install_name,
                 name="traefik",
                 namespace=TRAEFIK.namespace,
-                chart=location(config.manifest) if config.manifest else "traefik",
+                chart=source or "traefik",
                 # A local chart is the version it is; helm ignores `version` for paths anyway.
                 version=None if local else config.resolved_version,
                 repository_opts=None if config.manifest else k8s.helm.v4.RepositoryOptsArgs(repo=TRAEFIK_REPOSITORY),
@@ -337,7 +352,8 @@ class Ingress(pulumi.ComponentResource):
         crds: list[pulumi.Resource] = [self.install, *([self.gateway_api_crds] if self.gateway_api_crds else [])]
         tls_secret = None
         if self.tls is not None:
-            crds.append(self.tls.secret(f"{name}-tls", TRAEFIK.namespace, parent=self, depends_on=[namespace]))
+            self.tls_secret = self.tls.secret(f"{name}-tls", TRAEFIK.namespace, parent=self, depends_on=[namespace])
+            crds.append(self.tls_secret)
             tls_secret = TLS_SECRET
         after = pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=crds)
         gateway_class = gw.gateway_class_manifest()

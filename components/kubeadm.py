@@ -8,8 +8,9 @@ The graph, and why it has this shape (the critical path is what the user waits f
             libvirt: workers in parallel)
 
 Joins and the CNI both wait for init only, so workers join while the CNI rolls out. The
-provider's kubeconfig is an Output of the kubeconfig read-back *and* the CNI step, so no workload
-is applied before pods can get IPs. Depending on this component waits for every join as well.
+provider is created only after the CNI and the first join (``depends_on``), so no workload is
+applied before pods can get IPs and have a node to run on. Depending on this component waits for
+every join as well.
 """
 
 from __future__ import annotations
@@ -351,21 +352,24 @@ class KubeadmCluster(Cluster):
             sensitive=True,
             rerun_on_script_edit=False,
         )
-        # The kubeconfig carries the ids of what a pod needs, so whatever uses the provider waits
-        # for them: pod networking (the CNI) and a worker to run on, since kubeadm taints the
-        # control plane and a Deployment applied before a worker joins would sit unscheduled
-        # while Pulumi awaits it. The first worker only: installs overlap the other joins.
-        ready_for_pods = [self.cni, *([self.joins[workers[0].name].command] if workers else [])]
-        self.kubeconfig = pulumi.Output.secret(
-            pulumi.Output.all(readback.stdout, *[step.id for step in ready_for_pods]).apply(lambda values: values[0])
-        )
+        self.kubeconfig = readback.stdout
+        # Whatever uses the provider waits for the provider, and the provider for what a pod needs:
+        # pod networking (the CNI) and a worker to run on, since kubeadm taints the control plane
+        # and a Deployment applied before a worker joins would sit unscheduled while Pulumi awaits
+        # it. The first worker only: installs overlap the other joins. An ordering edge, not data
+        # in the kubeconfig: a step about to run again has an unknown id, which would show the
+        # provider, and every object on it, as replaced whenever that worker is recreated (and a
+        # join's delete-before-replace would take them down with it).
+        ready_for_pods = [self.cni.command, *([self.joins[workers[0].name].command] if workers else [])]
         self.provider = k8s.Provider(
             f"{name}-provider",
             kubeconfig=self.kubeconfig,
             # Lets destroy drop objects of a cluster whose VMs are already gone.
             delete_unreachable=True,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=ready_for_pods),
         )
+        # A new init is a new cluster (its own CA); a new provider is one too.
+        self.identity = [self.init.command, self.provider]
 
         self.kubeconfig_file = None
         if args.write_kubeconfig:

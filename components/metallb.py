@@ -196,6 +196,8 @@ class MetalLB(pulumi.ComponentResource):
     """The upstream native manifest; ready once the controller (webhook) and speakers are."""
     pinned: dict[str, "PinnedAddress"]
     """One a key of ``pins``, pinned or not; see :class:`PinnedAddress`."""
+    install_source: str
+    """What the install is made from (version and manifest): another one re-makes its objects."""
     pools: dict[str, "IPAddressPool"]
     """The carved configured pools, then the reservations, by object name."""
     l2_advertisements: dict[str, "L2Advertisement"]
@@ -204,6 +206,7 @@ class MetalLB(pulumi.ComponentResource):
         super().__init__("k8s-lab:metallb:MetalLB", name, None, opts)
         self.cluster = args.cluster
         self.version = args.config.version
+        self.install_source = f"metallb {self.version} {location(args.config.manifest_url)}"
         self.install = k8s.yaml.v2.ConfigFile(
             f"{name}-install",
             file=location(args.config.manifest_url),

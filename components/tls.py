@@ -240,6 +240,10 @@ class LabTLS(pulumi.ComponentResource):
 
     dns_names: list[str]
 
+    ca: CertificateAuthority
+    server: ServerCertificate
+    """Replaced when it is issued again (new names, a new CA, an expiry in sight)."""
+
     def __init__(self, name: str, args: LabTLSArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("k8s-lab:tls:LabTLS", name, None, opts)
         self.cluster = args.cluster

@@ -11,7 +11,7 @@
 # the same IP and requires a certificate that chains to that CA and names the host. Given the
 # lab's DNS server (LAB_DNS_IP) it also asks it for each hostname and requires the ingress IP.
 #
-# `pulumi up` runs it after every change of the IP or the hostnames; `./lab check` runs it any time.
+# `pulumi up` runs it whenever what it checks is new (README, Self-check); `./lab check` any time.
 #
 # Environment:
 #   LAB_INGRESS_IP        the ingress IP (required)

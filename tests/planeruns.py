@@ -97,16 +97,20 @@ def snapshot(plane: cp.ControlPlane, service: tuple[str, str]) -> dict:
     }
 
 
-def run_scenario(plane: cp.ControlPlane, root: Path, stack: str, config: dict, service: tuple[str, str], prepare=None, collect=None) -> dict:
+def run_scenario(
+    plane: cp.ControlPlane, root: Path, stack: str, config: dict, service: tuple[str, str], prepare=None, collect=None, then=None
+) -> dict:
     """`pulumi up`, the cluster as the API shows it, a no-op preview, `destroy`, what is left.
 
-    ``collect(api)`` adds what a scenario reads beyond :func:`snapshot`, while the lab is up.
+    ``collect(api)`` adds what a scenario reads beyond :func:`snapshot`, while the lab is up;
+    ``then(project)`` what it does to the lab after that (a change and its `up`), before the
+    no-op preview, and what it saw doing so (under ``"then"``).
     """
     with plane.netns.inside():
-        return _run_scenario(plane, root, stack, config, service, prepare, collect)
+        return _run_scenario(plane, root, stack, config, service, prepare, collect, then)
 
 
-def _run_scenario(plane: cp.ControlPlane, root: Path, stack: str, config: dict, service: tuple[str, str], prepare, collect) -> dict:
+def _run_scenario(plane: cp.ControlPlane, root: Path, stack: str, config: dict, service: tuple[str, str], prepare, collect, then) -> dict:
     plane.check_alive()
     project = Project(root)
     if prepare:
@@ -125,6 +129,13 @@ def _run_scenario(plane: cp.ControlPlane, root: Path, stack: str, config: dict, 
     if collect:
         seen.update(collect(plane.api))
     outputs = json.loads(project.pulumi("stack", "output", "--stack", stack, "--json", "--show-secrets").stdout)
+    seen_then = None
+    if then:
+        try:
+            seen_then = then(project)
+        except BaseException:
+            project.pulumi("destroy", "--stack", stack, "--yes", "--skip-preview", check=False)
+            raise
     noop = project.pulumi("preview", "--stack", stack, "--expect-no-changes", "--diff", check=False)
     start = time.monotonic()
     destroy = project.pulumi("destroy", "--stack", stack, "--yes", "--skip-preview", check=False)
@@ -134,6 +145,7 @@ def _run_scenario(plane: cp.ControlPlane, root: Path, stack: str, config: dict, 
         "up": up,
         "up_seconds": up_seconds,
         "seen": seen,
+        "then": seen_then,
         "outputs": outputs,
         "noop": noop,
         "destroy": destroy,

@@ -168,16 +168,19 @@ def test_the_spec_hash_covers_the_command_and_environment_not_the_scripts(seed):
     )
 
 
-def test_a_script_edit_re_runs_steps_in_place_and_replaces_none(seed, monkeypatch):
-    # A `git pull` that touches a script must never destroy a VM or make a worker leave: the
-    # triggers (replacement) stay as they were; only the environment (an in-place re-run) moves.
+def _edited_scripts(monkeypatch, edit):
+    """The program as it runs with every step script edited by ``edit(text)``."""
     from components import command_step
 
     real = command_step.read_scripts
-    monkeypatch.setattr(
-        command_step, "read_scripts", lambda paths: {p: t + "\n# edited\n" for p, t in real(paths).items()}
-    )
-    edited = run_program("lab")
+    monkeypatch.setattr(command_step, "read_scripts", lambda paths: {p: edit(t) for p, t in real(paths).items()})
+    return run_program("lab")
+
+
+def test_a_script_edit_re_runs_steps_in_place_and_replaces_none(seed, monkeypatch):
+    # A `git pull` that touches a script must never destroy a VM or make a worker leave: the
+    # triggers (replacement) stay as they were; only the environment (an in-place re-run) moves.
+    edited = _edited_scripts(monkeypatch, lambda text: text + "\n: edited\n")
     before, after = steps(seed), steps(edited)
     assert before.keys() == after.keys()
     for name, step in before.items():
@@ -186,6 +189,15 @@ def test_a_script_edit_re_runs_steps_in_place_and_replaces_none(seed, monkeypatc
             assert after[name].input(f"environment.{SCRIPTS_VARIABLE}") != step.input(f"environment.{SCRIPTS_VARIABLE}"), name
     # Every step re-runs but the kubeconfig read-back, whose output configures the provider.
     assert sorted(name for name, step in before.items() if SCRIPTS_VARIABLE not in step.inputs["environment"]) == ["lab-kubeconfig"]
+
+
+def test_a_comment_only_script_edit_changes_no_step(seed, monkeypatch):
+    # Reworded comments and a new comment line: what every step runs is the same, so nothing runs.
+    edited = _edited_scripts(monkeypatch, lambda text: re.sub(r"(?m)^# .*$", "# reworded", text) + "\n# a new comment\n")
+    before, after = steps(seed), steps(edited)
+    assert before.keys() == after.keys()
+    for name, step in before.items():
+        assert after[name].inputs == step.inputs, name
 
 
 def test_a_value_from_another_step_is_named_not_hashed_in_the_triggers(seed):
@@ -267,14 +279,25 @@ def test_joins_wait_for_init_and_overlap_the_cni(run_name, request):
     assert run.waits_for(s["lab-kubeconfig"], s["lab-init"])
 
 
-def test_the_provider_kubeconfig_carries_the_cluster_by_data(seed):
-    provider = seed.one("pulumi:providers:kubernetes")
-    s = steps(seed)
+@pytest.mark.parametrize("run_name", ["seed", "libvirt"])
+def test_objects_wait_for_the_cni_and_the_first_worker_by_order_not_through_the_kubeconfig(run_name, request):
+    run = request.getfixturevalue(run_name)
+    provider = run.one("pulumi:providers:kubernetes")
+    s = steps(run)
     assert "kubeconfig" in provider.secret_inputs
     assert provider.inputs["kubeconfig"] == "lab-kubeconfig-stdout"
-    # A data edge, not depends_on: every resource using the provider inherits it.
-    assert {s["lab-kubeconfig"].urn, s["lab-cni"].urn} <= provider.property_dependencies["kubeconfig"]
+    # Nothing but the read-back feeds it: a join or the CNI about to run again (its id unknown in
+    # the preview) must not make the provider, and everything on it, look replaced.
+    assert provider.property_dependencies["kubeconfig"] == {s["lab-kubeconfig"].urn}
     assert provider.inputs["deleteUnreachable"] == "true"
+    # The provider carries the wait instead: created after the CNI and the first join, it is what
+    # every object on it waits for. Not the second join: installs overlap it.
+    objects = [r for r in run.resources if r.type.startswith("kubernetes:")]
+    assert {"lab-metallb-install", "lab-ingress-install", "lab-apps-demo-namespace"} <= {r.name for r in objects}
+    for obj in objects:
+        assert run.waits_for(obj, s["lab-cni"]), obj.name
+        assert run.waits_for(obj, s["lab-k8s-w1-join"]), obj.name
+        assert not run.waits_for(obj, s["lab-k8s-w2-join"]), obj.name
 
 
 # ----------------------------------------------------------------------------------------------

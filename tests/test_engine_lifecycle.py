@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -41,6 +42,7 @@ if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is
     )
 
 COMMAND = "command:local:Command"
+PROVIDER = "pulumi:providers:kubernetes"
 
 STAND_IN_VAGRANT = r"""#!/usr/bin/env bash
 # Stand-in for the vagrant CLI: one line per call in $FAKE_VAGRANT_LOG, answers for the lab's steps.
@@ -120,9 +122,14 @@ class Lab:
         self.log.write_text("")
         return [line.strip() for line in lines]
 
-    def ids(self) -> dict[str, str]:
+    def ids(self, type_: str = COMMAND) -> dict[str, str]:
         state = json.loads(self.pulumi("stack", "export", "--stack", "lab").stdout)["deployment"]
-        return {r["urn"].rsplit("::", 1)[1]: r.get("id", "") for r in state.get("resources") or [] if r["type"] == COMMAND}
+        return {r["urn"].rsplit("::", 1)[1]: r.get("id", "") for r in state.get("resources") or [] if r["type"] == type_}
+
+    def preview(self) -> dict[str, str]:
+        """What `pulumi preview` plans: resource name -> op (same, update, replace, ...)."""
+        steps = json.loads(self.pulumi("preview", "--stack", "lab", "--json").stdout)["steps"]
+        return {step["urn"].rsplit("::", 1)[1]: step["op"] for step in steps}
 
     def set_config(self, path: str, value) -> None:
         file = self.project.dir / "Pulumi.lab.yaml"
@@ -161,42 +168,77 @@ def test_second_up_with_nothing_changed_runs_no_command(lab):
 
 
 def test_a_workers_memory_replaces_its_vm_preparation_and_join_only(lab):
-    before = lab.ids()
-    lab.set_config("k8s-lab:nodes.2.memory_mb", 6144)
+    before, provider = lab.ids(), lab.ids(PROVIDER)
+    lab.set_config("k8s-lab:nodes.1.memory_mb", 6144)
     try:
+        plan = lab.preview()
         lab.up()
         calls = lab.calls()
         after = lab.ids()
+        provider_after = lab.ids(PROVIDER)
     finally:
-        lab.set_config("k8s-lab:nodes.2.memory_mb", 4096)
+        lab.set_config("k8s-lab:nodes.1.memory_mb", 4096)
+    # The first worker, whose join the provider waits for: the preview replaces its three steps and
+    # keeps the provider, and so every Kubernetes object on it (the engine replaces all of those
+    # with their provider: the control-plane tier shows them, test_controlplane.py). `up` too.
+    assert sorted(name for name, op in plan.items() if op not in ("same", "update")) == sorted(
+        f"lab-k8s-w1-{step}" for step in ("join", "prepare", "vm")
+    ), plan
+    assert plan.get("lab-provider", "same") == "same", plan
     replaced = sorted(name for name in before if after.get(name) != before[name])
-    assert replaced == ["lab-k8s-w2-join", "lab-k8s-w2-prepare", "lab-k8s-w2-vm"]
+    assert replaced == ["lab-k8s-w1-join", "lab-k8s-w1-prepare", "lab-k8s-w1-vm"]
+    assert provider_after == provider
     # Delete before replace, dependents first: the worker leaves, its VM goes, then it comes back.
-    assert calls == ["leave k8s-w2", "destroy k8s-w2", "up k8s-w2", "prepare k8s-w2", "mint-token k8s-cp", "join k8s-w2"]
+    assert calls == ["leave k8s-w1", "destroy k8s-w1", "up k8s-w1", "prepare k8s-w1", "mint-token k8s-cp", "join k8s-w1"]
     # Back to the old size: the same three again, nothing else.
     lab.up()
     assert sorted(c.split()[0] for c in lab.calls()) == ["destroy", "join", "leave", "mint-token", "prepare", "up"]
+    assert lab.ids(PROVIDER) == provider
+
+
+def edit_comments(text: str) -> str:
+    """Every comment line of a script reworded, and one added after the shebang."""
+    first, rest = text.split("\n", 1)
+    return first + "\n# a comment added\n" + re.sub(r"(?m)^(\s*)# .*$", r"\1# reworded", rest)
+
+
+def test_a_comment_only_script_edit_runs_nothing(lab):
+    before = lab.ids()
+    scripts = [lab.project.dir / "scripts" / "vagrant.sh", *sorted((lab.project.dir / "scripts" / "node").glob("*.sh"))]
+    originals = {script: script.read_text() for script in scripts}
+    for script, text in originals.items():
+        assert edit_comments(text) != text
+        script.write_text(edit_comments(text))
+    try:
+        result = lab.pulumi("preview", "--stack", "lab", "--expect-no-changes", check=False)
+        lab.up()
+        calls = lab.calls()
+    finally:
+        for script, text in originals.items():
+            script.write_text(text)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert calls == []
+    assert lab.ids() == before
 
 
 def test_a_script_edit_re_runs_steps_in_place_and_destroys_nothing(lab):
     before = lab.ids()
     script = lab.project.dir / "scripts" / "vagrant.sh"
     original = script.read_text()
-    script.write_text(original + "\n# a comment-only edit\n")
+    script.write_text(original + "\n: a real edit\n")
     try:
-        preview = json.loads(lab.pulumi("preview", "--stack", "lab", "--json").stdout)["steps"]
+        ops = lab.preview()
         lab.up()
         calls = lab.calls()
     finally:
         script.write_text(original)
-    ops = {step["urn"].rsplit("::", 1)[1]: step["op"] for step in preview}
     changed = {name: op for name, op in ops.items() if op != "same"}
     # Every step that runs a script re-runs in place; the kubeconfig read-back and the provider
     # it configures stay as they are, so the preview shows no replacement anywhere.
     assert set(changed.values()) == {"update"}, ops
     assert len(changed) == 11 and "lab-kubeconfig" not in changed and "lab-provider" not in changed, changed
     assert lab.ids() == before
-    assert not [c for c in calls if c.startswith(("destroy", "leave"))], calls
+    assert calls and not [c for c in calls if c.startswith(("destroy", "leave"))], calls
     lab.up()  # the original script again: in place as well
     assert not [c for c in lab.calls() if c.startswith(("destroy", "leave"))]
 

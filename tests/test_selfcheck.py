@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from components import selfcheck
-from harness import DELETE, MOCK_LOAD_BALANCER_IP, ROOT, needs_curl
+from harness import DELETE, MOCK_LOAD_BALANCER_IP, ROOT, needs_curl, run_program
 from labruns import ALL_APPS, COMMAND, CONFIGFILE, INGRESS, run_lab
 
 SCRIPT = ROOT / "scripts" / "self-check.sh"
@@ -45,8 +46,9 @@ def test_runs_the_script_with_the_ip_and_every_hostname():
         "LAB_CONTROLLER": "ingress-nginx",
         "LAB_NETWORK_CIDR": "192.168.56.0/24",
     }
-    # Re-runs exactly when the IP or the hostnames change.
-    assert command.inputs["triggers"] == ["192.168.56.200", *hosts, ca]
+    # Re-runs when the IP, the hostnames, the CA or the objects on the way change (the last, a digest).
+    assert command.inputs["triggers"][:-1] == ["192.168.56.200", *hosts, ca]
+    assert re.fullmatch(r"[0-9a-f]{64}", command.inputs["triggers"][-1])
     assert command.inputs["logging"] == "stdoutAndStderr"
 
 
@@ -73,6 +75,64 @@ def test_changing_the_ip_or_the_apps_changes_the_triggers():
     assert run_lab(domain="lab.test").one(COMMAND, CHECK).inputs["triggers"] != base
 
 
+def replaced_with(run) -> set[str]:
+    """The names of the resources whose replacement replaces (re-runs) the self-check."""
+    return {run.by_urn(urn).name for urn in run.one(COMMAND, CHECK).options["replace_with"]}
+
+
+def test_runs_again_whenever_the_cluster_or_an_object_it_checks_is_replaced():
+    # A rebuilt cluster remakes every object under the same names: no input of the check changes,
+    # so it follows the engine's replacements of the cluster and of each object on the way.
+    r = run_lab(apps=ALL_APPS)
+    routes = {f"lab-apps-{app}-ingress" for app in ALL_APPS}
+    secrets = {f"lab-apps-{app}-tls" for app in ALL_APPS}
+    assert replaced_with(r) == {
+        "lab-provider",
+        "lab-metallb-pool-lab-pool",
+        "lab-metallb-pool-lab-pool-reserved",
+        "lab-metallb-l2-lab-l2",
+        *routes,
+        *secrets,
+        "lab-tls-ca",
+        "lab-tls-certificate",
+    }
+    assert {r.named(name).type for name in routes} == {INGRESS}
+
+
+def test_a_new_kubeadm_cluster_runs_it_again():
+    # kubernetes.version, pod_cidr, cni...: a new init is a new cluster, whose provider is new too.
+    vagrant_lab = run_program("lab")
+    assert {"lab-init", "lab-provider"} <= replaced_with(vagrant_lab)
+    assert vagrant_lab.named("lab-init").type == COMMAND
+
+
+def test_with_the_gateway_api_and_dns_it_follows_their_objects():
+    r = run_lab(**{"ingress.controller": "traefik", "ingress.api": "gateway", "dns.enabled": True, "dns.ip": "192.168.56.250"})
+    names = replaced_with(r)
+    assert {"lab-ingress-gateway-class", "lab-ingress-gateway", "lab-ingress-tls", "lab-apps-demo-route"} <= names
+    assert {"lab-dns-config", "lab-dns-deployment", "lab-dns-service"} <= names
+    # HTTPS ends at the Gateway: no certificate beside the route.
+    assert "lab-apps-demo-tls" not in names
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"metallb.pools[0].name": "pool-a", "metallb.l2_advertisements[0].pools": ["pool-a"]},
+        {"metallb.l2_advertisements[0].name": "l2-a"},
+        {"ingress.controller": "traefik", "ingress.api": "gateway"},
+        {"metallb.version": "0.15.3"},
+        {"ingress.version": "1.14.0"},
+    ],
+    ids=["a renamed pool", "a renamed advertisement", "routes of another API", "another MetalLB", "another controller version"],
+)
+def test_other_objects_on_the_way_or_another_install_run_it_again(change):
+    base = run_lab(**{"ingress.controller": change["ingress.controller"]} if "ingress.controller" in change else {})
+    changed = run_lab(**change)
+    assert changed.one(COMMAND, CHECK).inputs["environment"] == base.one(COMMAND, CHECK).inputs["environment"]
+    assert changed.one(COMMAND, CHECK).inputs["triggers"] != base.one(COMMAND, CHECK).inputs["triggers"]
+
+
 def test_unpinned_ip_is_the_one_metallb_assigned():
     command = run_lab(**{"ingress.ip": DELETE}).one(COMMAND, CHECK)
     assert command.inputs["environment"]["LAB_INGRESS_IP"] == MOCK_LOAD_BALANCER_IP
@@ -91,9 +151,9 @@ def test_a_lab_without_apps_checks_that_the_ingress_ip_answers():
     command = r.one(COMMAND, CHECK)
     assert command.inputs["environment"]["LAB_HOSTNAMES"] == ""
     assert command.inputs["environment"]["LAB_INGRESS_IP"] == "192.168.56.200"
-    # The IP and the lab CA (HTTPS is on by default); no hostname.
+    # The IP, the lab CA (HTTPS is on by default) and the objects' digest; no hostname.
     assert command.inputs["triggers"][0] == "192.168.56.200"
-    assert [t for t in command.inputs["triggers"][1:] if "BEGIN CERTIFICATE" not in t] == []
+    assert [t for t in command.inputs["triggers"][1:-1] if "BEGIN CERTIFICATE" not in t] == []
     assert r.outputs["ingress_ip"] == "192.168.56.200"
     assert r.outputs["hostnames"] == [] and r.outputs["urls"] == {} and r.outputs["etc_hosts"] is None
 

@@ -84,6 +84,9 @@ class App(pulumi.ComponentResource):
     """The app's Ingress, or its HTTPRoute with ``ingress.api: gateway``; it waits for the controller (and
     its admission webhook, or the programmed Gateway) to be ready."""
 
+    tls_secret: Optional[k8s.core.v1.Secret] = None
+    """The lab's certificate beside the app's Ingress (HTTPS with ``ingress.api: ingress``)."""
+
     admin_password: Optional[pulumi.Output[str]] = None
     """The admin password (a Pulumi secret), for apps that have one."""
 
@@ -135,7 +138,8 @@ class App(pulumi.ComponentResource):
         if tls is not None and args.ingress.api == "ingress":
             # The certificate beside the Ingress: an Ingress names Secrets of its own namespace only.
             secret = TLS_SECRET
-            after = [*after, tls.secret(f"{name}-tls", namespace, parent=self, depends_on=[self.namespace])]
+            self.tls_secret = tls.secret(f"{name}-tls", namespace, parent=self, depends_on=[self.namespace])
+            after = [*after, self.tls_secret]
         opts = pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=[args.ingress, *after])
         if args.ingress.api == "gateway":
             route = gw.http_route_manifest(

@@ -143,6 +143,7 @@ def _record(request, urn: str, transforms: dict[str, Callable]) -> Registered:
         # Each alias as the engine gets it: {"urn": ...} or {"spec": {"name": ...}}.
         "aliases": [json_format.MessageToDict(alias) for alias in request.aliases],
         "version": request.version,
+        "replace_with": list(request.replace_with),
     }
     return Registered(
         type=request.type,
