@@ -89,7 +89,7 @@ def test_runs_again_whenever_the_cluster_or_an_object_it_checks_is_replaced():
     assert replaced_with(r) == {
         "lab-provider",
         "lab-metallb-pool-lab-pool",
-        "lab-metallb-pool-lab-pool-reserved",
+        "lab-metallb-pool-lab-pool-reserved-ingress",
         "lab-metallb-l2-lab-l2",
         *routes,
         *secrets,

@@ -63,8 +63,8 @@ in_container() { [ -n "${CONTAINER_NODE:-}" ]; }
 # CAP_SYS_RESOURCE (capability 24) is what setting a negative oom_score_adj takes.
 has_sys_resource() {
   local mask
-  mask=$(awk '/^CapBnd:/ { print $2 }' /proc/self/status)
-  (((0x$mask >> 24) & 1))
+  mask=$(printf '%d' "0x$(awk '/^CapBnd:/ { print $2 }' /proc/self/status)")
+  (((mask >> 24) & 1))
 }
 
 node_facts() {
@@ -243,7 +243,8 @@ kubernetes_binaries() {
       [ "$name" != kubelet ] || restart=1
     fi
   done
-  # The units the Kubernetes packages ship (kubernetes/release), for the binaries in /usr/local/bin.
+  # The units the Kubernetes packages ship (kubernetes/release), for the binaries in /usr/local/bin:
+  # kubeadm writes kubeadm-flags.env at init and join; /etc/default/kubelet carries --node-ip.
   write_file /etc/systemd/system/kubelet.service <<'UNIT'
 [Unit]
 Description=kubelet: The Kubernetes Node Agent
@@ -265,10 +266,7 @@ UNIT
 [Service]
 Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf"
 Environment="KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml"
-# This is a file that "kubeadm init" and "kubeadm join" generates at runtime, populating the KUBELET_KUBEADM_ARGS variable dynamically
 EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env
-# This is a file that the user can use for overrides of the kubelet args as a last resort. Preferably, the user should use
-# the .NodeRegistration.KubeletExtraArgs object in the configuration files instead. KUBELET_EXTRA_ARGS should be sourced from this file.
 EnvironmentFile=-/etc/default/kubelet
 ExecStart=
 ExecStart=/usr/local/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
