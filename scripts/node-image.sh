@@ -46,7 +46,8 @@ customize() {
   : >"$root/etc/machine-id"
   rm -f "$root"/etc/ssh/ssh_host_*
   mkdir -p "$root/etc/systemd/system/ssh.service.d"
-  printf '[Service]\nExecStartPre=/usr/bin/ssh-keygen -A\n' >"$root/etc/systemd/system/ssh.service.d/k8s-lab.conf"
+  printf '[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n' \
+    >"$root/etc/systemd/system/ssh.service.d/k8s-lab.conf"
   # The kubelet and the CNI need mounts to propagate (a container's root is private by default).
   cat >"$root/etc/systemd/system/k8s-lab-shared-root.service" <<'UNIT'
 [Unit]

@@ -23,8 +23,29 @@ die() {
   exit 1
 }
 
+# Two vagrant commands on one machine at the same moment: the second fails at once, "because it
+# is locked" (Vagrant's machine index), and the lab's steps on the control plane run side by side
+# (the CNI, each join's token, the kubeconfig). That refusal comes before the command does
+# anything, reads no stdin, so the call is made again; everything else passes through, stderr
+# as it comes.
+vagrant() {
+  local attempt=1 status errors
+  errors=$(mktemp "${TMPDIR:-/tmp}/k8s-lab-vagrant.XXXXXX")
+  while :; do
+    status=0
+    { command vagrant "$@" 2>&1 1>&3 3>&- | tee "$errors" >&2; } 3>&1 || status=$?
+    if [ "$status" -ne 0 ] && [ "$attempt" -lt 30 ] && grep -q "because it is locked" "$errors"; then
+      attempt=$((attempt + 1))
+      sleep 2
+      continue
+    fi
+    rm -f "$errors"
+    return "$status"
+  done
+}
+
 need_vagrant() {
-  command -v vagrant >/dev/null 2>&1 ||
+  type -P vagrant >/dev/null 2>&1 ||
     die "vagrant is not installed or not on PATH. Install Vagrant (https://developer.hashicorp.com/vagrant/install) with VirtualBox, or with the vagrant-libvirt plugin for vagrant.provider: libvirt, then run this again"
 }
 
@@ -145,7 +166,7 @@ join_worker() {
 
 leave() {
   local cp=$1 worker=$2
-  if ! command -v vagrant >/dev/null 2>&1; then
+  if ! type -P vagrant >/dev/null 2>&1; then
     echo "k8s-lab: vagrant is not on PATH; node $worker stays listed in the cluster" >&2
     return 0
   fi

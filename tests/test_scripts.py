@@ -18,7 +18,7 @@ from harness import ROOT, shellcheck
 SCRIPTS = sorted([*ROOT.glob("scripts/*.sh"), *ROOT.glob("scripts/node/*.sh"), ROOT / "lab", ROOT / ".ci/run"])
 TOKEN = "abcdef.0123456789abcdef"
 JOIN = f"kubeadm join 192.168.56.10:6443 --token {TOKEN} --discovery-token-ca-cert-hash sha256:0a1b2c"
-TOOLS = ["bash", "sh", "env", "cat", "tr", "sed", "tail", "head", "awk", "grep", "mkdir", "mv", "rm", "basename",
+TOOLS = ["mktemp", "tee", "sleep", "bash", "sh", "env", "cat", "tr", "sed", "tail", "head", "awk", "grep", "mkdir", "mv", "rm", "basename",
          "dirname", "pwd", "sort", "cut", "ip"]  # fmt: skip
 
 
@@ -52,6 +52,11 @@ printf '%s\n' "$@" >"$log/$n.argv"
 case " $* " in
   *" --fail "*|*"$FAKE_FAIL"*) echo "VBoxManage: error: $FAKE_FAIL_MESSAGE" >&2; exit 1 ;;
 esac
+# Another vagrant on the same machine: the first FAKE_LOCKED calls are refused, as Vagrant does.
+if [ "$n" -lt "${FAKE_LOCKED:-0}" ]; then
+  echo "Vagrant can't use the requested machine because it is locked! This" >&2
+  exit 1
+fi
 case "$1" in
   ssh)
     cmd=${!#}
@@ -222,6 +227,26 @@ def test_join_mints_a_token_and_keeps_it_out_of_every_argument_list_and_log(fake
     # The join command travels on stdin, as one shell-quoted variable, without the ssh \r.
     assert f"export JOIN_COMMAND={JOIN.replace(' ', chr(92) + ' ')}\n" in join_stdin
     assert join_stdin.endswith((ROOT / "scripts/node/join.sh").read_text())
+
+
+def test_a_machine_locked_by_another_vagrant_is_tried_again_and_its_stdin_still_arrives(fake, tmp_path):
+    # The lab's control-plane steps run side by side; Vagrant refuses a second command on a machine
+    # whose index entry another one holds, before reading anything.
+    fake.install()
+    script = tmp_path / "script.sh"
+    script.write_text("echo hello\n")
+    result = fake.run("run", "k8s-cp", str(script), FAKE_LOCKED="2")
+    assert result.returncode == 0, result.stderr
+    calls = fake.calls()
+    assert len(calls) == 3 and [argv[:2] for argv, _ in calls] == [["ssh", "k8s-cp"]] * 3
+    assert calls[2][1].endswith("echo hello\n")  # the third attempt got the whole script
+
+
+def test_other_vagrant_failures_are_not_retried(fake):
+    fake.install()
+    result = fake.run("up", "k8s-cp", FAKE_FAIL="up", FAKE_FAIL_MESSAGE="VT-x is not available")
+    assert result.returncode == 1 and "VT-x is not available" in result.stderr
+    assert len(fake.calls()) == 1
 
 
 def test_join_fails_clearly_when_the_control_plane_prints_no_join_command(fake):
