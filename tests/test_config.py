@@ -9,7 +9,9 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from ipaddress import IPv4Address
+from pathlib import Path
 
 import pytest
 import yaml
@@ -484,3 +486,85 @@ def test_a_certificate_shorter_than_its_renewal_window_is_refused():
     err = fails({"tls.certificate_validity_days": 30})
     assert "tls.certificate_validity_days" in err.paths()
     run_program("lab", {"tls.certificate_validity_days": 31})
+
+
+# -- offline files (README, Offline labs): local paths as users write them, relative to the project --
+
+
+def from_project(path: Path) -> str:
+    """``path`` as a stack file gives it: relative to the project directory, where Pulumi runs."""
+    relative = os.path.relpath(path, ROOT)
+    assert not os.path.isabs(relative)
+    return relative
+
+
+def chart_directory(parent: Path, name: str, version: str) -> Path:
+    chart = parent / name
+    chart.mkdir(parents=True)
+    (chart / "Chart.yaml").write_text(f"apiVersion: v2\nname: {name}\nversion: {version}\n")
+    return chart
+
+
+def chart_archive(parent: Path, name: str, version: str) -> Path:
+    """What `helm pull` downloads: the chart's directory, under its name, in a .tgz."""
+    chart = chart_directory(parent / "unpacked", name, version)
+    archive = parent / f"{name}-{version}.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(chart, arcname=name)
+    return archive
+
+
+def manifest_file(parent: Path, name: str) -> Path:
+    path = parent / name
+    path.write_text("# a downloaded manifest\n")
+    return path
+
+
+CONFIGFILE = "kubernetes:yaml/v2:ConfigFile"
+CHART = "kubernetes:helm.sh/v4:Chart"
+TRAEFIK = {"ingress.controller": "traefik"}
+# (id, key, what to download, other settings, the resource that reads it and its input)
+OFFLINE = [
+    ("metallb", "metallb.manifest", lambda d: manifest_file(d, "metallb-native.yaml"), {}, CONFIGFILE, "lab-metallb-install", "file"),
+    ("ingress-nginx", "ingress.manifest", lambda d: manifest_file(d, "deploy.yaml"), {}, CONFIGFILE, "lab-ingress-install", "file"),
+    ("traefik-archive", "ingress.manifest", lambda d: chart_archive(d, "traefik", "41.3.0"), TRAEFIK, CHART, "lab-ingress-install", "chart"),
+    ("traefik-directory", "ingress.manifest", lambda d: chart_directory(d, "traefik", "41.3.0"), TRAEFIK, CHART, "lab-ingress-install", "chart"),
+    ("gateway-api", "ingress.gateway_api_manifest", lambda d: manifest_file(d, "standard-install.yaml"),
+     {**TRAEFIK, "ingress.api": "gateway"}, CONFIGFILE, "lab-ingress-gateway-api-crds", "file"),  # fmt: skip
+    ("argocd", "app_options.argocd.manifest", lambda d: manifest_file(d, "install.yaml"), {"apps": ["argocd"]},
+     CONFIGFILE, "lab-apps-argocd-install", "file"),  # fmt: skip
+    ("grafana", "app_options.grafana.chart", lambda d: chart_directory(d, "grafana", "12.7.2"), {"apps": ["grafana"]},
+     CHART, "lab-apps-grafana-install", "chart"),  # fmt: skip
+    ("online-boutique", "app_options.online-boutique.manifest", lambda d: manifest_file(d, "kubernetes-manifests.yaml"),
+     {"apps": ["online-boutique"]}, CONFIGFILE, "lab-apps-online-boutique-install", "file"),  # fmt: skip
+]
+
+
+@pytest.mark.parametrize("key,download,settings,type_,name,field", [c[1:] for c in OFFLINE], ids=[c[0] for c in OFFLINE])
+def test_a_local_file_relative_to_the_project_is_found_and_read_as_written(key, download, settings, type_, name, field, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # where Pulumi runs the program and the provider
+    given = from_project(download(tmp_path))
+    run = run_program("lab", {**existing(), **settings, key: given})
+    # Relative, as given: the provider runs in the project directory too, and two clones stay alike.
+    assert run.one(type_, name).inputs[field] == given
+
+
+@pytest.mark.parametrize("packed", [chart_archive, chart_directory], ids=["archive", "directory"])
+def test_a_local_traefik_chart_gets_the_values_of_its_own_version(packed, tmp_path, monkeypatch):
+    # Chart 40 moved the Service's type into service.spec; a 37.x chart ignores it there and
+    # would make a ClusterIP Service that MetalLB never serves.
+    monkeypatch.chdir(ROOT)
+    given = from_project(packed(tmp_path, "traefik", "37.4.0"))
+    chart = run_program("lab", {**existing(), **TRAEFIK, "ingress.manifest": given}).one(CHART, "lab-ingress-install")
+    assert chart.input("values.service.type") == "LoadBalancer"
+    assert "type" not in chart.input("values.service.spec")
+
+
+def test_a_relative_path_means_the_project_directory_and_nothing_below_it(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    # Pulumi.yaml is in the project directory; manifests.py only in components/.
+    run = run_program("lab", {"metallb.manifest": "Pulumi.yaml"})
+    assert run.one(CONFIGFILE, "lab-metallb-install").inputs["file"] == "Pulumi.yaml"
+    message = problem(fails({"metallb.manifest": "manifests.py"}), "metallb.manifest")
+    assert f"manifests.py ({ROOT / 'manifests.py'}) is not a file" in message
+    assert f"relative to the project directory {ROOT}" in message
