@@ -31,15 +31,17 @@ import pulumi_kubernetes as k8s
 
 from components import gateway as gw
 from components.cluster import Cluster
-from components.config import GATEWAY_API_VERSION, IngressConfig, is_url, local_path, version_tuple
+from components.config import GATEWAY_API_VERSION, IngressConfig, local_path, version_tuple
 from components.tls import SECRET_NAME as TLS_SECRET
 from components.manifests import (
+    ChartSource,
     Edit,
     Obj,
     as_transform,
     chain,
     custom_resource,
     default_ingress_class,
+    helm_chart,
     kind_and_name,
     load_balancer_service,
     location,
@@ -233,8 +235,9 @@ class Ingress(pulumi.ComponentResource):
                 metadata={"name": TRAEFIK.namespace},
                 opts=pulumi.ResourceOptions(parent=self, provider=args.cluster.provider),
             )
-            local = config.manifest is not None and not is_url(config.manifest)
-            chart_version = (gw.local_chart_version(local_path(config.manifest)) if local else None) or config.resolved_version
+            source = ChartSource.of(config.manifest, "traefik", config.resolved_version, TRAEFIK_REPOSITORY)
+            # A local chart is the version it is: its Chart.yaml says which values layout it takes.
+            chart_version = (gw.local_chart_version(local_path(config.manifest)) if source.is_local else None) or config.resolved_version
             chart_waits_for: list[pulumi.Resource] = [namespace]
             if self.api == "gateway" and not gw.chart_bundles_crds(chart_version):
                 # Charts from 40.2.0 carry no Gateway API CRDs: the lab installs the standard
@@ -247,15 +250,13 @@ class Ingress(pulumi.ComponentResource):
                     ),
                 )
                 chart_waits_for.append(self.gateway_api_crds)
-            self.install = k8s.helm.v4.Chart(
+            self.install = helm_chart(
                 f"{name}-install",
-                name="traefik",
+                release="traefik",
                 namespace=TRAEFIK.namespace,
-                chart=location(config.manifest) if config.manifest else "traefik",
-                # A local chart is the version it is; helm ignores `version` for paths anyway.
-                version=None if local else config.resolved_version,
-                repository_opts=None if config.manifest else k8s.helm.v4.RepositoryOptsArgs(repo=TRAEFIK_REPOSITORY),
+                source=source,
                 values=traefik_values(annotations, chart_version, gateway=self.api == "gateway"),
+                render_for=args.cluster.render_kubernetes_version,
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     provider=args.cluster.provider,

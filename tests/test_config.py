@@ -4,6 +4,7 @@ Each bad config runs the whole program under mocks and must raise ConfigError na
 path, saying what is wrong, and registering nothing.
 """
 
+import json
 import logging
 import os
 import shutil
@@ -18,6 +19,10 @@ import yaml
 
 from components import config as lab_config
 from harness import DELETE, ROOT, TEST_KUBECONFIG, run_program, stack_config
+
+CONFIGFILE = "kubernetes:yaml/v2:ConfigFile"
+CHART = "kubernetes:helm.sh/v4:Chart"
+TRAEFIK = {"ingress.controller": "traefik"}
 
 
 def fails(overrides, stack="lab", **kwargs) -> lab_config.ConfigError:
@@ -413,11 +418,45 @@ def test_render_mode_needs_a_pinned_ingress_ip(tmp_path):
     assert "cannot be read back" in problem(err, "ingress.ip")
 
 
-def test_render_mode_refuses_traefik_whose_chart_needs_a_newer_kubernetes(tmp_path):
-    # pulumi-kubernetes renders a Helm chart without a cluster for Kubernetes v1.20.0 and stops at
-    # the chart's kubeVersion (">=1.25.0-0" for 41.3.0) with "incompatible with Kubernetes v1.20.0".
-    err = fails({**rendering(tmp_path), "ingress.controller": "traefik"})
-    assert "render with ingress-nginx" in problem(err, "ingress.controller")
+def helm_templates(run) -> dict[str, dict]:
+    """The charts a run has the provider render itself (`helm template`), by release: their options."""
+    calls = [json.loads(args["jsonOpts"]) for token, args in run.invokes if token == "kubernetes:helm:template"]
+    return {call["release_name"]: call for call in calls}
+
+
+def test_render_mode_renders_the_charts_for_the_stacks_kubernetes_version(tmp_path):
+    # Without a cluster pulumi-kubernetes would render a chart for Kubernetes v1.20.0 and stop at its
+    # kubeVersion (">=1.25.0-0" for Traefik 41.3.0 and Grafana 12.7.2): "incompatible with Kubernetes v1.20.0".
+    both = {**rendering(tmp_path), **TRAEFIK, "apps": ["demo", "grafana"]}
+    templates = helm_templates(run_program("lab", {**both, "kubernetes.version": "1.35.2"}))
+    assert {release: call["kube_version"] for release, call in templates.items()} == {"traefik": "1.35.2", "grafana": "1.35.2"}
+    unset = helm_templates(run_program("lab", {**both, "kubernetes": DELETE}))
+    assert {call["kube_version"] for call in unset.values()} == {lab_config.KubernetesConfig().version} == {"1.36.1"}
+
+
+@pytest.mark.parametrize(
+    "settings,release,install",
+    [
+        (TRAEFIK, "traefik", "lab-ingress-install"),
+        ({**TRAEFIK, "ingress.api": "gateway", "ingress.version": "37.4.0"}, "traefik", "lab-ingress-install"),
+        ({"apps": ["demo", "grafana"]}, "grafana", "lab-apps-grafana-install"),
+    ],
+    ids=["traefik", "traefik-37-gateway", "grafana"],
+)
+def test_render_mode_renders_the_chart_a_cluster_gets(settings, release, install, tmp_path):
+    live = run_program("lab", {**existing(), **settings}).one(CHART, install).inputs
+    (rendered,) = [call for name, call in helm_templates(run_program("lab", {**rendering(tmp_path), **settings})).items() if name == release]
+    assert (rendered["chart"], rendered["version"], rendered["fetch_opts"]["repo"]) == (live["chart"], live["version"], live["repositoryOpts"]["repo"])
+    assert (rendered["namespace"], rendered["values"]) == (live["namespace"], live["values"])
+    assert live["name"] == release
+
+
+def test_render_mode_renders_a_local_chart_relative_to_the_project(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    given = from_project(chart_directory(tmp_path, "traefik", "37.4.0"))
+    (call,) = helm_templates(run_program("lab", {**rendering(tmp_path / "out"), **TRAEFIK, "ingress.manifest": given})).values()
+    assert call["path"] == given and "chart" not in call and "fetch_opts" not in call
+    assert call["values"]["service"]["type"] == "LoadBalancer"  # the values of a 37.x chart
 
 
 def test_render_mode_cannot_read_argocd_password(tmp_path):
@@ -520,9 +559,6 @@ def manifest_file(parent: Path, name: str) -> Path:
     return path
 
 
-CONFIGFILE = "kubernetes:yaml/v2:ConfigFile"
-CHART = "kubernetes:helm.sh/v4:Chart"
-TRAEFIK = {"ingress.controller": "traefik"}
 # (id, key, what to download, other settings, the resource that reads it and its input)
 OFFLINE = [
     ("metallb", "metallb.manifest", lambda d: manifest_file(d, "metallb-native.yaml"), {}, CONFIGFILE, "lab-metallb-install", "file"),
