@@ -155,6 +155,11 @@ BAD = [
     ("interfaces-empty", {"metallb.l2_advertisements[0].interfaces": []}, "metallb.l2_advertisements[0].interfaces", ["every interface", "NAT", "remove the key"]),
     ("hostname-too-long", {"domain": ".".join(["a" * 63] * 3 + ["b" * 57]), "apps": ["demo", "online-boutique"]}, "domain", ["boutique.", "258 characters", "253"]),
     ("domain-too-long", {"domain": ".".join(["a" * 63] * 4)}, "domain", ["255 characters", "253"]),
+    # domains that validate as DNS names but no browser would open
+    ("domain-ends-in-a-number", {"domain": "lab.123"}, "domain", ["ends in a number", "IPv4", "lab.test"]),
+    ("domain-ends-in-a-hex-number", {"domain": "lab.0x1f"}, "domain", ["ends in a number", "IPv4"]),
+    ("domain-under-localhost", {"domain": "lab.localhost"}, "domain", ["*.localhost", "loopback", "/etc/hosts", "lab.test"]),
+    ("internationalised-domain", {"domain": "läb.test"}, "domain", ["internationalised", "xn--lb-via.test"]),
     # messages: what is wrong, and only that
     ("pools-as-mapping", {"metallb.pools": {"lab-pool": {"addresses": ["192.168.56.200-192.168.56.250"]}}}, "metallb.pools", ["expected a list", "a mapping"]),
     ("nodes-as-mapping", {"nodes": {"k8s-cp": {"role": "control-plane", "ip": "192.168.56.10"}}}, "nodes", ["expected a list"]),
@@ -174,6 +179,15 @@ def test_bad_config_fails_before_anything_is_registered(overrides, path, words):
     assert str(err).startswith("the k8s-lab stack configuration has")
     assert f"{path}: " in str(err)
     assert not isinstance(err, (KeyError, TypeError))
+
+
+@pytest.mark.parametrize("domain", ["bücher.example", "lab.テスト", "Läb.Test."])
+def test_an_internationalised_domain_is_refused_with_its_ascii_form_which_works(domain):
+    message = problem(fails({"domain": domain}), "domain")
+    suggested = message.rsplit(" ", 1)[1]
+    # The standard library's IDNA codec as the yardstick: the name browsers look up.
+    assert suggested == domain.lower().rstrip(".").encode("idna").decode()
+    assert run_program("lab", {"domain": suggested}).outputs["hostnames"] == [f"app.{suggested}"]
 
 
 def test_the_problem_list_is_the_runs_one_error_and_the_program_ends_quietly():
