@@ -8,7 +8,8 @@ Two controllers serve the same Ingress objects:
   admission webhook's certificate with hook Jobs, so the controller would never become ready. The
   static manifest ships the same Jobs as plain Jobs. ingress-nginx was retired upstream in March
   2026 and gets no more security fixes; it stays pinned here for parity with the seed.
-- **traefik** (maintained), installed from its Helm chart through ``helm.v4.Chart``; it has no
+- **traefik** (maintained), installed from its Helm chart through ``helm.v4.Chart`` (rendered for
+  ``kubernetes.version`` in render mode: components.manifests.helm_chart); it has no
   admission webhook and no hooks the lab needs. With ``ingress.api: gateway`` it also serves the
   Gateway API: this component then makes the GatewayClass and the lab's Gateway
   (components.gateway), after the Gateway API CRDs, and the apps get HTTPRoutes.
@@ -237,7 +238,8 @@ class Ingress(pulumi.ComponentResource):
             )
             source = ChartSource.of(config.manifest, "traefik", config.resolved_version, TRAEFIK_REPOSITORY)
             # A local chart is the version it is: its Chart.yaml says which values layout it takes.
-            chart_version = (gw.local_chart_version(local_path(config.manifest)) if source.is_local else None) or config.resolved_version
+            local_version = gw.local_chart_version(local_path(config.manifest)) if source.is_local else None
+            chart_version = local_version or config.resolved_version
             chart_waits_for: list[pulumi.Resource] = [namespace]
             if self.api == "gateway" and not gw.chart_bundles_crds(chart_version):
                 # Charts from 40.2.0 carry no Gateway API CRDs: the lab installs the standard
