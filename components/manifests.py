@@ -194,13 +194,14 @@ def helm_chart(
     render_for: Optional[str],
     opts: pulumi.ResourceOptions,
 ) -> pulumi.Resource:
-    """A Helm chart's objects, expanded by the provider like ConfigFile v2 and installed through ``opts``' provider.
+    """A Helm chart's objects, templated by the provider of ``opts`` and installed through it.
 
-    On a cluster: ``helm.v4.Chart``, rendered for the cluster's own version. With ``render_for`` (render
-    mode, no cluster to ask) Chart v4 would render for Helm's built-in Kubernetes v1.20.0, below the
-    ``kubeVersion`` the Traefik and Grafana charts require, and it has no option to say otherwise;
-    ``helm.v3.Chart``'s ``kube_version`` is the provider's way to name the version (``helm template
-    --kube-version``). helm.v3.Chart names itself after the release, not ``name``.
+    On a cluster: ``helm.v4.Chart``, which templates for the cluster's own version. In render mode
+    (``render_for``: the Kubernetes version, there being no cluster to ask) Chart v4 would template
+    for Helm's built-in v1.20.0, below the ``kubeVersion`` the Traefik and Grafana charts require,
+    and it has no option to say otherwise; ``helm.v3.Chart``'s ``kube_version`` (``helm template
+    --kube-version``) is the provider's way to name it. helm.v3.Chart names itself after the
+    release, not ``name``, and registers the templated objects from the program.
     """
     if render_for is None:
         return k8s.helm.v4.Chart(
