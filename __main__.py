@@ -23,7 +23,7 @@ for warning in cfg.warnings:
 if cfg.cluster is not None:
     cluster = ExistingCluster(
         cfg.stack,
-        ExistingClusterArgs.from_config(cfg.cluster, interface=cfg.network.interface),
+        ExistingClusterArgs.from_config(cfg.cluster, interface=cfg.network.interface, kubernetes_version=cfg.kubernetes.version),
     )
 else:
     cluster = KubeadmCluster(cfg.stack, KubeadmClusterArgs.from_config(cfg))

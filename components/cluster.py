@@ -36,6 +36,9 @@ class Cluster(pulumi.ComponentResource):
     interfaces: pulumi.Output[list[str]]
     """Names of the nodes' NICs on the host-only network; empty means "every interface"."""
 
+    render_kubernetes_version: Optional[str] = None
+    """The Kubernetes version Helm charts are rendered for when manifests are only written to a
+    directory (no cluster to ask); None on a cluster, whose own version Helm reads."""
 
 
 @dataclass(frozen=True)
@@ -47,15 +50,20 @@ class ExistingClusterArgs:
     """The nodes' NIC on the lab network, when the user knows it."""
     render_yaml_to_directory: Optional[str] = None
     """Write manifests there instead of applying them (no cluster is contacted)."""
+    kubernetes_version: Optional[str] = None
+    """What rendered charts are rendered for (``kubernetes.version``); unused on a live cluster."""
 
     @classmethod
-    def from_config(cls, config: ClusterConfig, interface: Optional[str] = None) -> "ExistingClusterArgs":
+    def from_config(
+        cls, config: ClusterConfig, interface: Optional[str] = None, kubernetes_version: Optional[str] = None
+    ) -> "ExistingClusterArgs":
         """The stack's ``cluster`` section, its kubeconfig unwrapped for the provider alone."""
         return cls(
             kubeconfig=config.kubeconfig.get_secret_value() if config.kubeconfig else None,
             context=config.context,
             interface=interface,
             render_yaml_to_directory=config.render_yaml_to_directory,
+            kubernetes_version=kubernetes_version,
         )
 
 
@@ -78,5 +86,7 @@ class ExistingCluster(Cluster):
         )
         # Another cluster (the kubeconfig's server or CA) replaces the provider.
         self.identity = [self.provider]
+        # Without a cluster Helm would take its built-in v1.20.0, below what the lab's charts accept.
+        self.render_kubernetes_version = args.kubernetes_version if args.render_yaml_to_directory else None
         self.interfaces = pulumi.Output.from_input([args.interface] if args.interface else [])
         self.register_outputs({"interfaces": self.interfaces})

@@ -8,7 +8,8 @@ Two controllers serve the same Ingress objects:
   admission webhook's certificate with hook Jobs, so the controller would never become ready. The
   static manifest ships the same Jobs as plain Jobs. ingress-nginx was retired upstream in March
   2026 and gets no more security fixes; it stays pinned here for parity with the seed.
-- **traefik** (maintained), installed from its Helm chart through ``helm.v4.Chart``; it has no
+- **traefik** (maintained), installed from its Helm chart through ``helm.v4.Chart`` (rendered for
+  ``kubernetes.version`` in render mode: components.manifests.helm_chart); it has no
   admission webhook and no hooks the lab needs. With ``ingress.api: gateway`` it also serves the
   Gateway API: this component then makes the GatewayClass and the lab's Gateway
   (components.gateway), after the Gateway API CRDs, and the apps get HTTPRoutes.
@@ -33,15 +34,17 @@ import pulumi_kubernetes as k8s
 
 from components import gateway as gw
 from components.cluster import Cluster
-from components.config import GATEWAY_API_VERSION, IngressConfig, is_url, local_path, version_tuple
+from components.config import GATEWAY_API_VERSION, IngressConfig, local_path, version_tuple
 from components.tls import SECRET_NAME as TLS_SECRET
 from components.manifests import (
+    ChartSource,
     Edit,
     Obj,
     as_transform,
     chain,
     custom_resource,
     default_ingress_class,
+    helm_chart,
     kind_and_name,
     load_balancer_service,
     location,
@@ -267,9 +270,8 @@ class Ingress(pulumi.ComponentResource):
         # nothing else can take it meanwhile. What it does need, a worker to run on, the provider
         # carries (Cluster.provider).
 
-        source = location(config.manifest) if config.manifest else None
         if self.controller is INGRESS_NGINX:
-            file = source or ingress_nginx_manifest_url(config.resolved_version)
+            file = location(config.manifest) if config.manifest else ingress_nginx_manifest_url(config.resolved_version)
             self.install_source = f"{self.controller.name} {config.resolved_version} {file}"
             self.install = k8s.yaml.v2.ConfigFile(
                 install_name,
@@ -286,8 +288,10 @@ class Ingress(pulumi.ComponentResource):
                 metadata={"name": TRAEFIK.namespace},
                 opts=pulumi.ResourceOptions(parent=self, provider=args.cluster.provider),
             )
-            local = config.manifest is not None and not is_url(config.manifest)
-            chart_version = (gw.local_chart_version(local_path(config.manifest)) if local else None) or config.resolved_version
+            source = ChartSource.of(config.manifest, "traefik", config.resolved_version, TRAEFIK_REPOSITORY)
+            # A local chart is the version it is: its Chart.yaml says which values layout it takes.
+            local_version = gw.local_chart_version(local_path(config.manifest)) if source.is_local else None
+            chart_version = local_version or config.resolved_version
             chart_waits_for: list[pulumi.Resource] = [namespace]
             crds_file = None
             if self.api == "gateway" and not gw.chart_bundles_crds(chart_version):
@@ -303,17 +307,15 @@ class Ingress(pulumi.ComponentResource):
                 )
                 chart_waits_for.append(self.gateway_api_crds)
             self.install_source = " ".join(
-                [self.controller.name, chart_version, source or TRAEFIK_REPOSITORY, self.api, *([crds_file] if crds_file else [])]
+                [self.controller.name, chart_version, source.describe(), self.api, *([crds_file] if crds_file else [])]
             )
-            self.install = k8s.helm.v4.Chart(
+            self.install = helm_chart(
                 install_name,
-                name="traefik",
+                release="traefik",
                 namespace=TRAEFIK.namespace,
-                chart=source or "traefik",
-                # A local chart is the version it is; helm ignores `version` for paths anyway.
-                version=None if local else config.resolved_version,
-                repository_opts=None if config.manifest else k8s.helm.v4.RepositoryOptsArgs(repo=TRAEFIK_REPOSITORY),
+                source=source,
                 values=traefik_values(annotations, chart_version, gateway=self.api == "gateway"),
+                render_for=args.cluster.render_kubernetes_version,
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     provider=args.cluster.provider,

@@ -1,4 +1,5 @@
-"""Pure edits of upstream Kubernetes objects, and the adapter that applies them as Pulumi transforms.
+"""Pure edits of upstream Kubernetes objects, the adapter that applies them as Pulumi transforms,
+and how a Helm chart is installed.
 
 Upstream manifests and charts (ingress-nginx's deploy.yaml, Argo CD's install.yaml, Online
 Boutique's release manifests, the Traefik and Grafana charts) are installed unmodified through
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Callable, Iterable, Mapping, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -158,3 +160,74 @@ def custom_resource(name: str, manifest: Mapping, opts: pulumi.ResourceOptions) 
         spec=manifest["spec"],
         opts=opts,
     )
+
+
+@dataclass(frozen=True)
+class ChartSource:
+    """Where a Helm chart comes from: a chart of a repository, or a location the user gave (a URL, or
+    a local directory or .tgz, which is the version it is)."""
+
+    chart: str
+    version: Optional[str] = None
+    repository: Optional[str] = None
+
+    @classmethod
+    def of(cls, given: Optional[str], name: str, version: str, repository: str) -> "ChartSource":
+        """``given`` (``ingress.manifest``, ``app_options.grafana.chart``) or else ``name`` at ``version`` in ``repository``."""
+        if given is None:
+            return cls(name, version, repository)
+        # helm ignores the version of a chart it is handed by path.
+        return cls(location(given), version if is_url(given) else None)
+
+    @property
+    def is_local(self) -> bool:
+        return self.repository is None and not is_url(self.chart)
+
+    def describe(self) -> str:
+        """The chart as one string: another one makes other objects."""
+        return " ".join(part for part in (self.repository, self.chart, self.version) if part)
+
+
+def helm_chart(
+    name: str,
+    *,
+    release: str,
+    namespace: str,
+    source: ChartSource,
+    values: Mapping[str, Any],
+    render_for: Optional[str],
+    opts: pulumi.ResourceOptions,
+) -> pulumi.Resource:
+    """A Helm chart's objects, templated by the provider of ``opts`` and installed through it.
+
+    On a cluster: ``helm.v4.Chart``, which templates for the cluster's own version. In render mode
+    (``render_for``: the Kubernetes version, there being no cluster to ask) Chart v4 would template
+    for Helm's built-in v1.20.0, below the ``kubeVersion`` the Traefik and Grafana charts require,
+    and it has no option to say otherwise; ``helm.v3.Chart``'s ``kube_version`` (``helm template
+    --kube-version``) is the provider's way to name it. helm.v3.Chart names itself after the
+    release, not ``name``, and registers the templated objects from the program.
+    """
+    if render_for is None:
+        return k8s.helm.v4.Chart(
+            name,
+            name=release,
+            namespace=namespace,
+            chart=source.chart,
+            version=source.version,
+            repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=source.repository) if source.repository else None,
+            values=dict(values),
+            opts=opts,
+        )
+    chart_opts: k8s.helm.v3.BaseChartOpts
+    if source.is_local:
+        chart_opts = k8s.helm.v3.LocalChartOpts(path=source.chart, namespace=namespace, values=dict(values), kube_version=render_for)
+    else:
+        chart_opts = k8s.helm.v3.ChartOpts(
+            chart=source.chart,
+            version=source.version,
+            fetch_opts=k8s.helm.v3.FetchOpts(repo=source.repository) if source.repository else None,
+            namespace=namespace,
+            values=dict(values),
+            kube_version=render_for,
+        )
+    return k8s.helm.v3.Chart(release, chart_opts, opts)

@@ -4,18 +4,25 @@ Each bad config runs the whole program under mocks and must raise ConfigError na
 path, saying what is wrong, and registering nothing.
 """
 
+import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from ipaddress import IPv4Address
+from pathlib import Path
 
 import pytest
 import yaml
 
 from components import config as lab_config
 from harness import DELETE, ROOT, TEST_KUBECONFIG, run_program, stack_config
+
+CONFIGFILE = "kubernetes:yaml/v2:ConfigFile"
+CHART = "kubernetes:helm.sh/v4:Chart"
+TRAEFIK = {"ingress.controller": "traefik"}
 
 
 def fails(overrides, stack="lab", **kwargs) -> lab_config.ConfigError:
@@ -148,6 +155,11 @@ BAD = [
     ("interfaces-empty", {"metallb.l2_advertisements[0].interfaces": []}, "metallb.l2_advertisements[0].interfaces", ["every interface", "NAT", "remove the key"]),
     ("hostname-too-long", {"domain": ".".join(["a" * 63] * 3 + ["b" * 57]), "apps": ["demo", "online-boutique"]}, "domain", ["boutique.", "258 characters", "253"]),
     ("domain-too-long", {"domain": ".".join(["a" * 63] * 4)}, "domain", ["255 characters", "253"]),
+    # domains that validate as DNS names but no browser would open
+    ("domain-ends-in-a-number", {"domain": "lab.123"}, "domain", ["ends in a number", "IPv4", "lab.test"]),
+    ("domain-ends-in-a-hex-number", {"domain": "lab.0x1f"}, "domain", ["ends in a number", "IPv4"]),
+    ("domain-under-localhost", {"domain": "lab.localhost"}, "domain", ["*.localhost", "loopback", "/etc/hosts", "lab.test"]),
+    ("internationalised-domain", {"domain": "läb.test"}, "domain", ["internationalised", "xn--lb-via.test"]),
     # messages: what is wrong, and only that
     ("pools-as-mapping", {"metallb.pools": {"lab-pool": {"addresses": ["192.168.56.200-192.168.56.250"]}}}, "metallb.pools", ["expected a list", "a mapping"]),
     ("nodes-as-mapping", {"nodes": {"k8s-cp": {"role": "control-plane", "ip": "192.168.56.10"}}}, "nodes", ["expected a list"]),
@@ -167,6 +179,15 @@ def test_bad_config_fails_before_anything_is_registered(overrides, path, words):
     assert str(err).startswith("the k8s-lab stack configuration has")
     assert f"{path}: " in str(err)
     assert not isinstance(err, (KeyError, TypeError))
+
+
+@pytest.mark.parametrize("domain", ["bücher.example", "lab.テスト", "Läb.Test."])
+def test_an_internationalised_domain_is_refused_with_its_ascii_form_which_works(domain):
+    message = problem(fails({"domain": domain}), "domain")
+    suggested = message.rsplit(" ", 1)[1]
+    # The standard library's IDNA codec as the yardstick: the name browsers look up.
+    assert suggested == domain.lower().rstrip(".").encode("idna").decode()
+    assert run_program("lab", {"domain": suggested}).outputs["hostnames"] == [f"app.{suggested}"]
 
 
 def test_the_problem_list_is_the_runs_one_error_and_the_program_ends_quietly():
@@ -411,11 +432,45 @@ def test_render_mode_needs_a_pinned_ingress_ip(tmp_path):
     assert "cannot be read back" in problem(err, "ingress.ip")
 
 
-def test_render_mode_refuses_traefik_whose_chart_needs_a_newer_kubernetes(tmp_path):
-    # pulumi-kubernetes renders a Helm chart without a cluster for Kubernetes v1.20.0 and stops at
-    # the chart's kubeVersion (">=1.25.0-0" for 41.3.0) with "incompatible with Kubernetes v1.20.0".
-    err = fails({**rendering(tmp_path), "ingress.controller": "traefik"})
-    assert "render with ingress-nginx" in problem(err, "ingress.controller")
+def helm_templates(run) -> dict[str, dict]:
+    """The charts a run has the provider render itself (`helm template`), by release: their options."""
+    calls = [json.loads(args["jsonOpts"]) for token, args in run.invokes if token == "kubernetes:helm:template"]
+    return {call["release_name"]: call for call in calls}
+
+
+def test_render_mode_renders_the_charts_for_the_stacks_kubernetes_version(tmp_path):
+    # Without a cluster pulumi-kubernetes would render a chart for Kubernetes v1.20.0 and stop at its
+    # kubeVersion (">=1.25.0-0" for Traefik 41.3.0 and Grafana 12.7.2): "incompatible with Kubernetes v1.20.0".
+    both = {**rendering(tmp_path), **TRAEFIK, "apps": ["demo", "grafana"]}
+    templates = helm_templates(run_program("lab", {**both, "kubernetes.version": "1.35.2"}))
+    assert {release: call["kube_version"] for release, call in templates.items()} == {"traefik": "1.35.2", "grafana": "1.35.2"}
+    unset = helm_templates(run_program("lab", {**both, "kubernetes": DELETE}))
+    assert {call["kube_version"] for call in unset.values()} == {lab_config.KubernetesConfig().version} == {"1.36.1"}
+
+
+@pytest.mark.parametrize(
+    "settings,release,install",
+    [
+        (TRAEFIK, "traefik", "lab-ingress-install"),
+        ({**TRAEFIK, "ingress.api": "gateway", "ingress.version": "37.4.0"}, "traefik", "lab-ingress-install"),
+        ({"apps": ["demo", "grafana"]}, "grafana", "lab-apps-grafana-install"),
+    ],
+    ids=["traefik", "traefik-37-gateway", "grafana"],
+)
+def test_render_mode_renders_the_chart_a_cluster_gets(settings, release, install, tmp_path):
+    live = run_program("lab", {**existing(), **settings}).one(CHART, install).inputs
+    (rendered,) = [call for name, call in helm_templates(run_program("lab", {**rendering(tmp_path), **settings})).items() if name == release]
+    assert (rendered["chart"], rendered["version"], rendered["fetch_opts"]["repo"]) == (live["chart"], live["version"], live["repositoryOpts"]["repo"])
+    assert (rendered["namespace"], rendered["values"]) == (live["namespace"], live["values"])
+    assert live["name"] == release
+
+
+def test_render_mode_renders_a_local_chart_relative_to_the_project(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    given = from_project(chart_directory(tmp_path, "traefik", "37.4.0"))
+    (call,) = helm_templates(run_program("lab", {**rendering(tmp_path / "out"), **TRAEFIK, "ingress.manifest": given})).values()
+    assert call["path"] == given and "chart" not in call and "fetch_opts" not in call
+    assert call["values"]["service"]["type"] == "LoadBalancer"  # the values of a 37.x chart
 
 
 def test_render_mode_cannot_read_argocd_password(tmp_path):
@@ -484,3 +539,82 @@ def test_a_certificate_shorter_than_its_renewal_window_is_refused():
     err = fails({"tls.certificate_validity_days": 30})
     assert "tls.certificate_validity_days" in err.paths()
     run_program("lab", {"tls.certificate_validity_days": 31})
+
+
+# -- offline files (README, Offline labs): local paths as users write them, relative to the project --
+
+
+def from_project(path: Path) -> str:
+    """``path`` as a stack file gives it: relative to the project directory, where Pulumi runs."""
+    relative = os.path.relpath(path, ROOT)
+    assert not os.path.isabs(relative)
+    return relative
+
+
+def chart_directory(parent: Path, name: str, version: str) -> Path:
+    chart = parent / name
+    chart.mkdir(parents=True)
+    (chart / "Chart.yaml").write_text(f"apiVersion: v2\nname: {name}\nversion: {version}\n")
+    return chart
+
+
+def chart_archive(parent: Path, name: str, version: str) -> Path:
+    """What `helm pull` downloads: the chart's directory, under its name, in a .tgz."""
+    chart = chart_directory(parent / "unpacked", name, version)
+    archive = parent / f"{name}-{version}.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(chart, arcname=name)
+    return archive
+
+
+def manifest_file(parent: Path, name: str) -> Path:
+    path = parent / name
+    path.write_text("# a downloaded manifest\n")
+    return path
+
+
+# (id, key, what to download, other settings, the resource that reads it and its input)
+OFFLINE = [
+    ("metallb", "metallb.manifest", lambda d: manifest_file(d, "metallb-native.yaml"), {}, CONFIGFILE, "lab-metallb-install", "file"),
+    ("ingress-nginx", "ingress.manifest", lambda d: manifest_file(d, "deploy.yaml"), {}, CONFIGFILE, "lab-ingress-install", "file"),
+    ("traefik-archive", "ingress.manifest", lambda d: chart_archive(d, "traefik", "41.3.0"), TRAEFIK, CHART, "lab-ingress-install", "chart"),
+    ("traefik-directory", "ingress.manifest", lambda d: chart_directory(d, "traefik", "41.3.0"), TRAEFIK, CHART, "lab-ingress-install", "chart"),
+    ("gateway-api", "ingress.gateway_api_manifest", lambda d: manifest_file(d, "standard-install.yaml"),
+     {**TRAEFIK, "ingress.api": "gateway"}, CONFIGFILE, "lab-ingress-gateway-api-crds", "file"),  # fmt: skip
+    ("argocd", "app_options.argocd.manifest", lambda d: manifest_file(d, "install.yaml"), {"apps": ["argocd"]},
+     CONFIGFILE, "lab-apps-argocd-install", "file"),  # fmt: skip
+    ("grafana", "app_options.grafana.chart", lambda d: chart_directory(d, "grafana", "12.7.2"), {"apps": ["grafana"]},
+     CHART, "lab-apps-grafana-install", "chart"),  # fmt: skip
+    ("online-boutique", "app_options.online-boutique.manifest", lambda d: manifest_file(d, "kubernetes-manifests.yaml"),
+     {"apps": ["online-boutique"]}, CONFIGFILE, "lab-apps-online-boutique-install", "file"),  # fmt: skip
+]
+
+
+@pytest.mark.parametrize("key,download,settings,type_,name,field", [c[1:] for c in OFFLINE], ids=[c[0] for c in OFFLINE])
+def test_a_local_file_relative_to_the_project_is_found_and_read_as_written(key, download, settings, type_, name, field, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # where Pulumi runs the program and the provider
+    given = from_project(download(tmp_path))
+    run = run_program("lab", {**existing(), **settings, key: given})
+    # Relative, as given: the provider runs in the project directory too, and two clones stay alike.
+    assert run.one(type_, name).inputs[field] == given
+
+
+@pytest.mark.parametrize("packed", [chart_archive, chart_directory], ids=["archive", "directory"])
+def test_a_local_traefik_chart_gets_the_values_of_its_own_version(packed, tmp_path, monkeypatch):
+    # Chart 40 moved the Service's type into service.spec; a 37.x chart ignores it there and
+    # would make a ClusterIP Service that MetalLB never serves.
+    monkeypatch.chdir(ROOT)
+    given = from_project(packed(tmp_path, "traefik", "37.4.0"))
+    chart = run_program("lab", {**existing(), **TRAEFIK, "ingress.manifest": given}).one(CHART, "lab-ingress-install")
+    assert chart.input("values.service.type") == "LoadBalancer"
+    assert "type" not in chart.input("values.service.spec")
+
+
+def test_a_relative_path_means_the_project_directory_and_nothing_below_it(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    # Pulumi.yaml is in the project directory; manifests.py only in components/.
+    run = run_program("lab", {"metallb.manifest": "Pulumi.yaml"})
+    assert run.one(CONFIGFILE, "lab-metallb-install").inputs["file"] == "Pulumi.yaml"
+    message = problem(fails({"metallb.manifest": "manifests.py"}), "metallb.manifest")
+    assert f"manifests.py ({ROOT / 'manifests.py'}) is not a file" in message
+    assert f"relative to the project directory {ROOT}" in message

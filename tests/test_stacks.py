@@ -5,6 +5,7 @@ import shutil
 import subprocess
 
 import pytest
+import yaml
 
 from components import config as lab_config
 from components import network as net
@@ -106,3 +107,53 @@ def test_lab_and_lab2_keep_separate_vagrant_state():
     state = lambda envs: {env.get("VAGRANT_DOTFILE_PATH") for env in envs}  # noqa: E731
     assert None not in state(lab) | state(lab2), "every vagrant command needs its stack's VAGRANT_DOTFILE_PATH"
     assert not state(lab) & state(lab2), "two stacks in one folder would share one Vagrant state"
+
+
+# -- preview warns about the project's other stack files --
+
+
+def neighbour_warnings(run) -> list[str]:
+    return [w for w in run.warnings if "another stack of this project" in w]
+
+
+def test_a_stack_reusing_what_another_stack_file_uses_is_warned_naming_that_file():
+    assert neighbour_warnings(run_program("lab")) == []  # lab2 beside it shares nothing
+    lab2 = load("lab2")
+    reuse = {
+        "nodes[1].ip": str(lab2.nodes[1].ip),
+        "nodes[2].name": lab2.nodes[1].name,
+        "metallb.pools[0].addresses": ["192.168.56.170-192.168.56.250"],
+    }
+    run = run_program("lab", reuse)  # a warning, not an error: the program goes on
+    assert run.of_type("kubernetes:yaml/v2:ConfigFile")
+    (warning,) = neighbour_warnings(run)
+    assert warning.startswith("Pulumi.lab2.yaml is another stack of this project")
+    assert "node IP 192.168.56.21 (nodes[1].ip) is also the IP of its node lab2-w1" in warning
+    assert "node name lab2-w1 (nodes[2].name) is also one of its nodes" in warning
+    assert "lab-pool (metallb.pools[0]) 192.168.56.170-192.168.56.250 overlaps its pool lab2-pool" in warning
+
+
+def stack_file(directory, stack: str, config: dict) -> None:
+    (directory / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": config}, sort_keys=False))
+
+
+def test_every_other_stack_file_that_parses_is_compared_and_the_rest_left_out_quietly(tmp_path):
+    lab = stack_config("lab")
+    stack_file(tmp_path, "lab", lab)  # its own file: no clash with itself
+    stack_file(tmp_path, "copy", lab)
+    # Keys without the namespace are the project's; only the clash-prone keys are read, so a
+    # secret kubeconfig (existing-cluster mode) does not hide the pool it shares.
+    stack_file(tmp_path, "kind", {"network": lab["k8s-lab:network"], "metallb": lab["k8s-lab:metallb"], "domain": "kind.test",
+                                  "k8s-lab:cluster": {"kubeconfig": {"secure": "v1:AAAA"}}})  # fmt: skip
+    stack_file(tmp_path, "apart", {**lab, "k8s-lab:network": {"cidr": "192.168.57.0/24"}, "k8s-lab:domain": "apart.test"})
+    stack_file(tmp_path, "typo", {**lab, "k8s-lab:network": {"cidr": "192.168.56.0"}})
+    (tmp_path / "Pulumi.torn.yaml").write_text("config:\n  k8s-lab:nodes: [\n")
+    (tmp_path / "Pulumi.empty.yaml").write_text("")
+    raw = {k.split(":", 1)[1]: v for k, v in lab.items() if k.startswith("k8s-lab:")}
+    warnings = [w for w in lab_config.parse(raw, stack="lab", project_dir=tmp_path).warnings if "another stack" in w]
+    assert [w.split(" ", 1)[0] for w in warnings] == ["Pulumi.copy.yaml", "Pulumi.kind.yaml"]
+    copy, kind = warnings
+    for clash in ("node name k8s-cp (nodes[0].name)", "node IP 192.168.56.12 (nodes[2].ip)", "lab-pool (metallb.pools[0])",
+                  "hostname app.lab.local (domain lab.local)"):  # fmt: skip
+        assert clash in copy
+    assert "lab-pool (metallb.pools[0])" in kind and "node" not in kind.split(":", 1)[1]

@@ -19,6 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 REFERENCE = SHARED / "reference"
 
+# Runs a command line in a new network namespace whose only interface is loopback: nothing it starts
+# can reach the network (needs root, util-linux's unshare and iproute2's ip).
+LOOPBACK_ONLY = ("unshare", "--net", "--", "bash", "-c", 'ip link set lo up && exec "$@"', "loopback-only")
+
 PROJECT_FILES = ("__main__.py", "Pulumi.yaml", "Vagrantfile", "requirements.txt", "components", "scripts")
 METALLB_MANIFEST = "metallb/metallb-native-v0.14.9.yaml"
 INGRESS_MANIFEST = "ingress-nginx/deploy-cloud-controller-v1.15.1.yaml"
@@ -54,8 +58,9 @@ def run_tool(argv: Sequence[str], what: str, *, check: bool = True, timeout: flo
 class Project:
     """A copy of the project in a temporary directory, with its own file backend."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, wrapper: Sequence[str] = ()):
         self.dir = root / "k8s-lab"
+        self.wrapper = tuple(wrapper)  # what every `pulumi` runs inside (LOOPBACK_ONLY, say)
         self.dir.mkdir()
         for name in PROJECT_FILES:
             source = ROOT / name
@@ -85,8 +90,9 @@ class Project:
         )
 
     def pulumi(self, *args: str, check: bool = True, wrapper: Sequence[str] = (), timeout: float = 600) -> subprocess.CompletedProcess:
-        """Run the CLI in the project; ``wrapper`` is a command line that execs it (a namespace, say)."""
-        argv = [*wrapper, shutil.which("pulumi") or "pulumi", *args, "--non-interactive"]
+        """Run the CLI in the project; ``wrapper`` is a command line that execs it (a namespace, say),
+        the project's own by default."""
+        argv = [*(wrapper or self.wrapper), shutil.which("pulumi") or "pulumi", *args, "--non-interactive"]
         return run_tool(argv, f"pulumi {' '.join(args)}", check=check, timeout=timeout, cwd=self.dir, env=self.env)
 
     def stack(self, name: str, config: dict) -> None:

@@ -24,8 +24,8 @@ import pulumi_command as command
 import pulumi_kubernetes as k8s
 
 from components.apps.base import App, AppArgs, LABELS
-from components.config import GrafanaOptions, is_url
-from components.manifests import location
+from components.config import GrafanaOptions
+from components.manifests import ChartSource, helm_chart
 
 NAMESPACE = "grafana"
 RELEASE = "grafana"  # the chart names its Service after the release
@@ -78,15 +78,13 @@ class Grafana(App):
             string_data={"admin-user": "admin", "admin-password": self.admin_password},
             opts=pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=[self.namespace]),
         )
-        local = options.chart is not None and not is_url(options.chart)
-        self.install = k8s.helm.v4.Chart(
+        self.install = helm_chart(
             f"{name}-install",
-            name=RELEASE,
+            release=RELEASE,
             namespace=NAMESPACE,
-            chart=location(options.chart) if options.chart else "grafana",
-            version=None if local else options.chart_version,
-            repository_opts=None if options.chart else k8s.helm.v4.RepositoryOptsArgs(repo=REPOSITORY),
+            source=ChartSource.of(options.chart, "grafana", options.chart_version, REPOSITORY),
             values=grafana_values(args.host),
+            render_for=args.cluster.render_kubernetes_version,
             opts=pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=[self.admin_secret]),
         )
         self.route = self._expose(name, args, namespace=NAMESPACE, service=RELEASE, after=[self.install], object_name="grafana")

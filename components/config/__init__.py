@@ -10,6 +10,8 @@ layers, each in its own module:
   :mod:`~components.config.memory` for local files and memory estimates;
 - :mod:`~components.config.parsing`: raw values to a :class:`LabConfig`, every problem reported
   at once, each naming its key path the way ``pulumi config set --path`` spells it;
+- :mod:`~components.config.neighbours`: what the stack would clash with in the project's other
+  stack files (warnings);
 - :mod:`~components.config.stack`: reading the running stack (:func:`load`).
 
 The program stops before registering a single resource. Components never read configuration;

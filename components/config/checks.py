@@ -126,14 +126,6 @@ def check_lab(cfg: LabConfig) -> tuple[list[Problem], list[str]]:
             )
         if cfg.ingress.ip is None:
             add("ingress.ip", "is required with cluster.render_yaml_to_directory: the Service's IP cannot be read back from a rendered manifest; pin one from a pool")
-        if cfg.ingress.controller == "traefik":
-            add(
-                "ingress.controller",
-                "traefik cannot be rendered with cluster.render_yaml_to_directory: without a cluster "
-                "pulumi-kubernetes renders Helm charts for Kubernetes v1.20.0, and Traefik's charts require "
-                f"1.22 or later (chart {DEFAULT_INGRESS_VERSIONS['traefik']}: 1.25); render with ingress-nginx, "
-                "or install onto a cluster (cluster.kubeconfig)",
-            )
         if "argocd" in cfg.apps and cfg.app_options.argocd.export_admin_password:
             add(
                 "app_options.argocd.export_admin_password",

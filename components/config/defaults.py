@@ -48,7 +48,9 @@ MAX_OBJECT_NAME_LENGTH = 253  # a Kubernetes object name (DNS subdomain)
 APP_NAMES = ("demo", "argocd", "grafana", "online-boutique")
 APP_HOSTS = {"demo": "app", "argocd": "argocd", "grafana": "grafana", "online-boutique": "boutique"}
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The project directory (this file is components/config/defaults.py): where Pulumi.yaml lives and
+# where Pulumi runs the program and its providers, so relative manifest and chart paths start here.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 # The server certificate is renewed by the first `up` this close to its expiry, so it must be

@@ -39,11 +39,18 @@ def check_offline_files(cfg: LabConfig, add) -> None:
         if location is None or is_url(location):
             continue
         path = local_path(location)
+        # The resolved path too: a relative one is read from the project directory, wherever the shell is.
+        where = f"{location} ({path})" if str(path) != location else location
         if kind == "manifest" and not path.is_file():
-            add(key, f"{path} is not a file; give the path of the downloaded manifest (relative to the project) or its URL")
+            add(
+                key,
+                f"{where} is not a file; give the path of the downloaded manifest, relative to the project "
+                f"directory {PROJECT_ROOT} or absolute, or its URL",
+            )
         elif kind == "chart" and not (path.is_file() or (path / "Chart.yaml").is_file()):
             add(
                 key,
-                f"{path} is neither a chart archive (.tgz) nor a chart directory with a Chart.yaml; "
-                "fetch it with `helm pull <repo>/<chart> --version <version>`",
+                f"{where} is neither a chart archive (.tgz) nor a chart directory with a Chart.yaml; "
+                f"fetch it with `helm pull <chart> --repo <repository> --version <version>` and give its path, relative "
+                f"to the project directory {PROJECT_ROOT} or absolute",
             )

@@ -8,12 +8,15 @@ import copy
 import difflib
 import re
 import typing
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from pydantic import BaseModel, ValidationError
 
 from components.config.checks import check_lab
+from components.config.defaults import PROJECT_ROOT
 from components.config.kubeconfig import resolve_cluster
+from components.config.neighbours import neighbour_warnings
 from components.config.offline import with_bundle_sources
 from components.config.problems import ConfigError, Problem, did_you_mean, kind_of
 from components.config.schema import LabConfig
@@ -155,10 +158,13 @@ def _problem_from_pydantic(error: dict) -> Problem:
     return Problem(_format_loc(loc), message)
 
 
-def parse(raw: Mapping[str, Any], *, stack: str, secret_keys: frozenset[str] = frozenset()) -> LabConfig:
+def parse(
+    raw: Mapping[str, Any], *, stack: str, secret_keys: frozenset[str] = frozenset(), project_dir: Path = PROJECT_ROOT
+) -> LabConfig:
     """Validate raw stack config (keys without the namespace) into a :class:`LabConfig`.
 
-    Raises :class:`ConfigError` listing every problem found.
+    Raises :class:`ConfigError` listing every problem found. The other stack files of
+    ``project_dir`` are read for what this stack would clash with (warnings).
     """
     problems = _unknown_keys(LabConfig, raw, ())
     for key in ("stack", "warnings"):
@@ -203,6 +209,7 @@ def parse(raw: Mapping[str, Any], *, stack: str, secret_keys: frozenset[str] = f
     problems += [p for p in lab_problems if _section(_top_key(p.path)) not in hidden]
     if problems:
         raise ConfigError(problems)
+    lab_warnings += neighbour_warnings(cfg, project_dir)
     cfg = with_bundle_sources(cfg)
     return cfg.model_copy(update={"warnings": tuple(warnings + lab_warnings)})
 

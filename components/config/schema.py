@@ -7,6 +7,7 @@ Each value is parsed once here, where it enters; the cross-key checks live in
 from __future__ import annotations
 
 import re
+import unicodedata
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Literal, Optional, Sequence
 
@@ -363,6 +364,28 @@ class AppOptions(_Strict):
 # --------------------------------------------------------------------------------------------
 # The whole lab
 
+# The URL standard parses a host whose last label is a number (decimal, or hex with 0x) as an IPv4
+# address: http://app.lab.123 is never looked up.
+_NUMBER = re.compile(r"^([0-9]+|0x[0-9a-f]*)$")
+
+
+def _is_dns_domain(value: str) -> bool:
+    return "." in value and all(_DNS_LABEL.match(label) for label in value.split("."))
+
+
+def _ascii_domain(value: str) -> Optional[str]:
+    """``läb.test`` -> ``xn--lb-via.test``: each label with letters outside ASCII in its IDNA (punycode)
+    form, the name browsers look up; None when a label cannot be encoded."""
+    labels = []
+    for label in value.split("."):
+        if not label.isascii():
+            try:
+                label = "xn--" + unicodedata.normalize("NFC", label).encode("punycode").decode("ascii")
+            except UnicodeError:
+                return None
+        labels.append(label)
+    return ".".join(labels)
+
 
 def app_hostname(app: str, domain: str) -> str:
     """``app.lab.local``: where an app answers."""
@@ -397,10 +420,28 @@ class LabConfig(_Strict):
     @classmethod
     def _domain(cls, value: str) -> str:
         value = value.lower().rstrip(".")
+        ascii_form = _ascii_domain(value)
+        if ascii_form is not None and ascii_form != value and _is_dns_domain(ascii_form):
+            raise ValueError(
+                f"{value!r} is an internationalised name; Ingress hosts, certificates and /etc/hosts take its "
+                f"ASCII form, which browsers look up in its place: set the domain to {ascii_form}"
+            )
         if len(value) > MAX_HOSTNAME_LENGTH:
             raise ValueError(f"is {len(value)} characters long; a DNS name has at most {MAX_HOSTNAME_LENGTH}")
-        if not all(_DNS_LABEL.match(label) for label in value.split(".")) or "." not in value:
+        if not _is_dns_domain(value):
             raise ValueError(f"{value!r} is not a DNS domain with at least two labels, e.g. lab.local or lab.test")
+        last = value.rsplit(".", 1)[1]
+        if _NUMBER.match(last):
+            raise ValueError(
+                f"{value!r} ends in a number ({last}): browsers take such a name for an IPv4 address and never "
+                "look it up, so no app URL would open; end the domain with a name, e.g. lab.test"
+            )
+        if last == "localhost":
+            raise ValueError(
+                f"{value!r} is under localhost: browsers send every *.localhost name to the laptop's own loopback "
+                "address (RFC 6761), ignoring /etc/hosts and DNS, so no app URL would reach the ingress IP; "
+                "use another domain, e.g. lab.test"
+            )
         return value
 
     @field_validator("apps")

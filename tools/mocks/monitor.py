@@ -78,6 +78,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(mocks)
         self.requests: list[tuple[Any, str]] = []
         self.reads: list[tuple[Any, str]] = []
+        self.invokes: list[tuple[str, dict]] = []
         self.transforms: dict[str, Callable] = {}
 
     def RegisterResource(self, request):  # noqa: N802 (gRPC name)
@@ -89,6 +90,11 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
             callbacks = settings.SETTINGS.callbacks
             self.transforms.update({token: fn for fn, token in getattr(callbacks, "_transforms", {}).items()})
         return response
+
+    def Invoke(self, request):  # noqa: N802 (gRPC name)
+        # A function the program calls through a provider (helm.v3.Chart's `helm template`, say).
+        self.invokes.append((request.tok, _unwrap(json_format.MessageToDict(request.args), "", set())))
+        return super().Invoke(request)
 
     def ReadResource(self, request):  # noqa: N802 (gRPC name)
         response = super().ReadResource(request)

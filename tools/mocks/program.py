@@ -96,4 +96,4 @@ def run_program(
     warnings = [msg for level, msg in capture.records if level == logging.WARNING]
     errors = [msg for level, msg in capture.records if level >= logging.ERROR]
     reads = [_record_read(req, urn) for req, urn in monitor.reads]
-    return Run(resources, outputs, secret_outputs, warnings, errors, reads)
+    return Run(resources, outputs, secret_outputs, warnings, errors, reads, list(monitor.invokes))

@@ -67,6 +67,7 @@ class Run:
     warnings: list[str]
     errors: list[str] = field(default_factory=list)
     reads: list[Registered] = field(default_factory=list)  # Resource.get(...) reads; inputs hold the id
+    invokes: list[tuple[str, dict]] = field(default_factory=list)  # provider functions called: (token, args)
 
     def read(self, name: str) -> Registered:
         matches = [r for r in self.reads if r.name == name]
