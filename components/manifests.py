@@ -62,12 +62,17 @@ def chain(*edits: Edit) -> Edit:
 
 
 def into_namespace(namespace: str) -> Edit:
-    """Put namespaced objects that name no namespace into ``namespace``."""
+    """Put namespaced objects that name no namespace into ``namespace``.
+
+    ``kubernetes.yaml.v2.ConfigFile`` gives such an object the provider's default namespace,
+    ``default``, before any transform sees it; the upstream manifests this edit is for never mean
+    ``default``, so that counts as naming none.
+    """
 
     def edit(obj: Obj) -> Optional[Obj]:
         kind, _ = kind_and_name(obj)
         metadata = obj.get("metadata") or {}
-        if kind in CLUSTER_SCOPED_KINDS or metadata.get("namespace"):
+        if kind in CLUSTER_SCOPED_KINDS or metadata.get("namespace") not in (None, "", "default"):
             return None
         obj = copy.deepcopy(obj)
         obj.setdefault("metadata", {})["namespace"] = namespace

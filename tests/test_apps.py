@@ -123,6 +123,17 @@ def test_argocd_objects_land_in_the_argocd_namespace(argocd_objects):
             assert namespace == "argocd", f"{obj['kind']} {obj['metadata']['name']}"
 
 
+def test_objects_the_provider_put_in_default_move_to_the_apps_namespace():
+    # kubernetes.yaml.v2.ConfigFile hands the transforms a namespaced object without a namespace
+    # already in the provider's default one; upstream's manifests never mean "default".
+    from components.manifests import into_namespace
+
+    edit = into_namespace("argocd")
+    assert edit({"kind": "Deployment", "metadata": {"name": "argocd-server", "namespace": "default"}})["metadata"]["namespace"] == "argocd"
+    assert edit({"kind": "Deployment", "metadata": {"name": "x", "namespace": "kube-system"}}) is None
+    assert edit({"kind": "ClusterRole", "metadata": {"name": "x"}}) is None
+
+
 def test_argocd_server_speaks_plain_http_so_the_ingress_does_not_loop(argocd_objects):
     assert find(argocd_objects, "ConfigMap", "argocd-cmd-params-cm")["data"]["server.insecure"] == "true"
     server = find(argocd_objects, "Deployment", "argocd-server")

@@ -384,12 +384,6 @@ def test_render_mode_renders_every_app_it_is_given_and_the_dns_server(rendered_c
 
 
 @pytest.mark.parametrize("rendered_charts", [EVERYTHING], ids=[stack_id(*EVERYTHING)], indirect=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="ConfigFile v2 gives a namespaced object without a namespace the provider's default one ('default') before "
-    "the transforms run, so components.manifests.into_namespace finds one set and Argo CD's and Online Boutique's "
-    "objects stay in 'default', on a cluster as in render mode",
-)
 def test_upstream_manifests_without_a_namespace_land_in_their_apps_namespace(rendered_charts):
     namespaces = {d["metadata"]["name"]: d["metadata"].get("namespace") for d in _chart_objects(rendered_charts, "Deployment")}
     assert (namespaces["argocd-server"], namespaces["frontend"]) == ("argocd", "online-boutique")
