@@ -63,6 +63,55 @@ ExecStart=/bin/mount --make-rshared /
 WantedBy=local-fs.target
 UNIT
   chroot "$root" systemctl enable k8s-lab-shared-root.service >/dev/null 2>&1
+  # Pods' DNS: docker's embedded DNS server (127.0.0.11, in a container on a user-defined
+  # network) answers the node's own processes only; a pod handed the node's resolv.conf would ask
+  # itself (CoreDNS stops on the loop). So names go through the node's default gateway address,
+  # which docker's own NAT rules for its DNS server are taught to take, from pods too (as kind's
+  # nodes do). Again at every boot: docker writes its rules anew into each new network namespace.
+  cat >"$root/usr/local/sbin/k8s-lab-docker-dns" <<'SCRIPT'
+#!/bin/bash
+set -euo pipefail
+embedded=127.0.0.11
+gateway=$(ip -4 route show default | awk '{ print $3; exit }')
+[ -n "$gateway" ] || exit 0
+save= rules=
+for candidate in iptables-nft-save iptables-legacy-save; do
+  rules=$("$candidate" -t nat 2>/dev/null || true)
+  if grep -q -- "-d $embedded/32 .*DNAT" <<<"$rules"; then
+    save=$candidate
+    break
+  fi
+done
+if [ -n "$save" ]; then
+  sysctl -q -w net.ipv4.conf.all.route_localnet=1
+  printf '%s\n' "$rules" | sed \
+    -e "s/-d $embedded/-d $gateway/g" \
+    -e 's/^-A OUTPUT \(.*\) -j DOCKER_OUTPUT$/&\n-A PREROUTING \1 -j DOCKER_OUTPUT/' \
+    -e "s/--to-source :53/--to-source $gateway:53/g" \
+    -e "s/p -j DNAT --to-destination $embedded/p --dport 53 -j DNAT --to-destination $embedded/g" |
+    "${save%-save}-restore"
+fi
+if grep -q "^nameserver $embedded" /etc/resolv.conf; then
+  # docker bind-mounts the file: rewrite it in place.
+  sed -e "s/^nameserver $embedded/nameserver $gateway/" /etc/resolv.conf >/run/k8s-lab-resolv.conf
+  cat /run/k8s-lab-resolv.conf >/etc/resolv.conf
+fi
+SCRIPT
+  chmod 0755 "$root/usr/local/sbin/k8s-lab-docker-dns"
+  cat >"$root/etc/systemd/system/k8s-lab-docker-dns.service" <<'UNIT'
+[Unit]
+Description=Let pods reach docker's DNS server through the node's gateway address
+After=network.target
+Before=containerd.service kubelet.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/k8s-lab-docker-dns
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+  chroot "$root" systemctl enable k8s-lab-docker-dns.service >/dev/null 2>&1
 }
 rootfs() {
   local out=${1:?the output tar} mirror=${2:-http://deb.debian.org/debian} work

@@ -23,18 +23,23 @@ die() {
   exit 1
 }
 
-# Two vagrant commands on one machine at the same moment: the second fails at once, "because it
-# is locked" (Vagrant's machine index), and the lab's steps on the control plane run side by side
-# (the CNI, each join's token, the kubeconfig). That refusal comes before the command does
-# anything, reads no stdin, so the call is made again; everything else passes through, stderr
-# as it comes.
+# Vagrant runs one command on a machine at a time: another one meanwhile fails at once, "because
+# it is locked", and `vagrant ssh` holds the machine as long as its command runs. The lab's steps
+# on the control plane run side by side (the CNI, each join's token, the kubeconfig), so a call
+# the lock refuses (before doing anything or reading stdin) waits its turn and is made again, for
+# up to ten minutes; Vagrant's refusal is left out of the output, which otherwise streams as it comes.
 vagrant() {
-  local attempt=1 status errors
+  local attempt=1 status errors said=""
   errors=$(mktemp "${TMPDIR:-/tmp}/k8s-lab-vagrant.XXXXXX")
   while :; do
     status=0
-    { command vagrant "$@" 2>&1 1>&3 3>&- | tee "$errors" >&2; } 3>&1 || status=$?
-    if [ "$status" -ne 0 ] && [ "$attempt" -lt 30 ] && grep -q "because it is locked" "$errors"; then
+    { command vagrant "$@" 2>&1 1>&3 3>&- | tee "$errors" |
+      awk '/because it is locked/ { skip = 1 } !skip { print; fflush() } skip && /^Provider: / { skip = 0 }' >&2; } 3>&1 || status=$?
+    if [ "$status" -ne 0 ] && [ "$attempt" -lt 300 ] && grep -q "because it is locked" "$errors"; then
+      if [ -z "$said" ]; then
+        echo "k8s-lab: another vagrant command holds the machine; waiting for it" >&2
+        said=1
+      fi
       attempt=$((attempt + 1))
       sleep 2
       continue

@@ -240,6 +240,8 @@ def test_a_machine_locked_by_another_vagrant_is_tried_again_and_its_stdin_still_
     calls = fake.calls()
     assert len(calls) == 3 and [argv[:2] for argv, _ in calls] == [["ssh", "k8s-cp"]] * 3
     assert calls[2][1].endswith("echo hello\n")  # the third attempt got the whole script
+    assert "because it is locked" not in result.stderr
+    assert result.stderr.count("another vagrant command holds the machine; waiting for it") == 1
 
 
 def test_other_vagrant_failures_are_not_retried(fake):
