@@ -7,14 +7,17 @@ as a secret output (encrypted by the stack's secrets provider, shown as ``[secre
 `up` reuses it. Its ``diff`` replaces the CA only when its own settings change (common name,
 validity, the domain its name constraint allows), so a user trusts it once.
 
-The CA is name-constrained to the lab's domain: even if the state leaked, its key could not sign
-a certificate a browser trusting it would accept for any other name. The server certificate is
+The CA vouches for TLS servers under the lab's domain only: its name constraint permits that domain
+and excludes every IP address, and its extended key usage is server authentication. Even if the
+state leaked, its key could not sign a certificate that a machine trusting it would accept for
+another name, an IP address, a client, or code. The server certificate is
 renewed by the first `up` within :data:`RENEW_BEFORE_DAYS` of its expiry.
 """
 
 from __future__ import annotations
 
 import datetime
+import ipaddress
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
@@ -51,8 +54,13 @@ def _cert_pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
+# A name constraint's permitted DNS names say nothing of IP addresses: a leaf for 8.8.8.8 would
+# verify. Excluding every address closes that.
+EVERY_IP_ADDRESS = [x509.IPAddress(ipaddress.ip_network("0.0.0.0/0")), x509.IPAddress(ipaddress.ip_network("::/0"))]
+
+
 def issue_ca(common_name: str, domain: str, validity_days: int, now: Optional[datetime.datetime] = None) -> tuple[str, str]:
-    """A self-signed CA (certificate PEM, key PEM) allowed to sign names under ``domain`` only."""
+    """A self-signed CA (certificate PEM, key PEM) for TLS servers named under ``domain`` only."""
     now = now or _now()
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "k8s-lab")])
@@ -70,7 +78,10 @@ def issue_ca(common_name: str, domain: str, validity_days: int, now: Optional[da
             x509.KeyUsage(False, False, False, False, False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False),
             critical=True,
         )
-        .add_extension(x509.NameConstraints(permitted_subtrees=[x509.DNSName(domain)], excluded_subtrees=None), critical=True)
+        .add_extension(x509.NameConstraints(permitted_subtrees=[x509.DNSName(domain)], excluded_subtrees=EVERY_IP_ADDRESS), critical=True)
+        # Server authentication only: Windows, macOS, NSS and OpenSSL refuse a chain through this
+        # CA for client certificates, code or mail signing, even where the store trusts it for all.
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(ski, critical=False)
         .sign(key, hashes.SHA256())
     )

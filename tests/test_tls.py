@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import datetime
+import ipaddress
 import json
+import shutil
 import subprocess
 import sys
 
@@ -18,7 +20,9 @@ import kubernetes_validate
 import pytest
 from cryptography import x509
 from cryptography.x509 import verification
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from components import tls
 from harness import ROOT, run_lab_cli
@@ -66,16 +70,99 @@ def test_server_certificate_is_refused_for_other_names_and_other_cas(lab_ca):
         verify(cert, other_ca, "app.lab.test")
 
 
-def test_the_ca_can_sign_for_its_domain_only(lab_ca):
-    ca_pem, ca_key = lab_ca
+def signed_leaf(ca_pem: str, ca_key_pem: str, names: list[x509.GeneralName], usage: x509.ObjectIdentifier) -> x509.Certificate:
+    """What anyone holding the CA key could sign: any names, any extended key usage."""
     ca = x509.load_pem_x509_certificate(ca_pem.encode())
-    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    constraint = ca.extensions.get_extension_for_class(x509.NameConstraints)
-    assert constraint.critical and constraint.value.permitted_subtrees == [x509.DNSName("lab.test")]
-    # Even a certificate it signs for another name is refused by a verifier that trusts it.
-    rogue, _ = tls.issue_certificate(ca_pem, ca_key, ["bank.example.com"], 30)
+    ca_key = serialization.load_pem_private_key(ca_key_pem.encode(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rogue")]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - datetime.timedelta(hours=1))
+        .not_valid_after(NOW + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.public_key()), critical=False)  # type: ignore[arg-type]
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+
+
+def code_signing_verifier(ca_pem: str):
+    """A verifier for code signing as Windows, macOS and OpenSSL's codesign purpose chain it: every
+    certificate's extended key usage, where present, must allow code signing (cryptography has no
+    code-signing policy of its own, so the rule is spelt out here)."""
+
+    def allows_code_signing(_policy, _cert, usage):
+        if usage is not None and not {ExtendedKeyUsageOID.CODE_SIGNING, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE} & set(usage):
+            raise ValueError("extended key usage does not allow code signing")
+
+    store = verification.Store([x509.load_pem_x509_certificate(ca_pem.encode())])
+    return (
+        verification.PolicyBuilder()
+        .store(store)
+        .time(NOW)
+        .extension_policies(
+            ca_policy=verification.ExtensionPolicy.webpki_defaults_ca().may_be_present(
+                x509.ExtendedKeyUsage, verification.Criticality.AGNOSTIC, allows_code_signing
+            ),
+            ee_policy=verification.ExtensionPolicy.webpki_defaults_ee().require_present(
+                x509.ExtendedKeyUsage, verification.Criticality.AGNOSTIC, allows_code_signing
+            ),
+        )
+        .build_client_verifier()
+    )
+
+
+def openssl_verify(tmp_path, ca_pem: str, leaf: x509.Certificate, purpose: str) -> subprocess.CompletedProcess:
+    (tmp_path / "ca.pem").write_text(ca_pem)
+    (tmp_path / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    return subprocess.run(
+        ["openssl", "verify", "-purpose", purpose, "-CAfile", str(tmp_path / "ca.pem"), str(tmp_path / "leaf.pem")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+
+
+def test_the_ca_key_can_vouch_only_for_tls_servers_named_under_the_domain(lab_ca, tmp_path):
+    # Whoever gets the CA key (a leaked state) can sign anything; what a machine trusting the CA
+    # accepts is what its name constraint and extended key usage allow.
+    ca_pem, ca_key = lab_ca
+    server = verification.PolicyBuilder().store(verification.Store([x509.load_pem_x509_certificate(ca_pem.encode())])).time(NOW)
+    lab_host = signed_leaf(ca_pem, ca_key, [x509.DNSName("app.lab.test")], ExtendedKeyUsageOID.SERVER_AUTH)
+    server.build_server_verifier(verification.DNSName("app.lab.test")).verify(lab_host, [])
+    refused_servers = {
+        "8.8.8.8": signed_leaf(ca_pem, ca_key, [x509.IPAddress(ipaddress.ip_address("8.8.8.8"))], ExtendedKeyUsageOID.SERVER_AUTH),
+        "2001:4860:4860::8888": signed_leaf(
+            ca_pem, ca_key, [x509.IPAddress(ipaddress.ip_address("2001:4860:4860::8888"))], ExtendedKeyUsageOID.SERVER_AUTH
+        ),
+        "bank.example.com": signed_leaf(ca_pem, ca_key, [x509.DNSName("bank.example.com")], ExtendedKeyUsageOID.SERVER_AUTH),
+    }
+    for target, leaf in refused_servers.items():
+        subject = verification.DNSName(target) if target[0].isalpha() else verification.IPAddress(ipaddress.ip_address(target))
+        with pytest.raises(verification.VerificationError):
+            server.build_server_verifier(subject).verify(leaf, [])
+    client = signed_leaf(ca_pem, ca_key, [x509.DNSName("app.lab.test")], ExtendedKeyUsageOID.CLIENT_AUTH)
     with pytest.raises(verification.VerificationError):
-        verify(rogue, ca_pem, "bank.example.com")
+        server.build_client_verifier().verify(client, [])
+    code = signed_leaf(ca_pem, ca_key, [x509.DNSName("app.lab.test")], ExtendedKeyUsageOID.CODE_SIGNING)
+    with pytest.raises(verification.VerificationError):
+        code_signing_verifier(ca_pem).verify(code, [])
+    # The lab's own certificate still verifies for every lab host, as a TLS server.
+    cert, _ = tls.issue_certificate(ca_pem, ca_key, ["*.lab.test", "lab.test"], 397)
+    verify(cert, ca_pem, "app.lab.test")
+    if shutil.which("openssl"):
+        assert openssl_verify(tmp_path, ca_pem, x509.load_pem_x509_certificate(cert.encode()), "sslserver").returncode == 0
+        assert openssl_verify(tmp_path, ca_pem, lab_host, "sslserver").returncode == 0
+        for target, leaf in refused_servers.items():
+            assert openssl_verify(tmp_path, ca_pem, leaf, "sslserver").returncode != 0, target
+        assert openssl_verify(tmp_path, ca_pem, client, "sslclient").returncode != 0
+        signed_code = openssl_verify(tmp_path, ca_pem, code, "codesign")
+        if "Invalid purpose" not in signed_code.stderr:  # OpenSSL 3.4 and later know the purpose
+            assert signed_code.returncode != 0
 
 
 def test_certificate_never_outlives_its_ca():
