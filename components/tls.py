@@ -213,24 +213,6 @@ _SECRET_KEY = pulumi.ResourceOptions(additional_secret_outputs=["key_pem"])
 # The component
 
 
-def trust_commands(stack: str) -> dict[str, str]:
-    """How to trust the lab CA, per system: each starts by saving the ``ca_certificate`` output."""
-    file = f"k8s-lab-{stack}-ca.crt"
-    save = f"pulumi stack output --stack {stack} ca_certificate > {file}"
-    name = f"k8s-lab {stack} CA"
-    return {
-        "debian_ubuntu": f"{save} && sudo cp {file} /usr/local/share/ca-certificates/{file} && sudo update-ca-certificates",
-        "fedora": f"{save} && sudo cp {file} /etc/pki/ca-trust/source/anchors/{file} && sudo update-ca-trust",
-        "macos": f"{save} && sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain {file}",
-        "windows": f"{save}; Import-Certificate -FilePath {file} -CertStoreLocation Cert:\\LocalMachine\\Root  # PowerShell as Administrator",
-        "firefox": (
-            f"{save} && for profile in ~/.mozilla/firefox/*/; do certutil -A -d sql:\"$profile\" -n '{name}' -t C,, -i {file}; done"
-            "  # certutil: libnss3-tools (Debian) / nss-tools (Fedora). Firefox on macOS and Windows: set "
-            "security.enterprise_roots.enabled to true in about:config to use the system's trust instead"
-        ),
-    }
-
-
 @dataclass(frozen=True)
 class LabTLSArgs:
     cluster: Cluster

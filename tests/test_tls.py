@@ -276,19 +276,12 @@ def test_gateway_gets_an_https_listener_with_the_certificate_in_its_namespace():
     assert all("tls" not in route.inputs["spec"] for route in r.of_type(HTTP_ROUTE))
 
 
-def test_outputs_give_the_ca_in_clear_and_the_trust_commands():
+def test_outputs_give_the_ca_in_clear_and_no_private_key():
     r = run_lab()
     assert r.outputs["ca_certificate"].startswith("-----BEGIN CERTIFICATE-----")
     assert "ca_certificate" not in r.secret_outputs
     assert r.outputs["https_urls"] == {"demo": "https://app.lab.local"}
     assert r.outputs["urls"] == {"demo": "http://app.lab.local"}
-    commands = r.outputs["trust_commands"]
-    assert set(commands) == {"debian_ubuntu", "fedora", "macos", "windows", "firefox"}
-    for command in commands.values():
-        assert command.startswith("pulumi stack output --stack lab ca_certificate > k8s-lab-lab-ca.crt")
-    assert "update-ca-certificates" in commands["debian_ubuntu"] and "update-ca-trust" in commands["fedora"]
-    assert "add-trusted-cert" in commands["macos"] and "Cert:\\LocalMachine\\Root" in commands["windows"]
-    assert "certutil -A" in commands["firefox"]
     assert not any("PRIVATE KEY" in json.dumps(v) for v in r.outputs.values())
 
 
@@ -325,18 +318,87 @@ def test_bad_tls_settings_are_refused_naming_the_key():
     assert "unknown key" in config_problems(**{"tls.ca_days": 10})["tls.ca_days"]
 
 
-def test_lab_trust_prints_the_commands_of_the_stacks_output(tmp_path):
-    # A stand-in `pulumi` on PATH that answers `stack output --json trust_commands` with what the
-    # program exports; everything else about ./lab trust is the real script.
-    commands = run_lab().outputs["trust_commands"]
-    (tmp_path / "out.json").write_text(json.dumps(commands))
-    pulumi = f'case "$*" in *"--json trust_commands"*) cat {tmp_path}/out.json ;; *) exit 1 ;; esac\n'
-    result = run_lab_cli(tmp_path, "trust", pulumi)
+# Stand-ins for what the trust commands call: each records its arguments (and sudo what it would
+# run, and its input), and none changes the machine. sudo runs a stand-in of this directory, and
+# only those; a bare `pulumi` answers as in a shell logged in to no backend.
+STAND_INS = {
+    "sudo": '''#!/bin/sh
+here=$(dirname "$0")
+printf 'sudo %s\\n' "$*" >>"$TRUST_LOG"
+if [ -x "$here/$1" ]; then exec "$@"; fi
+if [ "$1" = tee ]; then cat >"$TRUST_LOG.tee"; fi
+''',
+    "certutil": '#!/bin/sh\nprintf "certutil %s\\n" "$*" >>"$TRUST_LOG"\n',
+    "update-ca-certificates": '#!/bin/sh\necho update-ca-certificates >>"$TRUST_LOG"\n',
+    "update-ca-trust": '#!/bin/sh\necho update-ca-trust >>"$TRUST_LOG"\n',
+    "security": '#!/bin/sh\nprintf "security %s\\n" "$*" >>"$TRUST_LOG"\n',
+    "pulumi": '#!/bin/sh\necho "error: no stack named lab found" >&2\nexit 255\n',
+}
+
+
+def trust_output(text: str) -> tuple[str, dict[str, str]]:
+    """./lab trust's output: its first line, and the one command under each ``# <system>:`` comment."""
+    lines = text.splitlines()
+    commands = {}
+    for comment, command in zip(lines, lines[1:]):
+        if comment.startswith("# ") and ":" in comment and command and not command.startswith("#"):
+            commands[comment[2:].split(":")[0]] = command
+    return lines[0], commands
+
+
+def test_lab_trust_prints_commands_that_work_pasted_into_a_plain_shell(tmp_path):
+    ca_pem = run_lab().outputs["ca_certificate"]
+    (tmp_path / "ca.pem").write_text(ca_pem)
+    # ./lab's own pulumi (a stand-in that knows the stack's outputs) answers ./lab trust.
+    lab_pulumi = f'case "$*" in *"--stack lab ca_certificate"*) cat {tmp_path}/ca.pem ;; *) exit 1 ;; esac\n'
+    (tmp_path / "lab").mkdir()
+    result = run_lab_cli(tmp_path / "lab", "trust", lab_pulumi)
     assert result.returncode == 0, result.stderr
-    assert "# debian ubuntu\n" + commands["debian_ubuntu"] in result.stdout
-    assert "# windows\n" + commands["windows"] in result.stdout
-    (tmp_path / "out.json").write_text("")
-    empty = run_lab_cli(tmp_path, "trust", pulumi)
+    first, commands = trust_output(result.stdout)
+    file = tmp_path / "lab" / ".config" / "k8s-lab" / "k8s-lab-lab-ca.crt"
+    assert str(file) in first and file.read_text().strip() == ca_pem.strip()
+    assert set(commands) == {"debian ubuntu", "fedora", "macos", "windows", "firefox"}
+
+    # The user's shell: another HOME, nothing of ./lab's environment, stand-ins first on PATH.
+    home, bin_dir, log = tmp_path / "home", tmp_path / "bin", tmp_path / "trust.log"
+    bin_dir.mkdir()
+    for name, body in STAND_INS.items():
+        (bin_dir / name).write_text(body)
+        (bin_dir / name).chmod(0o755)
+    profiles = [
+        home / ".mozilla/firefox/abcd.default-release",
+        home / "snap/firefox/common/.mozilla/firefox/efgh.default",
+        home / ".pki/nssdb",
+    ]
+    for profile in profiles:
+        profile.mkdir(parents=True)
+        (profile / "cert9.db").write_text("")
+    (home / ".mozilla/firefox/Crash Reports").mkdir()  # not a profile
+    (home / ".mozilla/firefox/profiles.ini").write_text("[Profile0]\n")
+    env = {"HOME": str(home), "PATH": f"{bin_dir}:/usr/bin:/bin", "TRUST_LOG": str(log)}
+
+    def paste(system: str) -> list[str]:
+        log.write_text("")
+        run = subprocess.run(["bash", "--noprofile", "--norc", "-c", commands[system]], env=env, cwd=home,
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert run.returncode == 0, f"{system}: {run.stderr}"
+        return log.read_text().splitlines()
+
+    assert paste("debian ubuntu") == [f"sudo cp {file} /usr/local/share/ca-certificates/k8s-lab-lab-ca.crt", "sudo update-ca-certificates", "update-ca-certificates"]
+    assert paste("fedora") == ["sudo tee /etc/pki/ca-trust/source/k8s-lab-lab-ca.pem", "sudo update-ca-trust", "update-ca-trust"]
+    trusted = (tmp_path / "trust.log.tee").read_text()
+    assert trusted.startswith("-----BEGIN TRUSTED CERTIFICATE-----")
+    uses = subprocess.run(["openssl", "x509", "-noout", "-text", "-trustout"], input=trusted, capture_output=True, text=True, check=True)
+    assert "Trusted Uses:\n  TLS Web Server Authentication\n" in uses.stdout
+    security = f"security add-trusted-cert -d -r trustRoot -p ssl -k /Library/Keychains/System.keychain {file}"
+    assert paste("macos") == [f"sudo {security}", security]
+    certutil = sorted(paste("firefox"))
+    assert certutil == sorted(f"certutil -A -d sql:{p} -n k8s-lab lab CA -t C,, -i {file}" for p in profiles)
+    assert commands["windows"] == f"Import-Certificate -FilePath '{file}' -CertStoreLocation Cert:\\LocalMachine\\Root"
+
+
+def test_lab_trust_without_a_ca_says_to_run_up(tmp_path):
+    empty = run_lab_cli(tmp_path, "trust", "exit 0\n")
     assert empty.returncode == 1 and "run ./lab up first" in empty.stderr
 
 
