@@ -314,7 +314,7 @@ def test_settings_reach_the_ca_and_the_certificate():
 def test_bad_tls_settings_are_refused_naming_the_key():
     assert "825" in config_problems(**{"tls.certificate_validity_days": 1000})["tls.certificate_validity_days"]
     problems = config_problems(**{"tls.ca_validity_days": 60, "tls.certificate_validity_days": 90})
-    assert "outlives the CA" in problems["tls.certificate_validity_days"]
+    assert "does not outlive the certificate (tls.certificate_validity_days: 90)" in problems["tls.ca_validity_days"]
     assert "unknown key" in config_problems(**{"tls.ca_days": 10})["tls.ca_days"]
 
 
@@ -344,6 +344,18 @@ def trust_output(text: str) -> tuple[str, dict[str, str]]:
         if comment.startswith("# ") and ":" in comment and command and not command.startswith("#"):
             commands[comment[2:].split(":")[0]] = command
     return lines[0], commands
+
+
+def test_a_ca_barely_longer_lived_than_the_certificate_is_refused_naming_both_keys():
+    # 400 against 397 days: the first renewal would get a certificate of 33 days, and the CA's
+    # expiry warning would start while the first certificate is still fresh.
+    problems = config_problems(**{"tls.ca_validity_days": 400, "tls.certificate_validity_days": 397})
+    assert set(problems) == {"tls.ca_validity_days"}
+    message = problems["tls.ca_validity_days"]
+    assert "tls.certificate_validity_days: 397" in message and "by the 90 days preview warns before the CA expires" in message
+    assert "set tls.ca_validity_days to at least 487, or tls.certificate_validity_days to at most 310" in message
+    run_lab(**{"tls.ca_validity_days": 487, "tls.certificate_validity_days": 397})  # the margin itself is enough
+    run_lab(**{"tls.enabled": False, "tls.ca_validity_days": 400})  # no CA, nothing to refuse
 
 
 def test_lab_trust_prints_commands_that_work_pasted_into_a_plain_shell(tmp_path):
