@@ -325,7 +325,6 @@ def front_door(tmp: Path, stack: str, samples: int = 5) -> list[list[str]]:
     project = Project(tmp)
     for name in ("lab", "Pulumi.yaml", "requirements-dev.txt"):
         shutil.copy2(ROOT / name, project.dir / name)
-    (project.dir / ".venv").symlink_to(venv)
     (project.dir / f"Pulumi.{stack}.yaml").write_text(json.dumps({"config": lab_config()}))
     yardstick = tmp / "yardstick"
     shutil.copytree(ROOT / "bench" / "one_per_provider", yardstick)

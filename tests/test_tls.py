@@ -1,8 +1,11 @@
-"""HTTPS from the lab CA: the certificates themselves, the dynamic providers' create-once and
-replace rules, and where the certificate goes in the graph (Ingress, Gateway, outputs).
+"""HTTPS from the lab CA: the certificates themselves, the two commands that make them (made once,
+replaced only on purpose, renewed on time), the CA's expiry, and where the certificate goes in
+the graph (Ingress, Gateway, outputs).
 
 Certificates are checked with cryptography's own X.509 path verifier (the rules browsers apply:
-chain, validity, names, the CA's name constraint), not by reading fields back.
+chain, validity, names, the CA's name constraint), not by reading fields back. Time is the
+tests' to set: the certificates are issued at a given ``now``, and the program's clock
+(``components.tls._now``) is replaced where a run must see another day.
 """
 
 from __future__ import annotations
@@ -19,17 +22,18 @@ import dill
 import kubernetes_validate
 import pytest
 from cryptography import x509
-from cryptography.x509 import verification
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from components import tls
-from harness import ROOT, run_lab_cli
-from labruns import ALL_APPS, INGRESS, SECRET, config_problems, run_lab
+from components import certificates, tls
+from components.config.defaults import CA_WARN_BEFORE_DAYS, RENEW_BEFORE_DAYS
+from harness import ROOT, LabMocks, run_lab_cli, run_program
+from labruns import ALL_APPS, COMMAND, INGRESS, SECRET, config_problems, existing, run_lab
 
-DYNAMIC = "pulumi-python:dynamic:Resource"
 NOW = datetime.datetime.now(datetime.timezone.utc)
+DAY = datetime.timedelta(days=1)
 
 
 def verify(cert_pem: str, ca_pem: str, host: str) -> None:
@@ -41,7 +45,7 @@ def verify(cert_pem: str, ca_pem: str, host: str) -> None:
 
 @pytest.fixture(scope="module")
 def lab_ca():
-    return tls.issue_ca("k8s-lab test CA", "lab.test", 3650)
+    return certificates.issue_ca("k8s-lab test CA", "lab.test", 3650)
 
 
 # -- the certificates ------------------------------------------------------------------------
@@ -49,7 +53,7 @@ def lab_ca():
 
 def test_server_certificate_is_trusted_for_every_lab_host_through_the_ca(lab_ca):
     ca_pem, ca_key = lab_ca
-    cert, key = tls.issue_certificate(ca_pem, ca_key, ["*.lab.test", "lab.test"], 397)
+    cert, key = certificates.issue_certificate(ca_pem, ca_key, ["*.lab.test", "lab.test"], 397)
     for host in ("app.lab.test", "grafana.lab.test", "lab.test"):
         verify(cert, ca_pem, host)
     assert "PRIVATE KEY" in key and key != ca_key
@@ -60,12 +64,12 @@ def test_server_certificate_is_trusted_for_every_lab_host_through_the_ca(lab_ca)
 
 def test_server_certificate_is_refused_for_other_names_and_other_cas(lab_ca):
     ca_pem, ca_key = lab_ca
-    cert, _ = tls.issue_certificate(ca_pem, ca_key, ["*.lab.test", "lab.test"], 397)
+    cert, _ = certificates.issue_certificate(ca_pem, ca_key, ["*.lab.test", "lab.test"], 397)
     with pytest.raises(verification.VerificationError):
         verify(cert, ca_pem, "app.example.com")
     with pytest.raises(verification.VerificationError):
         verify(cert, ca_pem, "deep.app.lab.test")  # a wildcard covers one label
-    other_ca, _ = tls.issue_ca("another CA", "lab.test", 3650)
+    other_ca, _ = certificates.issue_ca("another CA", "lab.test", 3650)
     with pytest.raises(verification.VerificationError):
         verify(cert, other_ca, "app.lab.test")
 
@@ -152,7 +156,7 @@ def test_the_ca_key_can_vouch_only_for_tls_servers_named_under_the_domain(lab_ca
     with pytest.raises(verification.VerificationError):
         code_signing_verifier(ca_pem).verify(code, [])
     # The lab's own certificate still verifies for every lab host, as a TLS server.
-    cert, _ = tls.issue_certificate(ca_pem, ca_key, ["*.lab.test", "lab.test"], 397)
+    cert, _ = certificates.issue_certificate(ca_pem, ca_key, ["*.lab.test", "lab.test"], 397)
     verify(cert, ca_pem, "app.lab.test")
     if shutil.which("openssl"):
         assert openssl_verify(tmp_path, ca_pem, x509.load_pem_x509_certificate(cert.encode()), "sslserver").returncode == 0
@@ -165,60 +169,203 @@ def test_the_ca_key_can_vouch_only_for_tls_servers_named_under_the_domain(lab_ca
             assert signed_code.returncode != 0
 
 
+def not_after(cert_pem: str) -> datetime.datetime:
+    return x509.load_pem_x509_certificate(cert_pem.encode()).not_valid_after_utc
+
+
 def test_certificate_never_outlives_its_ca():
-    ca_pem, ca_key = tls.issue_ca("short CA", "lab.test", 30)
-    cert, _ = tls.issue_certificate(ca_pem, ca_key, ["lab.test"], 397)
-    assert tls.not_after(cert) <= tls.not_after(ca_pem)
+    ca_pem, ca_key = certificates.issue_ca("short CA", "lab.test", 30)
+    cert, _ = certificates.issue_certificate(ca_pem, ca_key, ["lab.test"], 397)
+    assert not_after(cert) == not_after(ca_pem)
 
 
-# -- the dynamic providers: made once, replaced only on purpose ------------------------------
+# -- the commands: made once, replaced only on purpose -----------------------------------------
 
 
-def ca_props(**changes):
-    return {"common_name": "k8s-lab lab CA", "domain": "lab.test", "validity_days": 3650, **changes}
+def triggers(run, name: str) -> list:
+    return run.one(COMMAND, name).inputs["triggers"]
 
 
-def test_ca_provider_creates_a_ca_and_keeps_it_while_its_settings_stand():
-    provider = tls.CertificateAuthorityProvider()
-    created = provider.create(ca_props())
-    assert created.id == tls.fingerprint(created.outs["cert_pem"])
-    assert "PRIVATE KEY" in created.outs["key_pem"]
-    unchanged = provider.diff(created.id, created.outs, ca_props())
-    assert unchanged.changes is False and unchanged.replaces == []
-    for key, value in (("common_name", "my CA"), ("domain", "lab2.test"), ("validity_days", 365)):
-        changed = provider.diff(created.id, created.outs, ca_props(**{key: value}))
-        assert changed.changes is True and changed.replaces == [key]
-        assert changed.delete_before_replace is False  # the new CA exists before the old goes
+def test_the_ca_is_replaced_only_by_a_new_setting_or_a_rotation():
+    # pulumi-command replaces a command when its triggers change, and only then.
+    base = run_lab(domain="lab.test")
+    assert triggers(base, "lab-tls-ca") == triggers(run_lab(domain="lab.test", apps=ALL_APPS), "lab-tls-ca")
+    for key, value in (
+        ("tls.ca_common_name", "my CA"),
+        ("tls.ca_validity_days", 1000),
+        ("domain", "lab2.test"),
+        ("tls.ca_rotation", 1),
+    ):
+        assert triggers(run_lab(**{"domain": "lab.test", key: value}), "lab-tls-ca") != triggers(base, "lab-tls-ca"), key
+    ca = base.one(COMMAND, "lab-tls-ca")
+    # An update in place (a changed command line) prints the CA it printed before.
+    kept = subprocess.run(["sh", "-c", ca.inputs["update"]], env={"PULUMI_COMMAND_STDOUT": '{"cert_pem": "the CA"}'}, capture_output=True, text=True)
+    assert kept.stdout == '{"cert_pem": "the CA"}'
+    assert ca.options["delete_before_replace"] is False  # the new CA exists before the old goes
 
 
-def test_certificate_provider_reissues_for_new_names_a_new_ca_or_expiry_in_sight(lab_ca):
-    ca_pem, ca_key = lab_ca
-    provider = tls.ServerCertificateProvider()
-    props = {"ca_cert_pem": ca_pem, "ca_key_pem": ca_key, "dns_names": ["*.lab.test", "lab.test"], "validity_days": 397}
-    created = provider.create(props)
-    verify(created.outs["cert_pem"], ca_pem, "app.lab.test")
-    assert "ca_key_pem" not in created.outs  # the CA key stays an input, never an output
-    assert provider.diff(created.id, created.outs, props).changes is False
-    assert provider.diff(created.id, created.outs, {**props, "dns_names": ["*.lab2.test"]}).replaces == ["dns_names"]
-    other_ca, other_key = tls.issue_ca("new CA", "lab.test", 3650)
-    assert provider.diff(created.id, created.outs, {**props, "ca_cert_pem": other_ca, "ca_key_pem": other_key}).replaces == ["ca_cert_pem"]
-    expiring = {**created.outs, "not_after": (NOW + datetime.timedelta(days=10)).isoformat()}
-    assert provider.diff(created.id, expiring, props).replaces == ["not_after"]
+def test_the_commands_keep_their_keys_secret_and_never_log_them():
+    r = run_lab(domain="lab.test")
+    ca, cert = r.one(COMMAND, "lab-tls-ca"), r.one(COMMAND, "lab-tls-certificate")
+    for command in (ca, cert):
+        assert command.inputs["logging"] == "none" and command.options["additional_secret_outputs"] == ["stdout"]
+    assert "stdin" in cert.secret_inputs and "PRIVATE KEY" in json.loads(cert.inputs["stdin"])["ca_key_pem"]
+    assert cert.inputs["addPreviousOutputInEnv"] is False  # the old key never reaches the next run
+    assert cert.depends_on(ca)
 
 
-def test_the_serialized_provider_loads_in_a_fresh_process_in_the_project_directory():
-    # The engine runs dynamic providers in their own process (`python -m pulumi.dynamic`, in the
-    # project directory): the provider is pickled by reference and must import from there.
-    ca = run_lab().named("lab-tls-ca")
+def test_the_certificate_commands_run_from_the_project_directory_in_a_fresh_process():
+    # As the command provider runs them: sh -c '<create>' in the project directory, stdin as given.
+    r = run_lab(domain="lab.test")
+    ca_command, cert_command = r.one(COMMAND, "lab-tls-ca"), r.one(COMMAND, "lab-tls-certificate")
+
+    def run(command, stdin: str) -> subprocess.CompletedProcess:
+        create = command.inputs["create"].replace(tls.PYTHON, sys.executable)  # this checkout's interpreter
+        return subprocess.run(["sh", "-c", create], cwd=ROOT, input=stdin, capture_output=True, text=True)
+
+    made = run(ca_command, ca_command.inputs["stdin"])
+    assert made.returncode == 0, made.stderr
+    ca = json.loads(made.stdout)
+    request = {**json.loads(cert_command.inputs["stdin"]), "ca_cert_pem": ca["cert_pem"], "ca_key_pem": ca["key_pem"]}
+    issued = run(cert_command, json.dumps(request))
+    assert issued.returncode == 0, issued.stderr
+    verify(json.loads(issued.stdout)["cert_pem"], ca["cert_pem"], "app.lab.test")
+    # From a CA that has expired: a clear message, and no certificate.
+    old_ca, old_key = certificates.issue_ca("k8s-lab lab CA", "lab.test", 30, now=NOW - 40 * DAY)
+    refused = run(cert_command, json.dumps({**request, "ca_cert_pem": old_ca, "ca_key_pem": old_key}))
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.startswith(f"k8s-lab certificates: the lab CA expired on {not_after(old_ca):%Y-%m-%d}")
+    assert "./lab rotate-ca" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_labs_made_with_the_earlier_dynamic_resources_can_still_delete_them():
+    # Their state names these two providers, pickled by reference to components.tls; the engine
+    # unpickles them (in a fresh process, in the project directory) to delete the resources.
+    earlier = {
+        "CertificateAuthorityProvider": "gASVNgAAAAAAAACMDmNvbXBvbmVudHMudGxzlIwcQ2VydGlmaWNhdGVBdXRob3JpdHlQcm92aWRlcpSTlCmBlC4=",
+        "ServerCertificateProvider": "gASVMwAAAAAAAACMDmNvbXBvbmVudHMudGxzlIwZU2VydmVyQ2VydGlmaWNhdGVQcm92aWRlcpSTlCmBlC4=",
+    }
     script = (
-        "import base64, sys, dill; "
-        "p = dill.loads(base64.b64decode(sys.stdin.read())); "
-        "r = p.create({'common_name': 'x', 'domain': 'lab.test', 'validity_days': 30}); "
-        "print(type(p).__module__, type(p).__name__, 'BEGIN CERTIFICATE' in r.outs['cert_pem'])"
+        "import base64, json, sys, dill\n"
+        "for payload in json.load(sys.stdin):\n"
+        "    p = dill.loads(base64.b64decode(payload)); p.delete('id', {}); print(type(p).__name__)\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, input=ca.inputs["__provider"], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["components.tls", "CertificateAuthorityProvider", "True"]
-    assert type(dill.loads(base64.b64decode(ca.inputs["__provider"]))) is tls.CertificateAuthorityProvider
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, input=json.dumps(list(earlier.values())), capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.split() == list(earlier), out.stderr
+    assert [type(dill.loads(base64.b64decode(p))).__name__ for p in earlier.values()] == list(earlier)
+
+
+# -- time: renewal, expiry, rotation ---------------------------------------------------------
+
+
+def dates(cert_pem: str) -> tuple[datetime.datetime, datetime.datetime]:
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    return cert.not_valid_before_utc, cert.not_valid_after_utc
+
+
+@pytest.mark.parametrize("ca_days,cert_days", [(3650, 397), (487, 397), (365, 31)])
+def test_over_a_cas_life_the_certificate_is_renewed_in_time_and_never_again_at_its_end(ca_days, cert_days):
+    # One `up` a day from the CA's birth to 60 days after it expired: the certificate command runs
+    # whenever its renewal trigger changes (pulumi-command replaces it), as under the engine.
+    start = datetime.datetime(2026, 3, 1, 12, tzinfo=datetime.timezone.utc)
+    ca_pem, ca_key = certificates.issue_ca("k8s-lab lab CA", "lab.test", ca_days, now=start)
+    ca_start, ca_end = dates(ca_pem)
+    trigger, cert, issued = None, "", []
+    day = start
+    while day < ca_end + 60 * DAY:
+        due = tls.renewal(ca_start, ca_end, cert_days, day)
+        if due != trigger:
+            cert, _ = certificates.issue_certificate(ca_pem, ca_key, ["*.lab.test"], cert_days, now=day)  # CAExpired would fail the test
+            trigger = due
+            issued.append(day)
+        expires = not_after(cert)
+        if day < ca_end:
+            assert expires > day, f"{day:%Y-%m-%d}: the certificate in place has expired"
+        if day < ca_end - RENEW_BEFORE_DAYS * DAY:
+            assert expires - day > (RENEW_BEFORE_DAYS - 1) * DAY, f"{day:%Y-%m-%d}: not renewed with {RENEW_BEFORE_DAYS} days left"
+        day += DAY
+    # One certificate each renewal period until one reaches the CA's end, then none: not in the
+    # CA's last days, not after it expired.
+    period = cert_days - RENEW_BEFORE_DAYS
+    assert [(d - start).days for d in issued] == [k * period for k in range(len(issued))]
+    assert issued[-1] + cert_days * DAY >= ca_end and issued[-1] <= ca_end - RENEW_BEFORE_DAYS * DAY
+
+
+def test_the_ca_expiry_is_announced_from_90_days_before():
+    end = datetime.datetime(2036, 3, 1, tzinfo=datetime.timezone.utc)
+    assert tls.ca_expiry_warning(end, end - (CA_WARN_BEFORE_DAYS + 1) * DAY) is None
+    soon = tls.ca_expiry_warning(end, end - CA_WARN_BEFORE_DAYS * DAY)
+    assert soon and "expires on 2036-03-01, in 90 days" in soon and "./lab rotate-ca" in soon and "./lab trust" in soon
+    gone = tls.ca_expiry_warning(end, end + DAY)
+    assert gone and "expired on 2036-03-01" in gone and "./lab rotate-ca" in gone
+
+
+def run_with_ca(monkeypatch, issued: datetime.datetime, today: datetime.datetime):
+    """The program under mocks on ``today``, with the CA and certificate a lab made on ``issued``
+    holds in its state (as a preview or `up` of that lab sees them)."""
+    ca = certificates.run("ca", {"common_name": "k8s-lab lab CA", "domain": "lab.test", "validity_days": 3650}, now=issued)
+    request = {"ca_cert_pem": ca["cert_pem"], "ca_key_pem": ca["key_pem"], "dns_names": ["*.lab.test", "lab.test"], "validity_days": 397}
+    made = {"lab-tls-ca": ca, "lab-tls-certificate": certificates.run("certificate", request, now=issued)}
+
+    class MadeOnThatDay(LabMocks):
+        def new_resource(self, args):
+            if args.name in made:
+                return f"{args.name}-id", {**args.inputs, "stdout": json.dumps(made[args.name]), "stderr": ""}
+            return super().new_resource(args)
+
+    monkeypatch.setattr(tls, "_now", lambda: today)
+    return run_program("lab", existing(domain="lab.test"), secret_keys=("cluster",), mocks=MadeOnThatDay())
+
+
+def test_preview_warns_when_the_ca_nears_its_end_and_once_it_has_expired(monkeypatch):
+    issued = NOW - 3600 * DAY  # a CA of 3650 days with 50 left
+    near = run_with_ca(monkeypatch, issued, NOW)
+    end = not_after(near.outputs["ca_certificate"])
+    (warning,) = [w for w in near.warnings if w.startswith("tls:")]
+    assert f"the lab CA expires on {end:%Y-%m-%d}, in {(end - NOW).days} days" in warning and "./lab rotate-ca" in warning
+    assert not [w for w in run_with_ca(monkeypatch, NOW - 3000 * DAY, NOW).warnings if w.startswith("tls:")]
+    expired = run_with_ca(monkeypatch, NOW - 3700 * DAY, NOW)
+    assert expired.errors == [] and any("the lab CA expired on" in w for w in expired.warnings)
+
+
+def test_no_up_issues_the_certificate_again_in_the_cas_last_days_or_after_it_expired(monkeypatch):
+    # The old rule (renew within 30 days of the certificate's expiry) re-issued it on every `up`
+    # once the certificate had been cut short to the CA's end, and crashed once the CA expired.
+    issued = NOW - 3630 * DAY  # the CA has 20 days left
+    due = [triggers(run_with_ca(monkeypatch, issued, NOW + n * DAY), "lab-tls-certificate") for n in (0, 5, 19, 21, 400)]
+    assert all(t == due[0] for t in due), due
+
+
+def lab_with_stand_in_pulumi(tmp_path, rotation, up_status: int = 0):
+    """``./lab rotate-ca`` with a stand-in pulumi: it answers ``config get`` with ``rotation`` (None:
+    not set), fails ``up`` with ``up_status``, and records every call."""
+    get = f"echo {rotation}" if rotation is not None else "echo 'error: configuration key not found' >&2; exit 1"
+    pulumi = (
+        f'echo "$*" >>{tmp_path}/calls\n'
+        'case "$*" in\n'
+        f'  "config get --stack lab --path tls.ca_rotation") {get} ;;\n'
+        f'  "up --stack lab"*) exit {up_status} ;;\n'
+        "esac\n"
+    )
+    result = run_lab_cli(tmp_path, "rotate-ca", pulumi)
+    return result, (tmp_path / "calls").read_text().splitlines()
+
+
+def test_lab_rotate_ca_raises_the_rotation_runs_up_and_says_to_trust_the_new_ca(tmp_path):
+    result, calls = lab_with_stand_in_pulumi(tmp_path, rotation=None)
+    assert result.returncode == 0, result.stderr
+    assert "config set --stack lab --path tls.ca_rotation 1" in calls
+    assert calls[-1] == "up --stack lab"
+    assert "the lab has a new CA" in result.stdout and "./lab trust" in result.stdout
+    (tmp_path / "again").mkdir()
+    _, calls = lab_with_stand_in_pulumi(tmp_path / "again", rotation=4)
+    assert "config set --stack lab --path tls.ca_rotation 5" in calls
+
+
+def test_lab_rotate_ca_says_what_stays_when_up_fails(tmp_path):
+    result, calls = lab_with_stand_in_pulumi(tmp_path, rotation=2, up_status=255)
+    assert result.returncode == 1 and "the lab has a new CA" not in result.stdout
+    assert "tls.ca_rotation stays 3, so the next ./lab up makes the new CA (set it back to 2 to keep the old one)" in result.stderr
 
 
 # -- the graph -------------------------------------------------------------------------------
@@ -226,15 +373,11 @@ def test_the_serialized_provider_loads_in_a_fresh_process_in_the_project_directo
 
 def test_one_ca_and_one_wildcard_certificate_for_the_domain():
     r = run_lab(apps=ALL_APPS, domain="lab.test")
-    ca, cert = r.named("lab-tls-ca"), r.named("lab-tls-certificate")
-    assert {x.type for x in (ca, cert)} == {DYNAMIC} and len(r.of_type(DYNAMIC)) == 2
-    assert {k: ca.inputs[k] for k in ("common_name", "domain", "validity_days")} == {
-        "common_name": "k8s-lab lab CA", "domain": "lab.test", "validity_days": 3650,
-    }  # fmt: skip
-    assert cert.inputs["dns_names"] == ["*.lab.test", "lab.test"]
-    assert cert.depends_on(ca)
-    assert "ca_key_pem" in cert.secret_inputs
-    assert ca.options["additional_secret_outputs"] == ["key_pem"] and cert.options["additional_secret_outputs"] == ["key_pem"]
+    ca, cert = r.one(COMMAND, "lab-tls-ca"), r.one(COMMAND, "lab-tls-certificate")
+    assert json.loads(ca.inputs["stdin"]) == {"common_name": "k8s-lab lab CA", "domain": "lab.test", "validity_days": 3650}
+    assert json.loads(cert.inputs["stdin"])["dns_names"] == ["*.lab.test", "lab.test"]
+    assert [c.name for c in r.of_type(COMMAND) if c.parent == r.one("k8s-lab:tls:LabTLS").urn] == ["lab-tls-ca", "lab-tls-certificate"]
+    verify(r.named("lab-apps-demo-tls").input("stringData")["tls.crt"], r.outputs["ca_certificate"], "grafana.lab.test")
 
 
 def test_every_app_ingress_serves_https_with_the_lab_certificate_beside_it():
@@ -294,7 +437,7 @@ def test_self_check_gets_the_ca_and_reruns_when_it_changes():
 
 def test_tls_can_be_turned_off():
     r = run_lab(**{"tls.enabled": False})
-    assert r.of_type(DYNAMIC) == [] and not [s for s in r.of_type(SECRET) if s.name.endswith("-tls")]
+    assert not [c for c in r.of_type(COMMAND) if "-tls-" in c.name] and not [s for s in r.of_type(SECRET) if s.name.endswith("-tls")]
     assert "tls" not in r.one(INGRESS).inputs["spec"]
     assert "LAB_CA_CERT" not in r.named("lab-self-check-run").inputs["environment"]
     assert "ca_certificate" not in r.outputs and "trust_commands" not in r.outputs
@@ -306,9 +449,11 @@ def test_tls_can_be_turned_off():
 
 def test_settings_reach_the_ca_and_the_certificate():
     r = run_lab(**{"tls.ca_common_name": "My lab", "tls.ca_validity_days": 365, "tls.certificate_validity_days": 90})
-    assert r.named("lab-tls-ca").inputs["common_name"] == "My lab"
-    assert r.named("lab-tls-ca").inputs["validity_days"] == 365
-    assert r.named("lab-tls-certificate").inputs["validity_days"] == 90
+    ca = x509.load_pem_x509_certificate(r.outputs["ca_certificate"].encode())
+    assert ca.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "My lab"
+    assert (ca.not_valid_after_utc - ca.not_valid_before_utc).days == 365
+    cert = x509.load_pem_x509_certificate(r.named("lab-apps-demo-tls").input("stringData")["tls.crt"].encode())
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days == 90
 
 
 def test_bad_tls_settings_are_refused_naming_the_key():
