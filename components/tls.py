@@ -1,10 +1,9 @@
 """HTTPS for the lab: its own certificate authority, made once, and a certificate for ``*.<domain>``.
 
 Both are made by two local commands that run components/certificates.py (the ``cryptography``
-library) in the project's virtualenv, its arguments on stdin as JSON, and print the certificate
-and its key as JSON; each
-command's stdout is a secret in the stack's state (encrypted by the stack's secrets provider,
-shown as ``[secret]``) and is never logged. A command's ``create`` runs only when it is first
+library) in the project's virtualenv, its arguments on stdin as JSON; each prints the certificate
+and its key as JSON, and its stdout is a secret in the stack's state (encrypted by the stack's
+secrets provider, shown as ``[secret]``), never logged. A command's ``create`` runs only when it is first
 created or replaced, so a later `up` reuses the CA, and a preview of an unchanged lab does
 nothing for it: the command provider, which the lab loads anyway, compares the triggers, and no
 process starts. (Two Python dynamic providers did this before: every preview then started a
@@ -24,7 +23,7 @@ from __future__ import annotations
 import datetime
 import json
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -32,16 +31,15 @@ from pulumi.dynamic import ResourceProvider
 from pulumi_command import local
 
 from components.cluster import Cluster
+from components.command_step import VENV_PYTHON
 from components.config import TLSConfig
 from components.config.defaults import CA_WARN_BEFORE_DAYS, RENEW_BEFORE_DAYS
 
 SECRET_NAME = "lab-tls"  # the kubernetes.io/tls Secret beside each route
 
-# The project's virtualenv (Pulumi.yaml), which has cryptography; relative, as every path a
-# command names (the command provider runs in the project directory).
-PYTHON = ".venv/bin/python"
-CA_COMMAND = f"{PYTHON} -m components.certificates ca"
-CERTIFICATE_COMMAND = f"{PYTHON} -m components.certificates certificate"
+# The project's virtualenv has cryptography.
+CA_COMMAND = f"{VENV_PYTHON} -m components.certificates ca"
+CERTIFICATE_COMMAND = f"{VENV_PYTHON} -m components.certificates certificate"
 # pulumi-command hands a command's previous stdout to its update in this variable.
 KEEP_PREVIOUS_STDOUT = 'printf "%s" "$PULUMI_COMMAND_STDOUT"'
 ROTATE = (

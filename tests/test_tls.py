@@ -28,6 +28,7 @@ from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from components import certificates, tls
+from components.command_step import VENV_PYTHON
 from components.config.defaults import CA_WARN_BEFORE_DAYS, RENEW_BEFORE_DAYS
 from harness import ROOT, LabMocks, run_lab_cli, run_program
 from labruns import ALL_APPS, COMMAND, INGRESS, SECRET, config_problems, existing, run_lab
@@ -220,7 +221,7 @@ def test_the_certificate_commands_run_from_the_project_directory_in_a_fresh_proc
     ca_command, cert_command = r.one(COMMAND, "lab-tls-ca"), r.one(COMMAND, "lab-tls-certificate")
 
     def run(command, stdin: str) -> subprocess.CompletedProcess:
-        create = command.inputs["create"].replace(tls.PYTHON, sys.executable)  # this checkout's interpreter
+        create = command.inputs["create"].replace(VENV_PYTHON, sys.executable)  # this checkout's interpreter
         return subprocess.run(["sh", "-c", create], cwd=ROOT, input=stdin, capture_output=True, text=True)
 
     made = run(ca_command, ca_command.inputs["stdin"])
