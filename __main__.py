@@ -14,7 +14,7 @@ from components.ingress import Ingress, IngressArgs
 from components.kubeadm import KubeadmCluster, KubeadmClusterArgs
 from components.metallb import MetalLB, MetalLBArgs
 from components.selfcheck import CHECK_COMMAND, SelfCheck, SelfCheckArgs, etc_hosts_line, lab_check_environment
-from components.tls import LabTLS, LabTLSArgs, trust_commands
+from components.tls import LabTLS, LabTLSArgs
 
 cfg = lab_config.load()
 for warning in cfg.warnings:
@@ -71,7 +71,6 @@ pulumi.export("admin_passwords", apps.admin_passwords)
 if tls is not None:
     pulumi.export("https_urls", apps.https_urls)
     pulumi.export("ca_certificate", tls.ca_certificate)
-    pulumi.export("trust_commands", trust_commands(cfg.stack))
 if dns is not None:
     pulumi.export("dns_ip", dns.ip)
     pulumi.export("dns_resolvers", dns.resolvers)

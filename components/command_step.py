@@ -51,6 +51,10 @@ from pulumi_command import local
 ROOT = Path(__file__).resolve().parent.parent
 """The project root: commands run here and script paths are relative to it."""
 
+VENV_PYTHON = ".venv/bin/python"
+"""The project's virtualenv (Pulumi.yaml), for commands that need its packages; relative, as
+every path a command names."""
+
 
 SCRIPTS_VARIABLE = "K8S_LAB_SCRIPTS_SHA256"
 """The environment variable carrying the digest of a step's scripts (see the module docstring)."""

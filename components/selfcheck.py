@@ -25,6 +25,7 @@ import pulumi
 import pulumi_command as command
 
 from components.apps import Apps
+from components.command_step import VENV_PYTHON
 from components.config import SelfCheckConfig
 from components.dns import LabDNS
 from components.cluster import Cluster
@@ -35,8 +36,8 @@ from components.tls import LabTLS
 # Relative to the project: Pulumi runs the program and its providers there, and an absolute path
 # would differ between two clones of the lab and show as a change.
 SCRIPT = "scripts/self-check.sh"
-# The project's virtualenv (Pulumi.yaml), which has dnspython for the DNS check.
-PYTHON = ".venv/bin/python"
+# The project's virtualenv has dnspython for the DNS check.
+PYTHON = VENV_PYTHON
 CHECK_COMMAND = "./lab check"
 
 

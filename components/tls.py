@@ -1,223 +1,114 @@
 """HTTPS for the lab: its own certificate authority, made once, and a certificate for ``*.<domain>``.
 
-The keys and certificates are made by the ``cryptography`` library inside two Pulumi dynamic
-providers, so no network and no extra Pulumi plugin are needed. A dynamic provider's ``create``
-runs only when the resource is first created: the CA key is made once, kept in the stack's state
-as a secret output (encrypted by the stack's secrets provider, shown as ``[secret]``), and a later
-`up` reuses it. Its ``diff`` replaces the CA only when its own settings change (common name,
-validity, the domain its name constraint allows), so a user trusts it once.
+Both are made by two local commands that run components/certificates.py (the ``cryptography``
+library) in the project's virtualenv, its arguments on stdin as JSON; each prints the certificate
+and its key as JSON, and its stdout is a secret in the stack's state (encrypted by the stack's
+secrets provider, shown as ``[secret]``), never logged. A command's ``create`` runs only when it is first
+created or replaced, so a later `up` reuses the CA, and a preview of an unchanged lab does
+nothing for it: the command provider, which the lab loads anyway, compares the triggers, and no
+process starts. (Two Python dynamic providers did this before: every preview then started a
+Python process of their own, which imported the program's modules to unpickle them.)
 
-The CA is name-constrained to the lab's domain: even if the state leaked, its key could not sign
-a certificate a browser trusting it would accept for any other name. The server certificate is
-renewed by the first `up` within :data:`RENEW_BEFORE_DAYS` of its expiry.
+- **The CA** is replaced only by a change of its settings (common name, validity, the domain its
+  name constraint allows) or of ``tls.ca_rotation`` (``./lab rotate-ca``), so a user trusts it
+  once per rotation. An in-place update, a changed command line, prints the CA it had.
+- **The server certificate** is issued again for a new CA, new names or validity, and when its
+  renewal falls due: :func:`renewal` says when, from the clock and the CA's dates alone.
+- **Expiry**: preview warns from :data:`CA_WARN_BEFORE_DAYS` before the CA expires
+  (:func:`ca_expiry_warning`); an expired CA is left as it is, and nothing is re-issued from it.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider
+from pulumi.dynamic import ResourceProvider
+from pulumi_command import local
 
 from components.cluster import Cluster
+from components.command_step import VENV_PYTHON
 from components.config import TLSConfig
-from components.config.defaults import RENEW_BEFORE_DAYS
+from components.config.defaults import CA_WARN_BEFORE_DAYS, RENEW_BEFORE_DAYS
 
 SECRET_NAME = "lab-tls"  # the kubernetes.io/tls Secret beside each route
-CA_SETTINGS = ("common_name", "domain", "validity_days")
-CERTIFICATE_SETTINGS = ("dns_names", "validity_days", "ca_cert_pem")
 
-
-# --------------------------------------------------------------------------------------------
-# Pure certificate making (tested without Pulumi)
+# The project's virtualenv has cryptography.
+CA_COMMAND = f"{VENV_PYTHON} -m components.certificates ca"
+CERTIFICATE_COMMAND = f"{VENV_PYTHON} -m components.certificates certificate"
+# pulumi-command hands a command's previous stdout to its update in this variable.
+KEEP_PREVIOUS_STDOUT = 'printf "%s" "$PULUMI_COMMAND_STDOUT"'
+ROTATE = (
+    "rotate it with ./lab rotate-ca (or raise tls.ca_rotation by one and run up), "
+    "then trust the new CA (./lab trust prints the commands)"
+)
 
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def _pem(key: ec.EllipticCurvePrivateKey) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+# --------------------------------------------------------------------------------------------
+# When: pure functions of the clock and the CA's dates (tested without Pulumi)
 
 
-def _cert_pem(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+def renewal(ca_not_before: datetime.datetime, ca_not_after: datetime.datetime, validity_days: int, now: datetime.datetime) -> str:
+    """The start of the server certificate's current renewal period, as a date: a trigger.
+
+    Periods of ``validity_days - RENEW_BEFORE_DAYS`` count from the CA's start, so a certificate
+    issued at the start of one is issued again at the next, when RENEW_BEFORE_DAYS of its
+    validity remain. They stop at the first period whose certificate reaches the CA's end: any
+    later one would expire with the CA just the same, so within the CA's last days, and after it
+    expired, no `up` issues a certificate again.
+    """
+    period = datetime.timedelta(days=validity_days - RENEW_BEFORE_DAYS)
+    elapsed = max(now - ca_not_before, datetime.timedelta(0)) // period
+    # The first period k with ca_not_before + k * period + validity >= ca_not_after.
+    short = ca_not_after - ca_not_before - datetime.timedelta(days=validity_days)
+    last = max(0, -(-short // period))
+    return (ca_not_before + min(elapsed, last) * period).date().isoformat()
 
 
-def issue_ca(common_name: str, domain: str, validity_days: int, now: Optional[datetime.datetime] = None) -> tuple[str, str]:
-    """A self-signed CA (certificate PEM, key PEM) allowed to sign names under ``domain`` only."""
-    now = now or _now()
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "k8s-lab")])
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))  # a laptop clock a little behind
-        .not_valid_after(now + datetime.timedelta(days=validity_days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False),
-            critical=True,
+def ca_expiry_warning(ca_not_after: datetime.datetime, now: datetime.datetime) -> Optional[str]:
+    """What preview says from CA_WARN_BEFORE_DAYS before the CA expires, and once it has."""
+    left = ca_not_after - now
+    if left <= datetime.timedelta(0):
+        return (
+            f"tls: the lab CA expired on {ca_not_after:%Y-%m-%d}: browsers refuse the lab's HTTPS, "
+            f"and no certificate can be issued from it; {ROTATE}"
         )
-        .add_extension(x509.NameConstraints(permitted_subtrees=[x509.DNSName(domain)], excluded_subtrees=None), critical=True)
-        .add_extension(ski, critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return _cert_pem(cert), _pem(key)
-
-
-def issue_certificate(
-    ca_cert_pem: str, ca_key_pem: str, dns_names: Iterable[str], validity_days: int, now: Optional[datetime.datetime] = None
-) -> tuple[str, str]:
-    """A server certificate (PEM, key PEM) for ``dns_names``, signed by the CA."""
-    now = now or _now()
-    ca_cert = x509.load_pem_x509_certificate(ca_cert_pem.encode())
-    ca_key = serialization.load_pem_private_key(ca_key_pem.encode(), password=None)
-    names = list(dns_names)
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(min(now + datetime.timedelta(days=validity_days), ca_cert.not_valid_after_utc))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(True, False, False, False, False, False, False, encipher_only=False, decipher_only=False), critical=True
+    if left <= datetime.timedelta(days=CA_WARN_BEFORE_DAYS):
+        return (
+            f"tls: the lab CA expires on {ca_not_after:%Y-%m-%d}, in {left.days} days; browsers will then "
+            f"refuse the lab's HTTPS: {ROTATE} before that"
         )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
-                ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-            ),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
-    )
-    return _cert_pem(cert), _pem(key)
+    return None
 
 
-def not_after(cert_pem: str) -> str:
-    return x509.load_pem_x509_certificate(cert_pem.encode()).not_valid_after_utc.isoformat()
-
-
-def due_for_renewal(expiry: Optional[str], now: Optional[datetime.datetime] = None) -> bool:
-    if not expiry:
-        return True
-    return datetime.datetime.fromisoformat(expiry) - (now or _now()) < datetime.timedelta(days=RENEW_BEFORE_DAYS)
-
-
-def fingerprint(cert_pem: str) -> str:
-    return x509.load_pem_x509_certificate(cert_pem.encode()).fingerprint(hashes.SHA256()).hex()
-
-
-def _changed(olds: dict[str, Any], news: dict[str, Any], keys: Iterable[str]) -> list[str]:
-    # An unknown new value (preview, an upstream replacement) counts as a change.
-    return [k for k in keys if olds.get(k) != news.get(k)]
+def _date(text: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(text)
 
 
 # --------------------------------------------------------------------------------------------
-# Dynamic providers: create once, replace only on a change of their settings
+# Labs made before the CA moved to local commands hold two dynamic resources whose providers
+# are pickled by reference to these classes: the engine loads them to delete those resources on
+# the next `up`. Deleting does nothing (the key goes with the state); nothing creates one now.
 
 
 class CertificateAuthorityProvider(ResourceProvider):
-    """Creates the lab CA; never updates it in place (a new key would untrust every browser)."""
-
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        cert, key = issue_ca(props["common_name"], props["domain"], int(props["validity_days"]))
-        outs = {k: props[k] for k in CA_SETTINGS}
-        outs.update(cert_pem=cert, key_pem=key, not_after=not_after(cert))
-        return CreateResult(id_=fingerprint(cert), outs=outs)
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces = _changed(olds, news, CA_SETTINGS)
-        return DiffResult(changes=bool(replaces), replaces=replaces, delete_before_replace=False)
+    """The earlier lab CA's provider, kept so that its resource can be deleted."""
 
 
 class ServerCertificateProvider(ResourceProvider):
-    """Issues the server certificate; reissues it for new names, a new CA, or an expiry in sight."""
-
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        names = list(props["dns_names"])
-        cert, key = issue_certificate(props["ca_cert_pem"], props["ca_key_pem"], names, int(props["validity_days"]))
-        outs = {"dns_names": names, "validity_days": props["validity_days"], "ca_cert_pem": props["ca_cert_pem"]}
-        outs.update(cert_pem=cert, key_pem=key, not_after=not_after(cert))
-        return CreateResult(id_=fingerprint(cert), outs=outs)
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces = _changed(olds, news, CERTIFICATE_SETTINGS)
-        if due_for_renewal(olds.get("not_after")):
-            replaces.append("not_after")
-        return DiffResult(changes=bool(replaces), replaces=replaces, delete_before_replace=False)
-
-
-class CertificateAuthority(pulumi.dynamic.Resource):
-    cert_pem: pulumi.Output[str]
-    key_pem: pulumi.Output[str]
-    not_after: pulumi.Output[str]
-
-    def __init__(self, name: str, common_name: str, domain: str, validity_days: int, opts: pulumi.ResourceOptions):
-        props = {"common_name": common_name, "domain": domain, "validity_days": validity_days, "cert_pem": None, "key_pem": None, "not_after": None}
-        super().__init__(CertificateAuthorityProvider(), name, props, pulumi.ResourceOptions.merge(opts, _SECRET_KEY))
-
-
-class ServerCertificate(pulumi.dynamic.Resource):
-    cert_pem: pulumi.Output[str]
-    key_pem: pulumi.Output[str]
-    not_after: pulumi.Output[str]
-
-    def __init__(self, name: str, ca: CertificateAuthority, dns_names: list[str], validity_days: int, opts: pulumi.ResourceOptions):
-        props = {
-            "ca_cert_pem": ca.cert_pem,
-            "ca_key_pem": pulumi.Output.secret(ca.key_pem),
-            "dns_names": dns_names,
-            "validity_days": validity_days,
-            "cert_pem": None,
-            "key_pem": None,
-            "not_after": None,
-        }
-        super().__init__(ServerCertificateProvider(), name, props, pulumi.ResourceOptions.merge(opts, _SECRET_KEY))
-
-
-# The keys are secret in the stack's state and on screen; the CA's key is an input of the server
-# certificate too, and secret there as well.
-_SECRET_KEY = pulumi.ResourceOptions(additional_secret_outputs=["key_pem"])
+    """The earlier server certificate's provider, kept so that its resource can be deleted."""
 
 
 # --------------------------------------------------------------------------------------------
 # The component
-
-
-def trust_commands(stack: str) -> dict[str, str]:
-    """How to trust the lab CA, per system: each starts by saving the ``ca_certificate`` output."""
-    file = f"k8s-lab-{stack}-ca.crt"
-    save = f"pulumi stack output --stack {stack} ca_certificate > {file}"
-    name = f"k8s-lab {stack} CA"
-    return {
-        "debian_ubuntu": f"{save} && sudo cp {file} /usr/local/share/ca-certificates/{file} && sudo update-ca-certificates",
-        "fedora": f"{save} && sudo cp {file} /etc/pki/ca-trust/source/anchors/{file} && sudo update-ca-trust",
-        "macos": f"{save} && sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain {file}",
-        "windows": f"{save}; Import-Certificate -FilePath {file} -CertStoreLocation Cert:\\LocalMachine\\Root  # PowerShell as Administrator",
-        "firefox": (
-            f"{save} && for profile in ~/.mozilla/firefox/*/; do certutil -A -d sql:\"$profile\" -n '{name}' -t C,, -i {file}; done"
-            "  # certutil: libnss3-tools (Debian) / nss-tools (Fedora). Firefox on macOS and Windows: set "
-            "security.enterprise_roots.enabled to true in about:config to use the system's trust instead"
-        ),
-    }
 
 
 @dataclass(frozen=True)
@@ -248,26 +139,54 @@ class LabTLS(pulumi.ComponentResource):
         super().__init__("k8s-lab:tls:LabTLS", name, None, opts)
         self.cluster = args.cluster
         config = args.config
-        self.ca = CertificateAuthority(
+        common_name = config.ca_common_name or f"k8s-lab {args.stack} CA"
+        self.ca = local.Command(
             f"{name}-ca",
-            common_name=config.ca_common_name or f"k8s-lab {args.stack} CA",
-            domain=args.domain,
-            validity_days=config.ca_validity_days,
-            opts=pulumi.ResourceOptions(parent=self),
+            create=CA_COMMAND,
+            update=KEEP_PREVIOUS_STDOUT,
+            stdin=json.dumps({"common_name": common_name, "domain": args.domain, "validity_days": config.ca_validity_days}),
+            # Only these make a new CA, which every browser must be told to trust again.
+            triggers=[common_name, args.domain, config.ca_validity_days, config.ca_rotation],
+            logging=local.Logging.NONE,
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["stdout"]),
         )
+        ca = self.ca.stdout.apply(json.loads)
+        self.ca_certificate = pulumi.Output.unsecret(ca.apply(lambda c: c["cert_pem"]))
+        ca_dates = pulumi.Output.unsecret(ca.apply(lambda c: (c["not_before"], c["not_after"])))
+        ca_dates.apply(self._warn_of_expiry)
+
         # A wildcard: adding an app needs no new certificate. Browsers match it one label deep.
         self.dns_names = [f"*.{args.domain}", args.domain]
-        self.server = ServerCertificate(
+        validity = config.certificate_validity_days
+        due = ca_dates.apply(lambda d: renewal(_date(d[0]), _date(d[1]), validity, _now()))
+        self.server = local.Command(
             f"{name}-certificate",
-            ca=self.ca,
-            dns_names=self.dns_names,
-            validity_days=config.certificate_validity_days,
-            opts=pulumi.ResourceOptions(parent=self),
+            create=CERTIFICATE_COMMAND,
+            # Secret as a whole: it holds the CA key.
+            stdin=pulumi.Output.json_dumps(
+                {
+                    "ca_cert_pem": self.ca_certificate,
+                    "ca_key_pem": pulumi.Output.secret(ca.apply(lambda c: c["key_pem"])),
+                    "dns_names": self.dns_names,
+                    "validity_days": validity,
+                }
+            ),
+            # The CA's id changes only with a new CA.
+            triggers=[self.ca.id, self.dns_names, validity, due],
+            logging=local.Logging.NONE,
+            # The previous key has no business in the next run's environment.
+            add_previous_output_in_env=False,
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["stdout"]),
         )
-        self.ca_certificate = self.ca.cert_pem
-        self.certificate = self.server.cert_pem
-        self.private_key = pulumi.Output.secret(self.server.key_pem)
+        server = self.server.stdout.apply(json.loads)
+        self.certificate = pulumi.Output.unsecret(server.apply(lambda c: c["cert_pem"]))
+        self.private_key = pulumi.Output.secret(server.apply(lambda c: c["key_pem"]))
         self.register_outputs({"ca_certificate": self.ca_certificate})
+
+    def _warn_of_expiry(self, dates: tuple[str, str]) -> None:
+        warning = ca_expiry_warning(_date(dates[1]), _now())
+        if warning:
+            pulumi.log.warn(warning, resource=self)
 
     def secret(self, name: str, namespace: str, parent: pulumi.Resource, depends_on: list[pulumi.Resource]) -> k8s.core.v1.Secret:
         """The certificate as a ``kubernetes.io/tls`` Secret named :data:`SECRET_NAME` in ``namespace``."""

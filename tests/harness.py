@@ -17,7 +17,6 @@ import yaml
 
 from tools.mocks import (  # noqa: F401 - re-exported for the tests
     DELETE,
-    DYNAMIC,
     MOCK_LOAD_BALANCER_IP,
     PROJECT,
     READ_STATE,

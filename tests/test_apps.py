@@ -195,8 +195,16 @@ def test_grafana_is_the_pinned_community_chart_behind_its_hostname(everything):
     assert (chart.inputs["chart"], chart.inputs["version"]) == ("grafana", "12.7.2")
     assert chart.input("repositoryOpts.repo") == "https://grafana-community.github.io/helm-charts"
     assert chart.inputs["name"] == "grafana" and chart.inputs["namespace"] == "grafana"
-    assert chart.inputs["values"]["grafana.ini"]["server"]["root_url"] == "http://grafana.lab.test/"
     assert chart.input("values.ingress.enabled") is False
+
+
+def test_grafana_builds_its_links_with_the_scheme_the_lab_serves(everything):
+    # With the lab CA (the default) Grafana's links and redirects are https, as the https_urls output.
+    root_url = everything.one(CHART, "lab-apps-grafana-install").inputs["values"]["grafana.ini"]["server"]["root_url"]
+    assert root_url == everything.outputs["https_urls"]["grafana"] + "/" == "https://grafana.lab.test/"
+    plain = run_lab(apps=["grafana"], domain="lab.test", **{"tls.enabled": False})
+    root_url = plain.one(CHART, "lab-apps-grafana-install").inputs["values"]["grafana.ini"]["server"]["root_url"]
+    assert root_url == plain.outputs["urls"]["grafana"] + "/" == "http://grafana.lab.test/"
 
 
 def test_grafana_offline_chart(tmp_path):

@@ -480,8 +480,8 @@ def test_no_kubeconfig_file_unless_asked(seed):
 
 def test_existing_cluster_mode_registers_no_command():
     run = run_program("lab", EXISTING)
-    # The only command is the laptop-side self-check.
-    assert [r.name for r in run.resources if r.type.startswith("command:")] == ["lab-self-check-run"]
+    # The only commands run on the laptop: the lab CA and its certificate, and the self-check.
+    assert [r.name for r in run.resources if r.type.startswith("command:")] == ["lab-tls-ca", "lab-tls-certificate", "lab-self-check-run"]
     assert not run.of_type("k8s-lab:kubeadm:KubeadmCluster")
     assert run.one("pulumi:providers:kubernetes").inputs["kubeconfig"] == TEST_KUBECONFIG.strip()
     assert "kubeconfig" in run.secret_outputs

@@ -411,9 +411,13 @@ def test_render_mode_ignores_the_shells_kubeconfig(tmp_path, monkeypatch):
     assert not provider.inputs.get("context")
 
 
-def test_render_mode_runs_no_self_check_and_no_command(tmp_path):
+def test_render_mode_runs_no_self_check_and_no_command_but_the_cas(tmp_path):
     run = run_program("lab", rendering(tmp_path))
-    assert run.of_type("command:local:Command") == [], [c.name for c in run.of_type("command:local:Command")]
+    # The lab CA and its certificate are made on the laptop, from nothing but their settings.
+    from components.tls import CA_COMMAND, CERTIFICATE_COMMAND
+
+    commands = {c.name: c.inputs["create"] for c in run.of_type("command:local:Command")}
+    assert commands == {"lab-tls-ca": CA_COMMAND, "lab-tls-certificate": CERTIFICATE_COMMAND}
     assert not run.of_type("k8s-lab:selfcheck:SelfCheck")
 
 

@@ -108,10 +108,10 @@ def rendered(tmp_path_factory, references):
     up = project.pulumi("up", "--stack", "render", "--yes", "--skip-preview")
     noop = project.pulumi("preview", "--stack", "render", "--expect-no-changes", check=False)
     outputs = json.loads(project.pulumi("stack", "output", "--stack", "render", "--json").stdout)
-    # A second `up`: the lab CA (a dynamic resource) must be the one the first made.
+    # A second `up`: the lab CA (a local command) must be the one the first made.
     project.pulumi("up", "--stack", "render", "--yes", "--skip-preview")
     outputs_again = json.loads(project.pulumi("stack", "output", "--stack", "render", "--json").stdout)
-    # A new CA name is a new CA: the dynamic provider's diff asks for a replacement (previewed only).
+    # A new CA name is a new CA: a changed trigger replaces the command (previewed only).
     project.pulumi("config", "set", "--stack", "render", "--path", "tls.ca_common_name", "renamed lab CA")
     renamed = planned(project.pulumi("preview", "--stack", "render", "--json").stdout)
     project.pulumi("config", "rm", "--stack", "render", "--path", "tls.ca_common_name")
@@ -214,7 +214,7 @@ def test_admin_passwords_output_is_a_secret_in_state_and_cli(rendered):
 
 
 def test_lab_ca_is_made_once_and_its_keys_are_secret_in_state(rendered):
-    # The dynamic provider ran in the engine's own process for Python dynamic resources.
+    # The command provider ran the certificate commands with the project's .venv Python.
     ca = rendered["outputs"]["ca_certificate"]
     assert ca.startswith("-----BEGIN CERTIFICATE-----")
     assert rendered["outputs_again"]["ca_certificate"] == ca
@@ -222,7 +222,8 @@ def test_lab_ca_is_made_once_and_its_keys_are_secret_in_state(rendered):
     assert ops["render-tls-ca"] == "replace" and ops["render-tls-certificate"] == "replace"
     resources = {r["urn"].rsplit("::", 1)[1]: r for r in rendered["state"]["deployment"]["resources"]}
     for name in ("render-tls-ca", "render-tls-certificate"):
-        assert "ciphertext" in json.dumps(resources[name]["outputs"]["key_pem"]), name
+        assert "ciphertext" in json.dumps(resources[name]["outputs"]["stdout"]), name
+    assert "ciphertext" in json.dumps(resources["render-tls-certificate"]["inputs"]["stdin"])  # it holds the CA key
     assert "PRIVATE KEY" not in json.dumps(rendered["state"])
     secrets = [m for m in _objects(rendered, "Secret") if m.get("type") == "kubernetes.io/tls"]
     assert [(s["metadata"]["namespace"], s["metadata"]["name"]) for s in secrets] == [("demo", "lab-tls")]
@@ -231,6 +232,51 @@ def test_lab_ca_is_made_once_and_its_keys_are_secret_in_state(rendered):
 def test_destroy_leaves_the_stack_empty(rendered):
     resources = rendered["after"]["deployment"].get("resources") or []
     assert resources == []
+
+
+# The lab CA and its certificate as labs made before the local commands hold them: two Python
+# dynamic resources, their providers pickled by reference to components.tls.
+EARLIER_PROVIDERS = {
+    "ca": "gASVNgAAAAAAAACMDmNvbXBvbmVudHMudGxzlIwcQ2VydGlmaWNhdGVBdXRob3JpdHlQcm92aWRlcpSTlCmBlC4=",
+    "certificate": "gASVMwAAAAAAAACMDmNvbXBvbmVudHMudGxzlIwZU2VydmVyQ2VydGlmaWNhdGVQcm92aWRlcpSTlCmBlC4=",
+}
+
+
+def earlier_tls_resources(stack: str) -> list[dict]:
+    prefix = f"urn:pulumi:{stack}::k8s-lab::"
+    root, tls = f"{prefix}pulumi:pulumi:Stack::k8s-lab-{stack}", f"{prefix}k8s-lab:tls:LabTLS::{stack}-tls"
+    provider = f"{prefix}pulumi:providers:pulumi-python::default"
+    resources = [
+        {"urn": root, "custom": False, "type": "pulumi:pulumi:Stack"},
+        {"urn": tls, "custom": False, "type": "k8s-lab:tls:LabTLS", "parent": root},
+        {"urn": provider, "custom": True, "id": "earlier", "type": "pulumi:providers:pulumi-python", "inputs": {}, "outputs": {}},
+    ]
+    for role, payload in EARLIER_PROVIDERS.items():
+        props = {"__provider": payload, "cert_pem": f"an earlier {role}"}
+        resources.append({
+            "urn": f"{prefix}k8s-lab:tls:LabTLS$pulumi-python:dynamic:Resource::{stack}-tls-{role}",
+            "custom": True, "id": f"earlier-{role}", "type": "pulumi-python:dynamic:Resource",
+            "inputs": props, "outputs": props, "parent": tls, "provider": f"{provider}::earlier",
+        })  # fmt: skip
+    return resources
+
+
+def test_a_lab_made_with_the_earlier_dynamic_resources_drops_them_on_the_next_up(tmp_path, references):
+    # The engine deletes them through their own provider: components.tls must still unpickle it.
+    project = Project(tmp_path)
+    config = existing_cluster_config(**{"k8s-lab:cluster": {"render_yaml_to_directory": str(tmp_path / "rendered")}})
+    project.stack("render", config)
+    state = json.loads(project.pulumi("stack", "export", "--stack", "render").stdout)
+    state["deployment"]["resources"] = earlier_tls_resources("render")
+    (tmp_path / "earlier.json").write_text(json.dumps(state))
+    project.pulumi("stack", "import", "--stack", "render", "--file", str(tmp_path / "earlier.json"))
+    plan = {urn.rsplit("::", 1)[1]: op for urn, op in planned(project.pulumi("preview", "--stack", "render", "--json").stdout).items()}
+    assert plan["render-tls-ca"] == plan["render-tls-certificate"] == "delete"  # the dynamic ones; the commands are created
+    project.pulumi("up", "--stack", "render", "--yes", "--skip-preview")
+    resources = json.loads(project.pulumi("stack", "export", "--stack", "render").stdout)["deployment"]["resources"]
+    assert not [r["urn"] for r in resources if "pulumi-python" in r["type"]]
+    assert sorted(r["urn"].rsplit("::", 1)[1] for r in resources if r["type"] == "command:local:Command") == ["render-tls-ca", "render-tls-certificate"]
+    project.pulumi("destroy", "--stack", "render", "--yes", "--skip-preview")
 
 
 def test_an_invalid_config_ends_with_the_problem_list_alone(tmp_path, references):

@@ -384,9 +384,9 @@ def test_bad_usage_exits_2(env, words):
 
 @pytest.fixture(scope="module")
 def lab_ca():
-    from components import tls
+    from components import certificates
 
-    return tls.issue_ca("k8s-lab test CA", "lab.test", 30)
+    return certificates.issue_ca("k8s-lab test CA", "lab.test", 30)
 
 
 def check_both(http_port: int, https_port: int, hostnames: str, ca_pem: str, **env: str) -> subprocess.CompletedProcess:
@@ -395,10 +395,10 @@ def check_both(http_port: int, https_port: int, hostnames: str, ca_pem: str, **e
 
 @needs_curl
 def test_https_with_the_lab_certificate_passes(fake_ingress, lab_ca):
-    from components import tls
+    from components import certificates
 
     ca_pem, ca_key = lab_ca
-    cert, key = tls.issue_certificate(ca_pem, ca_key, ["*.lab.test", "lab.test"], 7)
+    cert, key = certificates.issue_certificate(ca_pem, ca_key, ["*.lab.test", "lab.test"], 7)
     routes = {"app.lab.test": [200], "grafana.lab.test": [302]}
     http, https = fake_ingress(dict(routes)), fake_ingress(dict(routes), tls=(cert, key))
     result = check_both(http.server_port, https.server_port, "app.lab.test grafana.lab.test", ca_pem)
@@ -409,10 +409,10 @@ def test_https_with_the_lab_certificate_passes(fake_ingress, lab_ca):
 
 @needs_curl
 def test_https_certificate_from_another_ca_is_named(fake_ingress, lab_ca):
-    from components import tls
+    from components import certificates
 
-    other_ca, other_key = tls.issue_ca("a controller's default CA", "lab.test", 30)
-    cert, key = tls.issue_certificate(other_ca, other_key, ["*.lab.test"], 7)
+    other_ca, other_key = certificates.issue_ca("a controller's default CA", "lab.test", 30)
+    cert, key = certificates.issue_certificate(other_ca, other_key, ["*.lab.test"], 7)
     http, https = fake_ingress({"app.lab.test": [200]}), fake_ingress({"app.lab.test": [200]}, tls=(cert, key))
     result = check_both(http.server_port, https.server_port, "app.lab.test", lab_ca[0])
     assert result.returncode == 1
@@ -423,10 +423,10 @@ def test_https_certificate_from_another_ca_is_named(fake_ingress, lab_ca):
 
 @needs_curl
 def test_https_certificate_for_other_names_is_named(fake_ingress, lab_ca):
-    from components import tls
+    from components import certificates
 
     ca_pem, ca_key = lab_ca
-    cert, key = tls.issue_certificate(ca_pem, ca_key, ["lab.test"], 7)  # no wildcard: app.lab.test is not covered
+    cert, key = certificates.issue_certificate(ca_pem, ca_key, ["lab.test"], 7)  # no wildcard: app.lab.test is not covered
     http, https = fake_ingress({"app.lab.test": [200]}), fake_ingress({"app.lab.test": [200]}, tls=(cert, key))
     result = check_both(http.server_port, https.server_port, "app.lab.test", ca_pem)
     assert result.returncode == 1

@@ -68,7 +68,9 @@ class Project:
                 shutil.copytree(source, self.dir / name, ignore=shutil.ignore_patterns("__pycache__"))
             else:
                 shutil.copy2(source, self.dir / name)
-        # Use this interpreter (it has the SDKs) rather than creating .venv in the copy.
+        # Use this interpreter (it has the SDKs) rather than creating .venv in the copy; the lab's
+        # local commands that run Python (the CA's) name .venv/bin/python, so .venv is this one.
+        (self.dir / ".venv").symlink_to(Path(sys.prefix))
         project = yaml.safe_load((self.dir / "Pulumi.yaml").read_text())
         project["runtime"] = {"name": "python", "options": {"toolchain": "pip"}}
         (self.dir / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))

@@ -42,11 +42,14 @@ def password_command(length: int = PASSWORD_LENGTH) -> str:
     return f"LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c {length}"
 
 
-def grafana_values(host: str) -> dict[str, Any]:
+def grafana_values(host: str, https: bool) -> dict[str, Any]:
+    """The chart's values; ``https``: the lab serves HTTPS (tls.enabled), so links use it too."""
+    scheme = "https" if https else "http"
     return {
         "admin": {"existingSecret": ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
-        # Links and redirects Grafana builds point at the lab hostname, not the pod.
-        "grafana.ini": {"server": {"root_url": f"http://{host}/"}},
+        # Links and redirects Grafana builds point at the lab hostname, not the pod, and at HTTPS
+        # when the lab serves it: TLS ends at the ingress, so Grafana itself cannot tell.
+        "grafana.ini": {"server": {"root_url": f"{scheme}://{host}/"}},
         # The lab makes its own Ingress (naming the class, waiting for the controller).
         "ingress": {"enabled": False},
         # `helm test` pods are hooks; Chart v4 would skip them anyway.
@@ -83,7 +86,7 @@ class Grafana(App):
             release=RELEASE,
             namespace=NAMESPACE,
             source=ChartSource.of(options.chart, "grafana", options.chart_version, REPOSITORY),
-            values=grafana_values(args.host),
+            values=grafana_values(args.host, https=args.ingress.tls is not None),
             render_for=args.cluster.render_kubernetes_version,
             opts=pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=[self.admin_secret]),
         )

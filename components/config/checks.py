@@ -9,6 +9,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from components import network as net
 from components.config.defaults import (
+    CA_WARN_BEFORE_DAYS,
     DEFAULT_INGRESS_VERSIONS,
     DEFAULT_KUBERNETES_VERSION,
     DEFAULT_NODE_IMAGE,
@@ -21,6 +22,7 @@ from components.config.defaults import (
     OLDEST_KUBEADM_V1BETA4_MINOR,
     OLDEST_SUPPORTED_KUBERNETES_MINOR,
     OLDEST_TRAEFIK_CHART_MAJOR,
+    RENEW_BEFORE_DAYS,
     version_tuple,
 )
 from components.config.locations import check_offline_files
@@ -234,11 +236,17 @@ def _check_dns(cfg: LabConfig, add) -> None:
 def _check_ingress(cfg: LabConfig, add) -> None:
     ingress = cfg.ingress
     tls = cfg.tls
-    if tls.enabled and tls.ca_validity_days < tls.certificate_validity_days:
+    if tls.enabled and tls.ca_validity_days < tls.certificate_validity_days + CA_WARN_BEFORE_DAYS:
         add(
-            "tls.certificate_validity_days",
-            f"{tls.certificate_validity_days} days outlives the CA (tls.ca_validity_days: {tls.ca_validity_days}); "
-            "make it shorter than the CA's validity",
+            "tls.ca_validity_days",
+            f"{tls.ca_validity_days} days does not outlive the certificate (tls.certificate_validity_days: "
+            f"{tls.certificate_validity_days}) by the {CA_WARN_BEFORE_DAYS} days preview warns before the CA expires; "
+            f"set tls.ca_validity_days to at least {tls.certificate_validity_days + CA_WARN_BEFORE_DAYS}"
+            + (
+                f", or tls.certificate_validity_days to at most {tls.ca_validity_days - CA_WARN_BEFORE_DAYS}"
+                if tls.ca_validity_days - CA_WARN_BEFORE_DAYS >= RENEW_BEFORE_DAYS + 1
+                else ""
+            ),
         )
     if ingress.api == "gateway" and ingress.controller != "traefik":
         add(

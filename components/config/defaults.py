@@ -57,6 +57,12 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # issued for longer, or every `up` would issue it again.
 RENEW_BEFORE_DAYS = 30
 
+# Preview warns this long before the lab CA expires, so there is time to rotate it and trust the
+# new one. The CA must outlive the certificate by at least this much: the warning then never
+# starts while the first certificate is fresh, and a renewed certificate, which never outlives
+# the CA, still gets months rather than days.
+CA_WARN_BEFORE_DAYS = 90
+
 
 def version_tuple(version: str) -> tuple[int, ...]:
     """``"1.15.1"`` -> (1, 15, 1); a pre-release or build suffix (``40.2.0-rc.1``, ``v3.7.11``'s v) is dropped."""

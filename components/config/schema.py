@@ -276,6 +276,9 @@ class TLSConfig(_Strict):
     ca_common_name: Optional[str] = Field(None, min_length=1, max_length=64)
     # Changing either of these (or the domain) makes a new CA, which must be trusted again.
     ca_validity_days: int = Field(3650, ge=30, le=36500)
+    # Raised by one, it makes a new CA (./lab rotate-ca raises it): before the CA expires, or to
+    # start afresh. The number means nothing else.
+    ca_rotation: int = Field(0, ge=0)
     # Apple platforms refuse server certificates valid for more than 825 days; it must outlast the
     # renewal window (RENEW_BEFORE_DAYS), or every `up` would issue it again.
     certificate_validity_days: int = Field(397, ge=RENEW_BEFORE_DAYS + 1, le=825)

@@ -12,14 +12,13 @@ One module a job: :mod:`~tools.mocks.stackconfig` (the config the CLI would hand
 (what a run registered) and :mod:`~tools.mocks.program` (running the program).
 """
 
-from tools.mocks.monitor import DYNAMIC, MOCK_LOAD_BALANCER_IP, READ_STATE, LabMocks
+from tools.mocks.monitor import MOCK_LOAD_BALANCER_IP, READ_STATE, LabMocks
 from tools.mocks.program import run_program
 from tools.mocks.record import UNKNOWN, Registered, Run
 from tools.mocks.stackconfig import DELETE, PROJECT, ROOT, set_path, stack_config
 
 __all__ = [
     "DELETE",
-    "DYNAMIC",
     "MOCK_LOAD_BALANCER_IP",
     "PROJECT",
     "READ_STATE",

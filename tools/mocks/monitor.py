@@ -12,34 +12,32 @@ from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings
 
+from components.tls import CA_COMMAND, CERTIFICATE_COMMAND
 from tools.mocks.record import Registered, _unwrap
 
 
-DYNAMIC = "pulumi-python:dynamic:Resource"
-# What each dynamic resource's create() returned, by its provider and inputs: like the engine's
-# state, a second run with the same inputs gets the same keys and certificates, not new ones.
-_DYNAMIC_STATE: dict[str, dict] = {}
+COMMAND = "command:local:Command"
+# What each of the lab's certificate commands printed, by its command line and stdin: like the
+# engine's state, a second run with the same inputs gets the same keys and certificates.
+_CERTIFICATES: dict[str, str] = {}
 
 
-def _create_dynamic(inputs: dict) -> dict:
-    """Run the program's own dynamic provider (pulumi.dynamic.ResourceProvider.create), as the engine would."""
-    import base64
+def _run_certificates(inputs: dict) -> str:
+    """Run a certificate command of the lab (components/certificates.py) in-process, as the engine would run it."""
+    from components import certificates
 
-    import dill
-
-    inputs = _unwrap(inputs, "", set())  # the provider sees secrets as plain values, as with the engine
-    props = {k: v for k, v in inputs.items() if k != "__provider" and v is not None}
-    key = json.dumps([inputs["__provider"], props], sort_keys=True, default=str)
-    if key not in _DYNAMIC_STATE:
-        provider = dill.loads(base64.b64decode(inputs["__provider"]))
-        _DYNAMIC_STATE[key] = dict(provider.create(props).outs or {})
-    return copy.deepcopy(_DYNAMIC_STATE[key])
+    inputs = _unwrap(inputs, "", set())  # the command sees secrets as plain values, as with the engine
+    key = json.dumps([inputs["create"], inputs["stdin"]], sort_keys=True)
+    if key not in _CERTIFICATES:
+        what = {CA_COMMAND: "ca", CERTIFICATE_COMMAND: "certificate"}[inputs["create"]]
+        _CERTIFICATES[key] = json.dumps(certificates.run(what, json.loads(inputs["stdin"])))
+    return _CERTIFICATES[key]
 
 
 class LabMocks(pulumi.runtime.Mocks):
     """Echo inputs back as outputs, with plausible values for the outputs the program reads.
 
-    Dynamic resources get what their provider's create() returns. ``state_for[type](args) ->
+    The lab's certificate commands print what components/certificates.py prints. ``state_for[type](args) ->
     dict`` lets a test give one resource type richer outputs.
     """
 
@@ -48,12 +46,13 @@ class LabMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
-        if args.typ == "command:local:Command":
+        if args.typ == COMMAND and args.inputs.get("create") in (CA_COMMAND, CERTIFICATE_COMMAND):
+            state["stdout"] = _run_certificates(args.inputs)
+        elif args.typ == COMMAND:
             # Node preparation prints the host-only NIC's name; the rest print "<name>-stdout".
             state.setdefault("stdout", "eth1" if args.name.endswith("-prepare") else f"{args.name}-stdout")
+        if args.typ == COMMAND:
             state.setdefault("stderr", "")
-        if args.typ == DYNAMIC and not args.resource_id:
-            state.update(_create_dynamic(args.inputs))
         if args.resource_id:  # a read of an object that exists in the cluster
             state.update(copy.deepcopy(READ_STATE.get(args.typ, {})))
         if args.typ in self.state_for:
