@@ -131,8 +131,9 @@ class LabTLS(pulumi.ComponentResource):
 
     dns_names: list[str]
 
-    ca: CertificateAuthority
-    server: ServerCertificate
+    ca: local.Command
+    """The lab CA (components/certificates.py); replaced only by a new CA setting or a rotation."""
+    server: local.Command
     """Replaced when it is issued again (new names, a new CA, an expiry in sight)."""
 
     def __init__(self, name: str, args: LabTLSArgs, opts: Optional[pulumi.ResourceOptions] = None):
