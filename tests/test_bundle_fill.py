@@ -8,8 +8,6 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
-import json
-import tarfile
 import threading
 from pathlib import Path
 
@@ -82,13 +80,12 @@ def _flannel() -> bytes:
     ).encode()
 
 
-def _chart_archive() -> bytes:
-    chart = reference_file("traefik/chart-41.3.0")
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for path in sorted(p for p in chart.rglob("*") if p.is_file()):
-            tar.add(path, arcname=f"traefik/{path.relative_to(chart)}")
-    return buffer.getvalue()
+def _chart_archive(tmp: Path) -> bytes:
+    from tools.nodes.sourcebundle import pack_chart
+
+    archive = tmp / "traefik-41.3.0.tgz"
+    pack_chart(reference_file("traefik/chart-41.3.0"), archive)
+    return archive.read_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +112,7 @@ def servers(tmp_path_factory):
     metallb = mirror / "raw.githubusercontent.com/metallb/metallb/v0.14.9/config/manifests/metallb-native.yaml"
     metallb.parent.mkdir(parents=True, exist_ok=True)
     metallb.write_bytes(reference_file("metallb/metallb-native-v0.14.9.yaml").read_bytes())
-    chart = _chart_archive()
+    chart = _chart_archive(root)
     repo = mirror / "traefik.github.io/charts"
     repo.mkdir(parents=True)
     (repo / "traefik-41.3.0.tgz").write_bytes(chart)

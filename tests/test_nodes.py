@@ -76,7 +76,6 @@ class Lab:
         self.project.env["VAGRANT_HOME"] = str(root / "vagrant.d")
         self.project.env["VAGRANT_CHECKPOINT_DISABLE"] = "1"
         self.project.env["PULUMI_DEBUG_COMMANDS"] = "true"  # for --event-log
-        self.project.env["PULUMI_PARALLEL"] = "64"
         self.timings: dict[str, float] = {}
 
     def pulumi(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -150,12 +150,35 @@ def source_file(source: Source, cfg: LabConfig) -> Path:
     raise RuntimeError(f"{source.what} ({source.key}) cannot be had from source here; give a local copy")
 
 
+def helmignored(relative: str, patterns: list[str]) -> bool:
+    """Whether `helm package` leaves ``relative`` out, by the chart's .helmignore (a directory
+    pattern ends in /; the rest match a path or its last part, shell-style)."""
+    import fnmatch
+
+    for pattern in patterns:
+        if pattern.endswith("/"):
+            if relative.startswith(pattern) or f"/{pattern}" in f"/{relative}":
+                return True
+        elif fnmatch.fnmatch(relative, pattern) or fnmatch.fnmatch(relative.rsplit("/", 1)[-1], pattern):
+            return True
+    return False
+
+
 def pack_chart(directory: Path, path: Path) -> None:
-    """A chart directory as `helm package` lays it out: everything under <chart name>/."""
+    """A chart directory as `helm package` lays it out: everything under <chart name>/ but what
+    its .helmignore leaves out (a packaged chart is taken as it is, ignore file or not)."""
     import yaml
 
     name = yaml.safe_load((directory / "Chart.yaml").read_text())["name"]
-    members = [(f"{name}/{p.relative_to(directory)}", p) for p in sorted(directory.rglob("*")) if p.is_file()]
+    ignore = directory / ".helmignore"
+    patterns = [
+        line.strip() for line in (ignore.read_text().splitlines() if ignore.is_file() else []) if line.strip() and not line.startswith("#")
+    ]
+    members = [
+        (f"{name}/{p.relative_to(directory)}", p)
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and not helmignored(str(p.relative_to(directory)), patterns)
+    ]
     _tar(path, members)
 
 
