@@ -21,7 +21,7 @@ from components.bundle.plan import missing_from_bundle
 from components.bundle.store import Bundle
 from components.config import parse
 from harness import reference_file, set_path, stack_config
-from tools.controlplane.netns import LoopbackNetns
+from tools.testbed.netns import LoopbackNetns
 from tools.nodes import tier
 from tools.nodes.registry import LoopbackRegistry, free_port
 

@@ -23,7 +23,8 @@ import yaml
 
 from harness import TEST_KUBECONFIG, reference_docs, reference_file
 from tools.controlplane import existing_cluster_config
-from tools.project import INGRESS_MANIFEST, LOOPBACK_ONLY, METALLB_MANIFEST, Project, lab_config
+from tools.project import INGRESS_MANIFEST, METALLB_MANIFEST, Project, lab_config
+from tools.testbed.netns import LOOPBACK_ONLY
 
 # One worker runs them all, so the render-mode stack is brought up once.
 pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engine-render")]

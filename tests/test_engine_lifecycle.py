@@ -6,7 +6,7 @@ These are properties of upstream pulumi-command's lifecycle (a changed create, d
 environment re-runs create in place; only changed triggers replace) meeting the program's
 triggers, so they are only proven through the real engine and provider.
 
-Stand-ins: ``vagrant`` on PATH is a script that records each call and answers as far as the
+Stand-ins: ``vagrant`` on PATH is the testbed's (tools/testbed/vagrant.py), which records each call and answers as far as the
 lab's steps need (the NIC name, a join command, a kubeconfig); it boots nothing. The program is
 the cluster layer alone (``KubeadmCluster`` built from the stack's config as ``__main__.py``
 builds it, from the same ``KubeadmClusterArgs.from_config``): MetalLB's and the ingress's manifests are components the Kubernetes provider expands
@@ -27,6 +27,8 @@ import pytest
 import yaml
 
 from tools.project import Project, lab_config
+from tools.testbed.netns import LOOPBACK_ONLY
+from tools.testbed.vagrant import describe, vagrant_calls, write_vagrant_stand_in
 
 pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engine-lifecycle")]
 
@@ -42,42 +44,20 @@ if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is
     )
 
 COMMAND = "command:local:Command"
+
+# What the stand-in vagrant hands back as the control plane's admin kubeconfig; nothing contacts it.
+STAND_IN_KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters:
+- name: lab
+  cluster:
+    server: https://192.168.56.10:6443
+contexts: [{name: lab, context: {cluster: lab, user: admin}}]
+current-context: lab
+users: [{name: admin, user: {token: stand-in}}]
+"""
 PROVIDER = "pulumi:providers:kubernetes"
 
-STAND_IN_VAGRANT = r"""#!/usr/bin/env bash
-# Stand-in for the vagrant CLI: one line per call in $FAKE_VAGRANT_LOG, answers for the lab's steps.
-set -euo pipefail
-log() { printf '%s\n' "$*" >>"$FAKE_VAGRANT_LOG"; }
-case "$1" in
-  box)
-    if [ "$2" = list ]; then printf '%s\n' "${FAKE_BOXES:-}"; else log "box-add $2"; fi ;;
-  up) log "up $2" ;;
-  destroy) log "destroy ${!#}" ;;
-  ssh)
-    node=$2 cmd=${!#}
-    case $cmd in
-      *"kubeadm token create"*)
-        log "mint-token $node"
-        printf 'kubeadm join 192.168.56.10:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:0a1b\r\n' ;;
-      *"delete node"*) rest=${cmd##*delete node }; log "leave ${rest%% *}" ;;
-      *"cat /etc/kubernetes/admin.conf"*)
-        log "kubeconfig $node"
-        printf '%s\n' "apiVersion: v1" "kind: Config" "clusters:" "- name: lab" "  cluster:" \
-          "    server: https://192.168.56.10:6443" "contexts: [{name: lab, context: {cluster: lab, user: admin}}]" \
-          "current-context: lab" "users: [{name: admin, user: {token: stand-in}}]" ;;
-      *)
-        script=$(cat)
-        case $script in
-          *"# Prepares one lab node"*) log "prepare $node"; echo eth1 ;;
-          *"# Initialises the control plane"*) log "init $node" ;;
-          *"# Installs the pod network"*) log "cni $node" ;;
-          *"# Joins this worker"*) log "join $node" ;;
-          *) log "run-unknown $node"; exit 1 ;;
-        esac ;;
-    esac ;;
-  *) log "unexpected $*"; exit 1 ;;
-esac
-"""
 
 
 CLUSTER_ONLY = """import pulumi
@@ -98,29 +78,30 @@ class Lab:
         self.project = Project(tmp_path)
         (self.project.dir / "__main__.py").write_text(CLUSTER_ONLY)
         bin_dir = tmp_path / "bin"
-        bin_dir.mkdir()
-        (bin_dir / "vagrant").write_text(STAND_IN_VAGRANT)
-        (bin_dir / "vagrant").chmod(0o755)
         self.log = tmp_path / "vagrant.log"
-        self.project.env.update(
-            PATH=f"{bin_dir}{os.pathsep}{self.project.env['PATH']}",
-            FAKE_VAGRANT_LOG=str(self.log),
-            FAKE_BOXES="bento/ubuntu-24.04 (virtualbox, 202510.26.0)",
+        kubeconfig = tmp_path / "admin.conf"
+        kubeconfig.write_text(STAND_IN_KUBECONFIG)
+        write_vagrant_stand_in(
+            bin_dir,
+            log=self.log,
+            scripts=self.project.dir / "scripts" / "node",
+            kubeconfig=kubeconfig,
+            boxes="bento/ubuntu-24.04 (virtualbox, 202510.26.0)",
         )
+        self.project.env.update(PATH=f"{bin_dir}{os.pathsep}{self.project.env['PATH']}")
         self.project.stack("lab", lab_config(**{"k8s-lab:self_check": {"enabled": False}}))
 
     def pulumi(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        isolated = ["unshare", "--net", "--", "bash", "-c", 'ip link set lo up && exec "$@"', "pulumi-netns"]
-        return self.project.pulumi(*args, check=check, wrapper=isolated)
+        return self.project.pulumi(*args, check=check, wrapper=LOOPBACK_ONLY)
 
     def up(self) -> subprocess.CompletedProcess:
         return self.pulumi("up", "--stack", "lab", "--yes", "--skip-preview")
 
     def calls(self) -> list[str]:
-        """The stand-in vagrant's calls since the last time this was asked."""
-        lines = self.log.read_text().splitlines() if self.log.exists() else []
+        """The stand-in vagrant's calls since the last time this was asked, as the steps mean them."""
+        calls = [described for call in vagrant_calls(self.log) if (described := describe(call))]
         self.log.write_text("")
-        return [line.strip() for line in lines]
+        return calls
 
     def ids(self, type_: str = COMMAND) -> dict[str, str]:
         state = json.loads(self.pulumi("stack", "export", "--stack", "lab").stdout)["deployment"]

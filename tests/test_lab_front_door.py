@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tools.project import INGRESS_MANIFEST, METALLB_MANIFEST, Project
+from tools.testbed.netns import LOOPBACK_ONLY
 from harness import REFERENCE, ROOT, reference_file
 
 pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engine-front-door")]
@@ -67,9 +68,8 @@ def clone(tmp_path_factory):
     git("-c", "user.name=lab", "-c", "user.email=lab@example.invalid", "commit", "-qm", "k8s-lab")
 
     def lab(*args: str) -> subprocess.CompletedProcess:
-        isolated = ["unshare", "--net", "--", "bash", "-c", 'ip link set lo up && exec "$@"', "lab-netns"]
         return subprocess.run(
-            [*isolated, "./lab", *args], cwd=project.dir, env=env, capture_output=True, text=True, timeout=600
+            [*LOOPBACK_ONLY, "./lab", *args], cwd=project.dir, env=env, capture_output=True, text=True, timeout=600
         )
 
     return project, lab, git

@@ -71,10 +71,6 @@ for i in "${!METALLB[@]}"; do
 	METALLB[i]=${METALLB[i]#v}
 	semver_ok "${METALLB[i]}" || die "METALLB_VERSIONS: '${METALLB[i]}' must look like 0.14.9"
 done
-K8S_MINOR=${KUBERNETES_VERSION#*.}
-K8S_MINOR=${K8S_MINOR%%.*}
-K8S_PATCH=${KUBERNETES_VERSION##*.}
-STAGING_VERSION="0.$K8S_MINOR.$K8S_PATCH"
 
 knobs="k8s=$KUBERNETES_VERSION etcd=$ETCD_VERSION kwok=$KWOK_VERSION metallb=${METALLB[*]} recipe=$RECIPE_REV"
 cache_dirs K8S_LAB_CONTROL_PLANE_DIR "$HOME/.cache/k8s-lab/control-plane" \
@@ -119,70 +115,14 @@ log "versions: $knobs"
 declare -a SUMMARY=()
 TOTAL_START=$SECONDS
 
-# build_tools DIR MODULE VERSION STAGING LDFLAGS OUTPUT PACKAGE...: build the PACKAGEs of
-# MODULE@vVERSION in the throwaway module DIR, which requires them through a tools.go and
-# copies MODULE's replaces (its local k8s.io ones as STAGING releases when STAGING is set).
-# OUTPUT is the binary, or a directory ending in / for several packages.
-build_tools() {
-	local dir=$1 mod=$2 version=$3 staging=$4 ldflags=$5 output=$6 gomod pkg
-	shift 6
-	gomod=$(mod_json "$mod@v$version" GoMod)
-	local -a replaces=()
-	mapfile -t replaces < <(module_replaces "$gomod" "$staging")
-	printf '//go:build tools\n\npackage tools\n\nimport (\n' >"$dir/tools.go"
-	for pkg in "$@"; do printf '\t_ "%s"\n' "$pkg" >>"$dir/tools.go"; done
-	printf ')\n' >>"$dir/tools.go"
-	(
-		cd "$dir"
-		((${#replaces[@]} == 0)) || go mod edit "${replaces[@]}"
-		go get -tags tools "$mod@v$version"
-		go mod tidy -e
-		go build -ldflags "$ldflags" -o "$output" "$@"
-	)
-}
-
 # --- etcd -------------------------------------------------------------------------------
-
-build_etcd() {
-	local dir="$SRC/etcd"
-	new_module "$dir" k8slab.local/controlplane/etcd
-	cat >"$dir/main.go" <<'EOF'
-// etcd, as the etcd release binary runs it.
-package main
-
-import (
-	"os"
-
-	"go.etcd.io/etcd/server/v3/etcdmain"
-)
-
-func main() { etcdmain.Main(os.Args) }
-EOF
-	(
-		cd "$dir"
-		go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION"
-		go mod tidy
-		go build -ldflags "$LDFLAGS_BASE" -o "$BIN/etcd.tmp" .
-	)
-	mv -f "$BIN/etcd.tmp" "$BIN/etcd"
-}
 
 # --- Kubernetes -------------------------------------------------------------------------
 
-build_kubernetes() {
-	local dir="$SRC/kubernetes" mod=k8s.io/kubernetes pkgs=() b
-	new_module "$dir" k8slab.local/controlplane/kubernetes
-	for b in "${K8S_BINS[@]}"; do pkgs+=("$mod/cmd/$b"); done
-	# Without the version stamp clients cannot parse the server's version, and the
-	# API server's compatibility version falls back to a default.
-	local v=k8s.io/component-base/version cv=k8s.io/client-go/pkg/version ld="$LDFLAGS_BASE"
-	local f
-	for f in "$v" "$cv"; do
-		ld+=" -X $f.gitVersion=v$KUBERNETES_VERSION -X $f.gitMajor=1 -X $f.gitMinor=$K8S_MINOR"
-		ld+=" -X $f.gitTreeState=clean -X $f.gitCommit=0000000000000000000000000000000000000000"
-		ld+=" -X $f.buildDate=1970-01-01T00:00:00Z"
-	done
-	build_tools "$dir" "$mod" "$KUBERNETES_VERSION" "$STAGING_VERSION" "$ld" "$BIN/k8s.tmp/" "${pkgs[@]}"
+build_plane_kubernetes() {
+	local pkgs=() b
+	for b in "${K8S_BINS[@]}"; do pkgs+=("cmd/$b"); done
+	build_kubernetes "$SRC/kubernetes" "$KUBERNETES_VERSION" "$BIN/k8s.tmp" "${pkgs[@]}"
 	for b in "${K8S_BINS[@]}"; do mv -f "$BIN/k8s.tmp/$b" "$BIN/$b"; done
 	rmdir "$BIN/k8s.tmp"
 }
@@ -193,7 +133,7 @@ build_kwok() {
 	local dir="$SRC/kwok" mod=sigs.k8s.io/kwok moddir
 	new_module "$dir" k8slab.local/controlplane/kwok
 	moddir=$(mod_json "$mod@v$KWOK_VERSION" Dir)
-	build_tools "$dir" "$mod" "$KWOK_VERSION" "" "$LDFLAGS_BASE -X $mod/pkg/consts.Version=v$KWOK_VERSION" \
+	wrapper_build "$dir" "$mod" "$KWOK_VERSION" "" "$LDFLAGS_BASE -X $mod/pkg/consts.Version=v$KWOK_VERSION" \
 		"$BIN/kwok.tmp" "$mod/cmd/kwok"
 	# The stage files kwok ships (its `kwokctl` defaults): nodes Ready at once with a
 	# lease heartbeat; pods scheduled to a kwok node go Running and Ready.
@@ -217,13 +157,13 @@ build_kwok() {
 build_metallb() { # build_metallb VERSION
 	local version=$1 dir="$SRC/metallb-$1" mod=go.universe.tf/metallb
 	new_module "$dir" k8slab.local/controlplane/metallb
-	build_tools "$dir" "$mod" "$version" "" "$LDFLAGS_BASE -X $mod/internal/version.version=$version" \
+	wrapper_build "$dir" "$mod" "$version" "" "$LDFLAGS_BASE -X $mod/internal/version.version=$version" \
 		"$BIN/metallb-controller-v$version.tmp" "$mod/controller"
 	mv -f "$BIN/metallb-controller-v$version.tmp" "$BIN/metallb-controller-v$version"
 }
 
-step etcd "$BIN/etcd" build_etcd
-step kubernetes "$BIN/kubectl" build_kubernetes
+step etcd "$BIN/etcd" build_etcd "$SRC/etcd" "$ETCD_VERSION" "$BIN/etcd"
+step kubernetes "$BIN/kubectl" build_plane_kubernetes
 step kwok "$BIN/kwok" build_kwok
 for v in "${METALLB[@]}"; do
 	step "metallb-controller-v$v" "$BIN/metallb-controller-v$v" build_metallb "$v"

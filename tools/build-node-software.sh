@@ -75,10 +75,6 @@ for name in "${VERSIONS[@]}"; do
 	printf -v "$var" '%s' "$value"
 	knobs+=" ${name,,}=$value"
 done
-K8S_MINOR=${KUBERNETES_VERSION#*.}
-K8S_MINOR=${K8S_MINOR%%.*}
-K8S_PATCH=${KUBERNETES_VERSION##*.}
-STAGING_VERSION="0.$K8S_MINOR.$K8S_PATCH"
 # The flannel CNI plugin's code before it became a module of its own.
 readonly FLANNEL_CNI_SOURCE_VERSION=0.9.1
 
@@ -131,46 +127,12 @@ log "versions: $knobs"
 declare -a SUMMARY=()
 TOTAL_START=$SECONDS
 
-# wrapper_build DIR MODULE VERSION STAGING LDFLAGS OUTPUT PACKAGE...: build the PACKAGEs of
-# MODULE@vVERSION in the throwaway module DIR, which requires them through a tools.go and copies
-# MODULE's replaces (its local k8s.io ones as STAGING releases when STAGING is set). OUTPUT is
-# the binary, or a directory ending in / for several packages. Extra `go mod edit` arguments can
-# be given in WRAPPER_EDITS (an array) and extra build flags in WRAPPER_FLAGS.
-wrapper_build() {
-	local dir=$1 mod=$2 version=$3 staging=$4 ldflags=$5 output=$6 gomod pkg
-	shift 6
-	gomod=$(mod_json "$mod@v$version" GoMod)
-	local -a replaces=()
-	mapfile -t replaces < <(module_replaces "$gomod" "$staging")
-	printf '//go:build tools\n\npackage tools\n\nimport (\n' >"$dir/tools.go"
-	for pkg in "$@"; do printf '\t_ "%s"\n' "$pkg" >>"$dir/tools.go"; done
-	printf ')\n' >>"$dir/tools.go"
-	(
-		cd "$dir"
-		((${#replaces[@]} == 0)) || go mod edit "${replaces[@]}"
-		((${#WRAPPER_EDITS[@]} == 0)) || go mod edit "${WRAPPER_EDITS[@]}"
-		go get -tags tools "$mod@v$version"
-		go mod tidy -e
-		# shellcheck disable=SC2086 # WRAPPER_FLAGS is a list of flags
-		go build ${WRAPPER_FLAGS:-} -ldflags "$ldflags" -o "$output" "$@"
-	)
-}
-WRAPPER_EDITS=()
-
 # --- Kubernetes (and agnhost, the e2e image that serves its pod's name) -------------------
 
-build_kubernetes() {
-	local dir="$SRC/kubernetes" mod=k8s.io/kubernetes pkgs=() b f
-	new_module "$dir" k8slab.local/node/kubernetes
-	for b in "${K8S_BINS[@]}"; do pkgs+=("$mod/cmd/$b"); done
-	pkgs+=("$mod/test/images/agnhost")
-	local ld="$LDFLAGS_BASE"
-	for f in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-		ld+=" -X $f.gitVersion=v$KUBERNETES_VERSION -X $f.gitMajor=1 -X $f.gitMinor=$K8S_MINOR"
-		ld+=" -X $f.gitTreeState=clean -X $f.gitCommit=0000000000000000000000000000000000000000"
-		ld+=" -X $f.buildDate=1970-01-01T00:00:00Z"
-	done
-	wrapper_build "$dir" "$mod" "$KUBERNETES_VERSION" "$STAGING_VERSION" "$ld" "$BIN/k8s.tmp/" "${pkgs[@]}"
+build_node_kubernetes() {
+	local pkgs=() b
+	for b in "${K8S_BINS[@]}"; do pkgs+=("cmd/$b"); done
+	build_kubernetes "$SRC/kubernetes" "$KUBERNETES_VERSION" "$BIN/k8s.tmp" "${pkgs[@]}" test/images/agnhost
 	for b in "${K8S_BINS[@]}" agnhost; do mv -f "$BIN/k8s.tmp/$b" "$BIN/$b"; done
 	rmdir "$BIN/k8s.tmp"
 }
@@ -184,31 +146,7 @@ build_pause() {
 	mv -f "$BIN/pause.tmp" "$BIN/pause"
 }
 
-# --- etcd, CoreDNS ---------------------------------------------------------------------
-
-build_etcd() {
-	local dir="$SRC/etcd"
-	new_module "$dir" k8slab.local/node/etcd
-	cat >"$dir/main.go" <<'EOF'
-// etcd, as the etcd release binary runs it.
-package main
-
-import (
-	"os"
-
-	"go.etcd.io/etcd/server/v3/etcdmain"
-)
-
-func main() { etcdmain.Main(os.Args) }
-EOF
-	(
-		cd "$dir"
-		go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION"
-		go mod tidy
-		go build -ldflags "$LDFLAGS_BASE" -o "$BIN/etcd.tmp" .
-	)
-	mv -f "$BIN/etcd.tmp" "$BIN/etcd"
-}
+# --- CoreDNS ---------------------------------------------------------------------
 
 build_coredns() {
 	local dir="$SRC/coredns" mod=github.com/coredns/coredns
@@ -336,9 +274,9 @@ build_registry() {
 	mv -f "$BIN/registry.tmp" "$BIN/registry"
 }
 
-step kubernetes "$BIN/kubeadm" build_kubernetes
+step kubernetes "$BIN/kubeadm" build_node_kubernetes
 step pause "$BIN/pause" build_pause
-step etcd "$BIN/etcd" build_etcd
+step etcd "$BIN/etcd" build_etcd "$SRC/etcd" "$ETCD_VERSION" "$BIN/etcd"
 step coredns "$BIN/coredns" build_coredns
 step containerd "$BIN/containerd" build_containerd
 step runc "$BIN/runc" build_runc

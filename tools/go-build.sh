@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# What tools/build-pulumi-toolchain.sh and tools/build-control-plane.sh share, sourced by both:
-# options, messages, the cache folders, the Go environment, modules read through the proxy,
-# throwaway modules, and timed build steps. Defining things is all sourcing it does.
+# What tools/build-pulumi-toolchain.sh, tools/build-control-plane.sh and tools/build-node-software.sh
+# share, sourced by each: options, messages, the cache folders, the Go environment, modules read
+# through the proxy, throwaway modules, the builds of the same upstream programs (Kubernetes, etcd)
+# and timed build steps. Defining things is all sourcing it does.
 #
 # The sourcing script sets, before it calls anything here:
 #   LOG_TAG           the tag of its messages ("[LOG_TAG] ...")
@@ -158,4 +159,78 @@ report_timings() {
 		printf '[%s]   %-28s %6ss\n' "$LOG_TAG" total $((SECONDS - TOTAL_START))
 		echo "[$LOG_TAG] $1"
 	} >&2
+}
+
+# wrapper_build DIR MODULE VERSION STAGING LDFLAGS OUTPUT PACKAGE...: build the PACKAGEs of
+# MODULE@vVERSION in the throwaway module DIR, which requires them through a tools.go and copies
+# MODULE's replaces (its local k8s.io ones as STAGING releases when STAGING is set). OUTPUT is
+# the binary, or a directory ending in / for several packages. Extra `go mod edit` arguments can
+# be given in the array WRAPPER_EDITS, extra build flags in WRAPPER_FLAGS.
+wrapper_build() {
+	local dir=$1 mod=$2 version=$3 staging=$4 ldflags=$5 output=$6 gomod pkg
+	shift 6
+	gomod=$(mod_json "$mod@v$version" GoMod)
+	local -a replaces=()
+	mapfile -t replaces < <(module_replaces "$gomod" "$staging")
+	printf '//go:build tools\n\npackage tools\n\nimport (\n' >"$dir/tools.go"
+	for pkg in "$@"; do printf '\t_ "%s"\n' "$pkg" >>"$dir/tools.go"; done
+	printf ')\n' >>"$dir/tools.go"
+	(
+		cd "$dir" || exit
+		((${#replaces[@]} == 0)) || go mod edit "${replaces[@]}"
+		((${#WRAPPER_EDITS[@]} == 0)) || go mod edit "${WRAPPER_EDITS[@]}"
+		go get -tags tools "$mod@v$version"
+		go mod tidy -e
+		# shellcheck disable=SC2086 # WRAPPER_FLAGS is a list of flags
+		go build ${WRAPPER_FLAGS:-} -ldflags "$ldflags" -o "$output" "$@"
+	)
+}
+WRAPPER_EDITS=()
+
+# build_kubernetes DIR VERSION OUTDIR PACKAGE...: k8s.io/kubernetes's PACKAGEs (cmd/kubelet,
+# test/images/agnhost, ...) at VERSION into OUTDIR/, through the throwaway module DIR with every
+# staging module replaced by its matching v0.x release (`go install` of k8s.io/kubernetes fails on
+# its own replace directives), the version stamped as a release's is: unstamped, clients cannot
+# parse the server's version and kubeadm reads v0.0.0-master and refuses it. Both tiers build the
+# same release this way, so the Go build cache serves the second.
+build_kubernetes() {
+	local dir=$1 version=$2 out=$3 minor patch ld="$LDFLAGS_BASE" f
+	shift 3
+	minor=${version#*.}
+	minor=${minor%%.*}
+	patch=${version##*.}
+	for f in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+		ld+=" -X $f.gitVersion=v$version -X $f.gitMajor=1 -X $f.gitMinor=$minor"
+		ld+=" -X $f.gitTreeState=clean -X $f.gitCommit=0000000000000000000000000000000000000000"
+		ld+=" -X $f.buildDate=1970-01-01T00:00:00Z"
+	done
+	new_module "$dir" k8slab.local/build/kubernetes
+	local -a pkgs=()
+	for f in "$@"; do pkgs+=("k8s.io/kubernetes/$f"); done
+	wrapper_build "$dir" k8s.io/kubernetes "$version" "0.$minor.$patch" "$ld" "$out/" "${pkgs[@]}"
+}
+
+# build_etcd DIR VERSION OUTPUT: etcd as its release binary runs it (a main calling etcdmain.Main).
+build_etcd() {
+	local dir=$1 version=$2 output=$3
+	new_module "$dir" k8slab.local/build/etcd
+	cat >"$dir/main.go" <<'EOF'
+// etcd, as the etcd release binary runs it.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+EOF
+	(
+		cd "$dir" || exit
+		go get "go.etcd.io/etcd/server/v3@v$version"
+		go mod tidy
+		go build -ldflags "$LDFLAGS_BASE" -o "$output.tmp" .
+	)
+	mv -f "$output.tmp" "$output"
 }

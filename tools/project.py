@@ -14,14 +14,12 @@ from typing import Sequence
 
 import yaml
 
+
 ROOT = Path(__file__).resolve().parent.parent
 
 SHARED = ROOT.parent / "shared"
 REFERENCE = SHARED / "reference"
 
-# Runs a command line in a new network namespace whose only interface is loopback: nothing it starts
-# can reach the network (needs root, util-linux's unshare and iproute2's ip).
-LOOPBACK_ONLY = ("unshare", "--net", "--", "bash", "-c", 'ip link set lo up && exec "$@"', "loopback-only")
 
 PROJECT_FILES = ("__main__.py", "Pulumi.yaml", "Vagrantfile", "requirements.txt", "components", "scripts")
 METALLB_MANIFEST = "metallb/metallb-native-v0.14.9.yaml"

@@ -1,6 +1,6 @@
 """A real Kubernetes control plane on loopback, in a network namespace of its own.
 
-One module a job: :mod:`~tools.controlplane.netns` (the namespace), :mod:`~tools.controlplane.pki`,
+One module a job: :mod:`tools.testbed.netns` (the namespace, shared with the node tier), :mod:`~tools.controlplane.pki`,
 :mod:`~tools.controlplane.api` (a client, processes, waiting), :mod:`~tools.controlplane.servers`
 (the egress proxy, the admission stand-in), :mod:`~tools.controlplane.kubelet`,
 :mod:`~tools.controlplane.standins` (the controllers' work), :mod:`~tools.controlplane.plane` and
@@ -46,11 +46,12 @@ from pathlib import Path
 from typing import Optional
 
 from tools.controlplane.api import Api, ApiError, Process, wait_for
-from tools.controlplane.netns import LoopbackNetns
+from tools.testbed.netns import LoopbackNetns
 from tools.controlplane.pki import make_ca, make_serving_cert, pem_cert, pem_key
 from tools.controlplane.plane import ControlPlane
 from tools.controlplane.servers import AdmitAllWebhook, EgressProxy
-from tools.controlplane.stacks import existing_cluster_config, set_kubeconfig, vagrant_calls, write_vagrant_stand_in
+from tools.controlplane.stacks import existing_cluster_config, set_kubeconfig
+from tools.testbed.vagrant import vagrant_calls, write_vagrant_stand_in
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 BUILD_SCRIPT = ROOT / "tools" / "build-control-plane.sh"

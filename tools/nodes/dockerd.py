@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from tools.controlplane.netns import LoopbackNetns
+from tools.testbed.netns import LoopbackNetns
 
 CAPS_RUNTIME = '''#!{python}
 """runc, minus the capabilities this machine's root does not hold (its CapBnd)."""

@@ -1,4 +1,11 @@
-"""A network namespace whose only interface is loopback: every process of the tier runs in one."""
+"""Network namespaces whose only interface is loopback: what every tier that runs real software
+runs in, so that a stray connection fails instead of leaving the machine.
+
+Two forms: :class:`LoopbackNetns`, a namespace this process enters and leaves thread by thread
+(the control-plane and node tiers, whose servers live as long as the tests), and
+:data:`LOOPBACK_ONLY`, a command line that runs one command in a namespace of its own (each
+`pulumi` of the engine tests).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,10 @@ import struct
 import threading
 
 CLONE_NEWNET = 0x40000000
+
+# A command line that runs the command after it in a new network namespace with only loopback up
+# (root, util-linux's unshare and iproute2's ip).
+LOOPBACK_ONLY = ("unshare", "--net", "--", "bash", "-c", 'ip link set lo up && exec "$@"', "loopback-only")
 
 
 def _bring_lo_up() -> None:
