@@ -45,7 +45,7 @@ from tools import stepgraph as sg  # noqa: E402
 
 RATIO_TARGET = 1.5
 SUITE_TARGET_SECONDS = 20.0
-PROVIDERS = ("virtualbox", "libvirt")
+PROVIDERS = ("virtualbox", "libvirt", "docker")
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -136,7 +136,9 @@ def test_suite() -> list[list[str]]:
 def chains(stack: str) -> tuple[list[list[str]], list[str]]:
     rows, details = [], []
     for provider in PROVIDERS:
-        run, cfg = graph.load(stack, {"vagrant.provider": provider})
+        # Docker nodes run from the node image, not the stack's Vagrant box.
+        overrides = {"vagrant": {"provider": "docker"}} if provider == "docker" else {"vagrant.provider": provider}
+        run, cfg = graph.load(stack, overrides)
         result = sg.report(sg.build(run, cfg), cfg)
         rows.append([
             provider,
@@ -371,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-suite", action="store_true", help="do not time the test suite")
     parser.add_argument("--skip-engine", action="store_true", help="do not time the real engine")
     parser.add_argument("--skip-control-plane", action="store_true", help="do not run the control-plane figures")
+    parser.add_argument("--skip-nodes", action="store_true", help="do not report the real-node tier and the offline bundle")
     args = parser.parse_args(argv)
 
     print(f"k8s-lab bench: stack {args.stack}, {os.cpu_count()} cores, Python {platform.python_version()}\n")
@@ -387,6 +390,18 @@ def main(argv: list[str] | None = None) -> int:
         rows = [control_plane_tier()]
         rows += control_plane() + control_plane(pod_start_seconds=POD_START_MODEL_SECONDS, plane_rows=False)
         print(table(["what", "value", "note"], rows))
+    if not args.skip_nodes:
+        from bench import nodes
+
+        rows, details = nodes.bring_up()
+        print("\nReal nodes: the last `./lab test nodes` run (docker nodes, kubeadm, flannel, MetalLB's speaker, Traefik)")
+        print(table(["what", "value", "note"], rows))
+        if details:
+            print("\n" + details)
+        print("\nNode software, built from source")
+        print(table(["what", "value", "note"], nodes.build()))
+        print("\nOffline bundle")
+        print(table(["what", "value", "note"], nodes.bundle()))
     rows, details = chains(args.stack)
     print("\nBring-up chain (steps / stages; target: longest chain no longer than inherent, no needless wait)")
     print(table(["provider", "serial", "longest chain", "inherent", "target"], rows))

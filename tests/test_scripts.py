@@ -18,7 +18,7 @@ from harness import ROOT, shellcheck
 SCRIPTS = sorted([*ROOT.glob("scripts/*.sh"), *ROOT.glob("scripts/node/*.sh"), ROOT / "lab", ROOT / ".ci/run"])
 TOKEN = "abcdef.0123456789abcdef"
 JOIN = f"kubeadm join 192.168.56.10:6443 --token {TOKEN} --discovery-token-ca-cert-hash sha256:0a1b2c"
-TOOLS = ["mktemp", "tee", "sleep", "bash", "sh", "env", "cat", "tr", "sed", "tail", "head", "awk", "grep", "mkdir", "mv", "rm", "basename",
+TOOLS = ["mktemp", "tee", "sleep", "tar", "bash", "sh", "env", "cat", "tr", "sed", "tail", "head", "awk", "grep", "mkdir", "mv", "rm", "basename",
          "dirname", "pwd", "sort", "cut", "ip"]  # fmt: skip
 
 
@@ -47,7 +47,7 @@ def test_every_script_a_step_names_exists():
 FAKE_VAGRANT = r"""#!/usr/bin/env bash
 # Records each call; answers like vagrant would for what the tests need.
 log=$FAKE_LOG
-n=$(ls "$log" | wc -l)
+n=$(ls "$log" | grep -c '[.]argv$')
 printf '%s\n' "$@" >"$log/$n.argv"
 case " $* " in
   *" --fail "*|*"$FAKE_FAIL"*) echo "VBoxManage: error: $FAKE_FAIL_MESSAGE" >&2; exit 1 ;;
@@ -63,6 +63,7 @@ case "$1" in
     case $cmd in
       *"kubeadm token create"*) printf '%s\r\n' "$FAKE_JOIN"; exit 0 ;;
       *"cat /etc/kubernetes/admin.conf"*) printf '%s\n' "$FAKE_KUBECONFIG"; exit 0 ;;
+      *"find /var/cache/k8s-lab/bundle"*) printf '%s\n' "${FAKE_BUNDLE_HAS:-}"; exit 0 ;;
     esac
     if [ -n "${FAKE_EXECUTE:-}" ]; then exec bash -c "$cmd"; fi
     cat >"$log/$n.stdin"
@@ -249,6 +250,37 @@ def test_other_vagrant_failures_are_not_retried(fake):
     result = fake.run("up", "k8s-cp", FAKE_FAIL="up", FAKE_FAIL_MESSAGE="VT-x is not available")
     assert result.returncode == 1 and "VT-x is not available" in result.stderr
     assert len(fake.calls()) == 1
+
+
+@pytest.mark.parametrize("provider, copied", [("virtualbox", ["files/b"]), ("docker", None)])
+def test_a_vm_gets_the_bundle_files_it_lacks_before_its_script_runs(fake, tmp_path, provider, copied):
+    import io
+    import tarfile
+
+    fake.install()
+    bundle = tmp_path / "bundle"
+    (bundle / "files").mkdir(parents=True)
+    (bundle / "files/a").write_text("aaaa")
+    (bundle / "files/b").write_text("bbbbbb")
+    script = tmp_path / "script.sh"
+    script.write_text("echo prepared\n")
+    result = fake.run(
+        "run", "k8s-w1", str(script),
+        VAGRANT_DEFAULT_PROVIDER=provider,
+        K8S_LAB_BUNDLE=str(bundle),
+        K8S_LAB_BUNDLE_FILES="4 files/a\n6 files/b",
+        FAKE_BUNDLE_HAS="4 files/a",  # the node holds a, at its size, from an earlier run
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    calls = fake.calls()
+    if copied is None:  # a docker node has the bundle mounted (the Vagrantfile)
+        assert len(calls) == 1 and calls[0][1].endswith("echo prepared\n")
+        return
+    (_, _), (extract, stream), (_, script_stdin) = calls
+    assert "tar -C /var/cache/k8s-lab/bundle -xf -" in extract[-1]
+    with tarfile.open(fileobj=io.BytesIO(stream.encode("latin-1"))) as tar:
+        assert tar.getnames() == copied
+    assert script_stdin.endswith("echo prepared\n")
 
 
 def test_join_fails_clearly_when_the_control_plane_prints_no_join_command(fake):
@@ -573,3 +605,126 @@ def test_toolchain_build_without_upstream_sources_says_how_to_get_the_official_c
     assert "pulumi-command-v1.2.1/provider" in result.stderr
     assert "https://www.pulumi.com/docs/install/" in result.stderr
     assert not list((tmp_path / "cache").glob("*/bin/*"))
+
+
+# ----------------------------------------------------------------------------------------------
+# prepare.sh from an offline bundle, whole, with its files under a temporary root and stand-ins
+# for the node's system tools that record every call: nothing may reach the network.
+
+RECORDING_TOOL = """#!/usr/bin/env bash
+printf '%s\\n' "$(basename "$0") $*" >>"$NODE_CALLS"
+case "$(basename "$0") $1" in
+  "containerd config") echo "SystemdCgroup = true" ;;
+  # containerd's image store, as far as ctr's import and list go: a stand-in archive holds its image's name.
+  "ctr -n")
+    case " $* " in
+      *" images import "*) cat "${!#}" >>"$NODE_CALLS.images" ;;
+      *" images ls "*) grep -sx "${!##name==}" "$NODE_CALLS.images" || true ;;
+    esac ;;
+  "systemd-detect-virt --container") [ "$#" -gt 1 ] || echo docker ;;
+  "ip -o") cat <<'EOF'
+{ip_addr}
+EOF
+  ;;
+esac
+exit 0
+"""
+# What a node runs that must be there: the network and package tools are what must not be called.
+NODE_TOOLS = ["curl", "wget", "apt-get", "apt-mark", "dpkg-query", "ctr", "crictl", "systemctl", "sysctl", "modprobe",
+              "swapoff", "swapon", "containerd", "kubeadm", "ip", "systemd-detect-virt"]  # fmt: skip
+
+
+def _bundle_file(root, path: str, data: bytes) -> str:
+    import hashlib
+
+    target = root / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _tgz(members: dict[str, bytes]) -> bytes:
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_preparation_from_a_bundle_installs_its_files_imports_its_images_and_calls_no_network_tool(tmp_path):
+    from components.bundle import software
+
+    bundle, node_root, calls = tmp_path / "bundle", tmp_path / "node", tmp_path / "calls"
+    for directory in ("usr/local/bin", "usr/local/sbin", "etc"):
+        (node_root / directory).mkdir(parents=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in NODE_TOOLS:
+        (bin_dir / tool).write_text(RECORDING_TOOL.replace("{ip_addr}", IP_ADDR.replace("\\\\", "\\")))
+        (bin_dir / tool).chmod(0o755)
+    contents = {
+        "kubeadm": b"kubeadm 1.36.1", "kubelet": b"kubelet 1.36.1", "kubectl": b"kubectl 1.36.1", "runc": b"runc 1.3.2",
+        "containerd": _tgz({"bin/containerd": b"containerd", "bin/ctr": b"ctr", "bin/containerd-shim-runc-v2": b"shim"}),
+        "cni-plugins": _tgz({"./bridge": b"bridge", "./host-local": b"host-local", "./loopback": b"loopback"}),
+        "crictl": _tgz({"crictl": b"crictl"}),
+        "cni-manifest": b"kind: DaemonSet\n",
+    }  # fmt: skip
+    lines = []
+    for name, download in software.node_downloads("1.36.1", "flannel", "amd64").items():
+        sha = _bundle_file(bundle, download.path, contents[name])
+        lines.append(f"{name} {download.path} {download.url} {download.checksum_url or '-'} {sha}")
+    images = {"registry.k8s.io/pause:3.10.2": "images/registry.k8s.io/pause/3.10.2.tar",
+              "registry.k8s.io/kube-proxy:v1.36.1": "images/registry.k8s.io/kube-proxy/v1.36.1.tar"}  # fmt: skip
+    for name, archive in images.items():
+        _bundle_file(bundle, archive, f"{name}\n".encode())
+    env = {
+        **PREPARE_ENV,
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "NODE_CALLS": str(calls),
+        "K8S_LAB_NODE_ROOT": str(node_root),
+        "NODE_ROLE": "control-plane",
+        "NODE_FILES": "\n".join(lines),
+        "NODE_IMAGES": "\n".join(f"{name} {archive}" for name, archive in images.items()),
+        "BUNDLE": str(bundle),
+    }
+    result = subprocess.run(["bash", str(ROOT / "scripts/node/prepare.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "eth1\n"  # the host-only NIC, the script's one line of stdout
+    made = [line.split() for line in calls.read_text().splitlines()]
+    assert not [c for c in made if c[0] in ("curl", "wget", "apt-get", "apt-mark") or c[:2] == ["crictl", "pull"]], made
+    # Every image imported into containerd's k8s.io namespace before kubeadm could ask for it.
+    imported = [c[-1] for c in made if c[:4] == ["ctr", "-n", "k8s.io", "images"] and "import" in c]
+    assert imported == [str(bundle / archive) for archive in images.values()]
+    # The release files installed where the units and kubeadm expect them, checked by their digests.
+    assert (node_root / "usr/local/bin/kubeadm").read_bytes() == contents["kubeadm"]
+    assert (node_root / "usr/local/sbin/runc").read_bytes() == contents["runc"]
+    assert (node_root / "usr/local/bin/containerd").read_bytes() == b"containerd"
+    assert (node_root / "opt/cni/bin/bridge").read_bytes() == b"bridge"
+    assert "ExecStart=/usr/local/bin/kubelet" in (node_root / "etc/systemd/system/kubelet.service").read_text()
+    assert "sandbox = 'registry.k8s.io/pause:3.10.2'" in (node_root / "etc/containerd/config.toml").read_text()
+    # A container node (systemd-detect-virt says docker): the host's swap and disk are left alone.
+    patch = (node_root / "etc/kubernetes/k8s-lab-patches/kubeletconfiguration+merge.yaml").read_text()
+    assert "failSwapOn: false" in patch and "imageGCHighThresholdPercent: 100" in patch
+    assert not [c for c in made if c[0] in ("swapoff",)]
+
+
+def test_preparation_from_a_bundle_refuses_a_file_that_does_not_match_its_digest(tmp_path):
+    from components.bundle import software
+
+    bundle = tmp_path / "bundle"
+    kubeadm = software.node_downloads("1.36.1", "flannel", "amd64")["kubeadm"]
+    _bundle_file(bundle, kubeadm.path, b"tampered")
+    env = {
+        **PREPARE_ENV,
+        "K8S_LAB_NODE_ROOT": str(tmp_path / "node"),
+        "NODE_FILES": f"kubeadm {kubeadm.path} {kubeadm.url} {kubeadm.checksum_url} {'0' * 64}",
+        "BUNDLE": str(bundle),
+    }
+    result = source_and_call("scripts/node/prepare.sh", "fetch kubeadm", tmp_path, **env)
+    assert result.returncode == 1
+    assert f"{kubeadm.path} does not match its checksum {'0' * 64}" in result.stderr

@@ -27,7 +27,7 @@ exec 3>&1 1>&2
 NETWORK_INTERFACE=${NETWORK_INTERFACE:-}
 BUNDLE=${BUNDLE:-}
 
-# K8S_LAB_NODE_ROOT relocates the node's files, for running parts of this script outside a node.
+# K8S_LAB_NODE_ROOT relocates every file this script writes, for running it outside a node.
 ROOT=${K8S_LAB_NODE_ROOT:-}
 STATE=$ROOT/var/lib/k8s-lab
 CACHE=$ROOT/var/cache/k8s-lab
@@ -118,7 +118,7 @@ disable_swap() {
   fi
   swapoff -a
   # Keep it off after a reboot: comment out fstab's swap entries, mask systemd's swap units.
-  sed -ri '/^[^#].*[[:space:]]swap[[:space:]]/s/^/#/' /etc/fstab
+  sed -ri '/^[^#].*[[:space:]]swap[[:space:]]/s/^/#/' "$ROOT/etc/fstab"
   systemctl mask swap.target >/dev/null 2>&1
   [ -z "$(swapon --noheadings)" ] || die "swap is still on: $(swapon --noheadings)"
 }
@@ -138,13 +138,13 @@ kernel_settings() {
     modules+=(ip_vs ip_vs_rr ip_vs_wrr ip_vs_sh nf_conntrack)
   fi
   if ! in_container; then
-    printf '%s\n' "${modules[@]}" | write_file /etc/modules-load.d/k8s-lab.conf
+    printf '%s\n' "${modules[@]}" | write_file "$ROOT/etc/modules-load.d/k8s-lab.conf"
   fi
   for module in "${modules[@]}"; do
     modprobe "$module" 2>/dev/null || module_present "$module" ||
       die "kernel module $module is missing and cannot be loaded$(in_container && echo " (a container node uses the host's modules: modprobe $module on the host)")"
   done
-  write_file /etc/sysctl.d/99-k8s-lab.conf <<'CONF'
+  write_file "$ROOT/etc/sysctl.d/99-k8s-lab.conf" <<'CONF'
 net.bridge.bridge-nf-call-iptables = 1
 net.bridge.bridge-nf-call-ip6tables = 1
 net.ipv4.ip_forward = 1
@@ -156,7 +156,7 @@ CONF
     sysctl -q -w "$key=$want" 2>/dev/null && continue
     have=$(sysctl -n "$key" 2>/dev/null || echo missing)
     [ "$have" = "$want" ] || die "sysctl $key is $have and cannot be set to $want"
-  done </etc/sysctl.d/99-k8s-lab.conf
+  done <"$ROOT/etc/sysctl.d/99-k8s-lab.conf"
 }
 
 # -- release files -------------------------------------------------------------------------
@@ -245,7 +245,7 @@ kubernetes_binaries() {
   done
   # The units the Kubernetes packages ship (kubernetes/release), for the binaries in /usr/local/bin:
   # kubeadm writes kubeadm-flags.env at init and join; /etc/default/kubelet carries --node-ip.
-  write_file /etc/systemd/system/kubelet.service <<'UNIT'
+  write_file "$ROOT/etc/systemd/system/kubelet.service" <<'UNIT'
 [Unit]
 Description=kubelet: The Kubernetes Node Agent
 Documentation=https://kubernetes.io/docs/
@@ -262,7 +262,7 @@ RestartSec=10
 WantedBy=multi-user.target
 UNIT
   [ "$CHANGED" = 0 ] || restart=1
-  write_file /etc/systemd/system/kubelet.service.d/10-kubeadm.conf <<'UNIT'
+  write_file "$ROOT/etc/systemd/system/kubelet.service.d/10-kubeadm.conf" <<'UNIT'
 [Service]
 Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf"
 Environment="KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml"
@@ -294,7 +294,7 @@ containerd_runtime() {
     install -m 0755 "$file" "$ROOT/usr/local/sbin/runc"
     restart=1
   fi
-  write_file /etc/systemd/system/containerd.service <<'UNIT'
+  write_file "$ROOT/etc/systemd/system/containerd.service" <<'UNIT'
 [Unit]
 Description=containerd container runtime
 Documentation=https://containerd.io
@@ -323,7 +323,7 @@ UNIT
   # Without CAP_SYS_RESOURCE (a container node on some hosts) a negative oom_score_adj cannot be
   # set: containerd then clamps pods' scores to its own instead of failing every sandbox.
   [ -n "$SYS_RESOURCE" ] || restrict=true
-  write_file /etc/containerd/config.toml <<CONF
+  write_file "$ROOT/etc/containerd/config.toml" <<CONF
 version = 3
 
 [plugins.'io.containerd.cri.v1.images'.pinned_images]
@@ -339,7 +339,7 @@ version = 3
   SystemdCgroup = true
 CONF
   [ "$CHANGED" = 0 ] || restart=1
-  write_file /etc/crictl.yaml <<CONF
+  write_file "$ROOT/etc/crictl.yaml" <<CONF
 runtime-endpoint: $CRI_SOCKET
 image-endpoint: $CRI_SOCKET
 CONF
@@ -381,7 +381,7 @@ kubelet_patches() {
 
 kubelet_node_ip() {
   # Without it the kubelet reports the NAT NIC's 10.0.2.15, the same on every VirtualBox VM.
-  write_file /etc/default/kubelet <<<"KUBELET_EXTRA_ARGS=--node-ip=$NODE_IP"
+  write_file "$ROOT/etc/default/kubelet" <<<"KUBELET_EXTRA_ARGS=--node-ip=$NODE_IP"
   if [ "$CHANGED" = 1 ] || [ "${KUBELET_RESTART:-0}" = 1 ]; then
     systemctl daemon-reload
     if systemctl is-active --quiet kubelet; then

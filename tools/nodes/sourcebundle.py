@@ -37,6 +37,8 @@ from tools.project import REFERENCE, ROOT, run_tool
 
 BUILD_SCRIPT = ROOT / "tools" / "build-node-software.sh"
 ORIGIN = "built from source by tools/nodes/sourcebundle.py"
+# The Traefik the default chart (41.3.0) runs, for stacks that name no Traefik image.
+TRAEFIK_DEFAULT = "3.7.11"
 BASE_PACKAGES = ("iptables", "ipset", "conntrack", "kmod")
 
 
@@ -44,8 +46,9 @@ BASE_PACKAGES = ("iptables", "ipset", "conntrack", "kmod")
 # The binaries
 
 
-def node_software_versions(cfg: LabConfig, metallb: str, traefik: str) -> dict[str, str]:
-    """The versions tools/build-node-software.sh builds, from the lab's own pins."""
+def node_software_versions(cfg: LabConfig, traefik: str) -> dict[str, str]:
+    """The versions tools/build-node-software.sh builds, from the lab's own pins (Traefik's is its
+    chart's appVersion, which the chart says)."""
     tags = software.KUBEADM_IMAGE_TAGS[software.minor(cfg.kubernetes.version)]
     return {
         "KUBERNETES_VERSION": cfg.kubernetes.version,
@@ -57,7 +60,7 @@ def node_software_versions(cfg: LabConfig, metallb: str, traefik: str) -> dict[s
         "CRICTL_VERSION": software.crictl_version(cfg.kubernetes.version),
         "CNI_PLUGINS_VERSION": software.CNI_PLUGINS_VERSION,
         "FLANNEL_VERSION": software.FLANNEL_VERSION,
-        "METALLB_VERSION": metallb,
+        "METALLB_VERSION": cfg.metallb.version,
         "TRAEFIK_VERSION": traefik.lstrip("v"),
     }
 
@@ -277,9 +280,11 @@ def fill_from_source(cfg: LabConfig, bundle_dir: Path, *, cache: Path, log=print
     for source in contents.sources:
         located[source.key] = source_file(source, cfg)
     images, _ = contents.all_images(lambda s: located[s.key])
-    traefik = next((i.ref.tag for i in images if i.ref.repository == "library/traefik"), "v3.7.11")
+    # Traefik is built at the version of the image its chart names (built even where the stack
+    # runs ingress-nginx: one build of the node software serves every stack).
+    traefik = next((i.ref.tag for i in images if i.ref.repository == "library/traefik"), None) or TRAEFIK_DEFAULT
     started = time.monotonic()
-    bin_dir = build_binaries(node_software_versions(cfg, cfg.metallb.version, traefik or "v3.7.11"))
+    bin_dir = build_binaries(node_software_versions(cfg, traefik))
     log(f"binaries ready in {time.monotonic() - started:.0f}s: {bin_dir}")
 
     makers = release_files(bin_dir, contents)

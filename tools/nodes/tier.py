@@ -71,7 +71,7 @@ def software_bin() -> Optional[Path]:
     from tools.nodes.sourcebundle import BUILD_SCRIPT, node_software_versions
 
     cfg = lab_config(bundle_dir())
-    env = {**os.environ, **node_software_versions(cfg, cfg.metallb.version, TRAEFIK_VERSION)}
+    env = {**os.environ, **node_software_versions(cfg, TRAEFIK_VERSION)}
     result = subprocess.run(["bash", str(BUILD_SCRIPT), "--check"], env=env, capture_output=True, text=True)
     return Path(result.stdout.strip()) if result.returncode == 0 else None
 
