@@ -49,7 +49,8 @@ from typing import Any, Mapping, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider
+from pulumi.dynamic import ResourceProvider
+from pulumi_command import local
 
 from components import network as net
 from components.cluster import Cluster
@@ -285,34 +286,32 @@ def _after_install(metallb: MetalLB, opts: Optional[pulumi.ResourceOptions]) -> 
 
 
 class PinnedAddressProvider(ResourceProvider):
-    """Keeps a key's pinned IP in the stack's state and nowhere else: a new IP, or none, replaces it."""
-
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(id_=props["key"], outs={"key": props["key"], "address": props["address"]})
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        moved = olds.get("address") != news.get("address")
-        return DiffResult(changes=moved, replaces=["address"] if moved else [], delete_before_replace=True)
+    """The provider of the earlier pinned addresses (dynamic resources), kept so that a lab that
+    holds one can delete it on its next `up`: the engine unpickles it by reference to this class.
+    Deleting does nothing (the address lives in the state alone); nothing creates one now."""
 
 
-class PinnedAddress(pulumi.dynamic.Resource):
-    """The IP a config key pins (``""`` for none), a resource of the stack's state alone, that orders
-    a move of that IP between pools.
+class PinnedAddress(local.Command):
+    """The IP a config key pins (``""`` for none), a resource of the stack's state alone (a command
+    with nothing to run), that orders a move of that IP between pools.
 
-    The key's reservation pool takes its spec through this resource's output, and is replaced
-    whenever its spec changes. Replacing this resource delete-first makes the engine delete, at this
-    resource's step, every resource that the change would replace: the key's old reservation. The
-    carved pools wait for this resource, so they take the old IP back only once no pool holds it;
-    the new reservation waits for them. Turning a key off (dns.enabled: false) replaces this
-    resource too, which deletes the reservation that no longer belongs to the program.
+    The key's reservation pool takes its spec through this resource's id, and is replaced whenever
+    its spec changes. This resource is replaced, delete-first, whenever its IP changes (its
+    triggers), and replacing it delete-first makes the engine delete, at this resource's step, every
+    resource that the change would replace: the key's old reservation. The carved pools wait for
+    this resource, so they take the old IP back only once no pool holds it; the new reservation
+    waits for them. Turning a key off (dns.enabled: false) replaces this resource too, which deletes
+    the reservation that no longer belongs to the program. A command, not a dynamic resource: the
+    command provider is loaded anyway, and a preview starts no provider process of its own for it.
     """
 
-    address: pulumi.Output[str]
-
     def __init__(self, name: str, key: str, ip: Optional[IPv4Address], opts: pulumi.ResourceOptions):
-        props = {"key": key, "address": str(ip) if ip else ""}
+        self.key = key
+        self.address = str(ip) if ip else ""
         super().__init__(
-            PinnedAddressProvider(), name, props, pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True))
+            name,
+            triggers=[key, self.address],
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True)),
         )
 
 
@@ -333,7 +332,7 @@ class IPAddressPool(k8s.apiextensions.CustomResource):
         own = None
         if args.pinned is not None:
             # The spec is the plan's, carried through the pinned address so that it depends on it.
-            spec = args.pinned.address.apply(lambda _: args.spec.manifest_spec())
+            spec = args.pinned.id.apply(lambda _: args.spec.manifest_spec())
             own = pulumi.ResourceOptions(delete_before_replace=True, replace_on_changes=["spec"])
         super().__init__(
             name,

@@ -81,11 +81,11 @@ def test_a_command_edit_changes_the_digest_and_its_comment_does_not(relative):
 
 
 def test_a_hash_line_inside_a_here_document_is_content():
-    # prepare.sh writes containerd's unit file from a here-document: a `#` line there reaches the
+    # node-image.sh writes a systemd unit from a here-document: a `#` line there reaches the
     # node's file, the same line one line above the here-document does not.
-    relative = kubeadm.PREPARE_SCRIPT
+    relative = "scripts/node-image.sh"
     text = read_scripts([relative])[relative]
-    unit = "write_file /etc/systemd/system/containerd.service <<'UNIT'\n[Unit]\n"
+    unit = "cat >\"$root/etc/systemd/system/k8s-lab-shared-root.service\" <<'UNIT'\n[Unit]\n"
     assert unit in text
     inside = text.replace(unit, unit + "# managed by k8s-lab\n", 1)
     outside = text.replace(unit, "# managed by k8s-lab\n  " + unit, 1)

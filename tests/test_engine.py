@@ -243,7 +243,10 @@ EARLIER_PROVIDERS = {
 }
 
 
-def earlier_tls_resources(stack: str) -> list[dict]:
+EARLIER_PINNED_ADDRESS = "gASVMwAAAAAAAACMEmNvbXBvbmVudHMubWV0YWxsYpSMFVBpbm5lZEFkZHJlc3NQcm92aWRlcpSTlCmBlC4="
+
+
+def earlier_dynamic_resources(stack: str) -> list[dict]:
     prefix = f"urn:pulumi:{stack}::k8s-lab::"
     root, tls = f"{prefix}pulumi:pulumi:Stack::k8s-lab-{stack}", f"{prefix}k8s-lab:tls:LabTLS::{stack}-tls"
     provider = f"{prefix}pulumi:providers:pulumi-python::default"
@@ -259,24 +262,41 @@ def earlier_tls_resources(stack: str) -> list[dict]:
             "custom": True, "id": f"earlier-{role}", "type": "pulumi-python:dynamic:Resource",
             "inputs": props, "outputs": props, "parent": tls, "provider": f"{provider}::earlier",
         })  # fmt: skip
+    # The earlier pinned address: a dynamic resource of components.metallb, under its MetalLB.
+    metallb = f"{prefix}k8s-lab:metallb:MetalLB::{stack}-metallb"
+    props = {"__provider": EARLIER_PINNED_ADDRESS, "key": "ingress.ip", "address": "192.168.56.200"}
+    resources += [
+        {"urn": metallb, "custom": False, "type": "k8s-lab:metallb:MetalLB", "parent": root},
+        {
+            "urn": f"{prefix}k8s-lab:metallb:MetalLB$pulumi-python:dynamic:Resource::{stack}-metallb-pin-ingress-ip",
+            "custom": True, "id": "ingress.ip", "type": "pulumi-python:dynamic:Resource",
+            "inputs": props, "outputs": props, "parent": metallb, "provider": f"{provider}::earlier",
+        },
+    ]  # fmt: skip
     return resources
 
 
 def test_a_lab_made_with_the_earlier_dynamic_resources_drops_them_on_the_next_up(tmp_path, references):
-    # The engine deletes them through their own provider: components.tls must still unpickle it.
+    # The engine deletes them through their own provider: components.tls and components.metallb
+    # must still unpickle it.
     project = Project(tmp_path)
     config = existing_cluster_config(**{"k8s-lab:cluster": {"render_yaml_to_directory": str(tmp_path / "rendered")}})
     project.stack("render", config)
     state = json.loads(project.pulumi("stack", "export", "--stack", "render").stdout)
-    state["deployment"]["resources"] = earlier_tls_resources("render")
+    state["deployment"]["resources"] = earlier_dynamic_resources("render")
     (tmp_path / "earlier.json").write_text(json.dumps(state))
     project.pulumi("stack", "import", "--stack", "render", "--file", str(tmp_path / "earlier.json"))
-    plan = {urn.rsplit("::", 1)[1]: op for urn, op in planned(project.pulumi("preview", "--stack", "render", "--json").stdout).items()}
-    assert plan["render-tls-ca"] == plan["render-tls-certificate"] == "delete"  # the dynamic ones; the commands are created
+    steps = planned(project.pulumi("preview", "--stack", "render", "--json").stdout).items()
+    plan = {(urn.rsplit("::", 2)[1].rsplit("$", 1)[-1], urn.rsplit("::", 1)[1]): op for urn, op in steps}
+    # The dynamic ones are deleted; commands of the same names are created.
+    for name in ("render-tls-ca", "render-tls-certificate", "render-metallb-pin-ingress-ip"):
+        assert plan["pulumi-python:dynamic:Resource", name] == "delete"
+        assert plan["command:local:Command", name] == "create"
     project.pulumi("up", "--stack", "render", "--yes", "--skip-preview")
     resources = json.loads(project.pulumi("stack", "export", "--stack", "render").stdout)["deployment"]["resources"]
     assert not [r["urn"] for r in resources if "pulumi-python" in r["type"]]
-    assert sorted(r["urn"].rsplit("::", 1)[1] for r in resources if r["type"] == "command:local:Command") == ["render-tls-ca", "render-tls-certificate"]
+    commands = {r["urn"].rsplit("::", 1)[1] for r in resources if r["type"] == "command:local:Command"}
+    assert {"render-tls-ca", "render-tls-certificate", "render-metallb-pin-ingress-ip"} <= commands
     project.pulumi("destroy", "--stack", "render", "--yes", "--skip-preview")
 
 

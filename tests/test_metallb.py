@@ -87,29 +87,21 @@ def test_every_pool_and_advertisement_waits_for_the_install():
 # the control-plane tier (test_controlplane.py::test_pinned_ips_change_on_a_running_lab); here
 # they are pinned down without it.
 
-DYNAMIC = "pulumi-python:dynamic:Resource"
+COMMAND = "command:local:Command"
 DNS_ON = {"dns.enabled": True, "dns.ip": "192.168.56.250"}
 
 
 def test_every_key_that_can_pin_an_ip_has_a_pinned_address_replaced_delete_first():
     # dns.ip has one with the DNS server off too: turning it off must replace it (see below).
     r = run()
-    pins = {p.name: p for p in r.of_type(DYNAMIC) if p.name.startswith("lab-metallb-pin-")}
+    pins = {p.name: p for p in r.of_type(COMMAND) if p.name.startswith("lab-metallb-pin-")}
     assert set(pins) == {"lab-metallb-pin-ingress-ip", "lab-metallb-pin-dns-ip"}
-    assert pins["lab-metallb-pin-ingress-ip"].inputs["address"] == "192.168.56.200"
-    assert pins["lab-metallb-pin-dns-ip"].inputs["address"] == ""
+    # The IP is its triggers: another one (or none) replaces it; it runs nothing.
+    assert pins["lab-metallb-pin-ingress-ip"].inputs["triggers"] == ["ingress.ip", "192.168.56.200"]
+    assert pins["lab-metallb-pin-dns-ip"].inputs["triggers"] == ["dns.ip", ""]
+    assert not any(p.inputs.get("create") or p.inputs.get("delete") for p in pins.values())
     assert all(p.options["delete_before_replace"] for p in pins.values())
-    assert run(**DNS_ON).named("lab-metallb-pin-dns-ip").inputs["address"] == "192.168.56.250"
-
-
-def test_a_pinned_address_is_replaced_exactly_when_its_ip_changes():
-    provider = mlb.PinnedAddressProvider()
-    moved = provider.diff("ingress.ip", {"key": "ingress.ip", "address": "192.168.56.200"}, {"key": "ingress.ip", "address": "192.168.56.201"})
-    assert moved.changes and moved.replaces == ["address"] and moved.delete_before_replace
-    off = provider.diff("dns.ip", {"key": "dns.ip", "address": "192.168.56.250"}, {"key": "dns.ip", "address": ""})
-    assert off.changes and off.replaces == ["address"]
-    same = provider.diff("ingress.ip", {"key": "ingress.ip", "address": "192.168.56.200"}, {"key": "ingress.ip", "address": "192.168.56.200"})
-    assert not same.changes and not same.replaces
+    assert run(**DNS_ON).named("lab-metallb-pin-dns-ip").inputs["triggers"] == ["dns.ip", "192.168.56.250"]
 
 
 def test_reservations_are_replaced_with_their_key_and_carved_pools_never_are():
@@ -130,7 +122,7 @@ def test_reservations_are_replaced_with_their_key_and_carved_pools_never_are():
 
 def test_carved_pools_wait_for_every_pinned_address_and_reservations_for_every_carved_pool():
     r = run(**{**DNS_ON, "metallb.pools[1]": {"name": "extra", "addresses": ["192.168.56.100/30"]}})
-    pins = [p for p in r.of_type(DYNAMIC) if p.name.startswith("lab-metallb-pin-")]
+    pins = [p for p in r.of_type(COMMAND) if p.name.startswith("lab-metallb-pin-")]
     carved = [r.named("lab-metallb-pool-lab-pool"), r.named("lab-metallb-pool-extra")]
     reservations = [r.named("lab-metallb-pool-lab-pool-reserved-ingress"), r.named("lab-metallb-pool-lab-pool-reserved-dns")]
     for pool in carved:
