@@ -72,7 +72,7 @@ def test_no_step_stores_a_working_directory(seed):
     # chdir into the old path; the provider runs commands in the project directory instead.
     for step in seed.of_type(COMMAND):
         assert "dir" not in step.inputs, step.name
-        for path in (step.inputs["create"], step.inputs.get("delete") or ""):
+        for path in (step.inputs.get("create") or "", step.inputs.get("delete") or ""):
             assert str(ROOT) not in path, step.name
 
 
@@ -243,6 +243,10 @@ def test_fixed_names_are_deleted_before_they_are_created_again():
         "lab-k8s-w1-join",
         "lab-k8s-w2-join",
         "lab-kubeconfig-file",
+        # The pinned addresses run nothing: replacing one delete-first is what orders an IP's
+        # move between MetalLB pools (components/metallb.py, PinnedAddress).
+        "lab-metallb-pin-ingress-ip",
+        "lab-metallb-pin-dns-ip",
     }
 
 
@@ -481,7 +485,14 @@ def test_no_kubeconfig_file_unless_asked(seed):
 def test_existing_cluster_mode_registers_no_command():
     run = run_program("lab", EXISTING)
     # The only commands run on the laptop: the lab CA and its certificate, and the self-check.
-    assert [r.name for r in run.resources if r.type.startswith("command:")] == ["lab-tls-ca", "lab-tls-certificate", "lab-self-check-run"]
+    commands = [r for r in run.resources if r.type.startswith("command:")]
+    assert [r.name for r in commands if r.inputs.get("create")] == ["lab-tls-ca", "lab-tls-certificate", "lab-self-check-run"]
+    # The rest are the pinned addresses (the DNS server's is "" while it is off), state alone:
+    # nothing to run on create, update or delete.
+    pins = {r.name: r for r in commands if not r.inputs.get("create")}
+    assert sorted(pins) == ["lab-metallb-pin-dns-ip", "lab-metallb-pin-ingress-ip"]
+    assert pins["lab-metallb-pin-dns-ip"].inputs["triggers"] == ["dns.ip", ""]
+    assert not any({"create", "update", "delete"} & set(pin.inputs) for pin in pins.values())
     assert not run.of_type("k8s-lab:kubeadm:KubeadmCluster")
     assert run.one("pulumi:providers:kubernetes").inputs["kubeconfig"] == TEST_KUBECONFIG.strip()
     assert "kubeconfig" in run.secret_outputs

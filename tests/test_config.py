@@ -416,8 +416,15 @@ def test_render_mode_runs_no_self_check_and_no_command_but_the_cas(tmp_path):
     # The lab CA and its certificate are made on the laptop, from nothing but their settings.
     from components.tls import CA_COMMAND, CERTIFICATE_COMMAND
 
-    commands = {c.name: c.inputs["create"] for c in run.of_type("command:local:Command")}
-    assert commands == {"lab-tls-ca": CA_COMMAND, "lab-tls-certificate": CERTIFICATE_COMMAND}
+    commands = {c.name: c.inputs.get("create") for c in run.of_type("command:local:Command")}
+    # The pinned IPs (ingress, and the DNS server's, "" while it is off) are commands with nothing
+    # to run: state alone (components/metallb.py).
+    assert commands == {
+        "lab-tls-ca": CA_COMMAND,
+        "lab-tls-certificate": CERTIFICATE_COMMAND,
+        "lab-metallb-pin-ingress-ip": None,
+        "lab-metallb-pin-dns-ip": None,
+    }
     assert not run.of_type("k8s-lab:selfcheck:SelfCheck")
 
 
