@@ -236,9 +236,17 @@ def debian_base(cache: Path) -> oci.Blob:
     if not layer.is_file():
         cache.mkdir(parents=True, exist_ok=True)
         part = layer.with_name(layer.name + ".part")
+        for stale in (layer, part):  # a directory left by an interrupted or older run
+            if stale.is_dir():
+                shutil.rmtree(stale)
+            elif stale.exists():
+                stale.unlink()
         run_tool(
             [
                 "mmdebstrap",
+                # Named, not guessed: mmdebstrap reads the format from the file name's
+                # extension and makes a directory of anything ending in ".part".
+                "--format=tar",
                 "--variant=minbase",
                 f"--include={','.join(BASE_PACKAGES)}",
                 "--dpkgopt=path-exclude=/usr/share/man/*",
