@@ -85,13 +85,8 @@ outputs() {
 	for v in "${METALLB[@]}"; do printf '%s\n' "$BIN/metallb-controller-v$v"; done
 }
 
-all_built() {
-	local f
-	while read -r f; do [[ -e "$f" ]] || return 1; done < <(outputs)
-}
-
 if [[ "$mode" == check ]]; then
-	all_built || exit 1
+	outputs_built || exit 1
 	printf '%s\n' "$BIN"
 	exit 0
 fi
@@ -101,19 +96,7 @@ for tool in go python3; do
 done
 
 mkdir -p "$BIN" "$SRC" "$LOGS" "$STAGES"
-lock_builds "$DIR"
-if ((force)); then
-	log "--force: removing cached binaries in $BIN"
-	while read -r f; do rm -f "$f"; done < <(outputs)
-fi
-
-go_environment
-
-log "cache dir: $DIR"
-log "versions: $knobs"
-
-declare -a SUMMARY=()
-TOTAL_START=$SECONDS
+begin_builds
 
 # --- etcd -------------------------------------------------------------------------------
 
@@ -169,7 +152,7 @@ for v in "${METALLB[@]}"; do
 	step "metallb-controller-v$v" "$BIN/metallb-controller-v$v" build_metallb "$v"
 done
 
-all_built || die "some components are missing in $BIN after the build"
+outputs_built || die "some components are missing in $BIN after the build"
 
 report_timings "$(du -sh "$BIN" 2>/dev/null | awk '{print $1}') in $BIN"
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the software of real lab nodes from upstream sources, through the Go module proxy and
-# Debian's packages only, as plain binaries (tools/bundle-from-source.py turns them into an
+# Debian's packages only, as plain binaries (tools/nodes/sourcebundle.py turns them into an
 # offline bundle: release-shaped archives and container images):
 #
 #   kubelet kubeadm kubectl kube-proxy    k8s.io/kubernetes, through a module that replaces every
@@ -24,7 +24,7 @@
 #   registry                              github.com/distribution/distribution/v3: not node software,
 #                                         the loopback registry `./lab bundle fill` is tested against
 #
-# Every version comes from the environment, and tools/bundle-from-source.py passes the lab's own
+# Every version comes from the environment, and tools/nodes/sourcebundle.py passes the lab's own
 # pins (python3 -m components.bundle pins). Everything is cached outside the repository, in
 #   ${K8S_LAB_NODE_SOFTWARE_DIR:-$HOME/.cache/k8s-lab/node-software}/<versions>/{bin,src,logs}
 # and a component whose binary exists is not rebuilt.
@@ -70,7 +70,7 @@ for name in "${VERSIONS[@]}"; do
 	var="${name}_VERSION"
 	value=${!var:-}
 	value=${value#v}
-	[[ -n "$value" ]] || die "$var is not set (tools/bundle-from-source.py sets every version from the lab's pins)"
+	[[ -n "$value" ]] || die "$var is not set (tools/nodes/sourcebundle.py sets every version from the lab's pins)"
 	[[ "$value" =~ ^[0-9]+\.[0-9]+(\.[0-9]+)?$ ]] || die "$var must look like 1.2.3, not '$value'"
 	printf -v "$var" '%s' "$value"
 	knobs+=" ${name,,}=$value"
@@ -96,13 +96,8 @@ outputs() {
 	for b in "${CNI_PLUGINS[@]}" meta/flannel; do printf '%s\n' "$BIN/cni/${b#*/}"; done
 }
 
-all_built() {
-	local f
-	while read -r f; do [[ -e "$f" ]] || return 1; done < <(outputs)
-}
-
 if [[ "$mode" == check ]]; then
-	all_built || exit 1
+	outputs_built || exit 1
 	printf '%s\n' "$BIN"
 	exit 0
 fi
@@ -113,19 +108,7 @@ done
 pkg-config --exists libseccomp || die "runc's seccomp support needs libseccomp-dev (apt-get install libseccomp-dev)"
 
 mkdir -p "$BIN/cni" "$SRC" "$LOGS"
-lock_builds "$DIR"
-if ((force)); then
-	log "--force: removing cached binaries in $BIN"
-	while read -r f; do rm -f "$f"; done < <(outputs)
-fi
-
-go_environment
-
-log "cache dir: $DIR"
-log "versions: $knobs"
-
-declare -a SUMMARY=()
-TOTAL_START=$SECONDS
+begin_builds
 
 # --- Kubernetes (and agnhost, the e2e image that serves its pod's name) -------------------
 
@@ -288,7 +271,7 @@ step metallb "$BIN/metallb-speaker" build_metallb
 step traefik "$BIN/traefik" build_traefik
 step registry "$BIN/registry" build_registry
 
-all_built || die "some components are missing in $BIN after the build"
+outputs_built || die "some components are missing in $BIN after the build"
 
 report_timings "$(du -sh "$BIN" 2>/dev/null | awk '{print $1}') in $BIN"
 

@@ -181,6 +181,10 @@ plugin_installed() { # plugin_installed NAME VERSION BINARY
 		cmp -s "$installed" "$3"
 }
 
+outputs() {
+	printf '%s\n' "$CLI_BIN" "$LANG_BIN" "$EXEC_SCRIPT" "$DYNAMIC_SCRIPT" "$CMD_PLUGIN" "$K8S_PLUGIN"
+}
+
 all_built() {
 	[[ -x "$CLI_BIN" && -x "$LANG_BIN" && -f "$EXEC_SCRIPT" && -x "$DYNAMIC_SCRIPT" && -x "$CMD_PLUGIN" && -x "$K8S_PLUGIN" ]]
 }
@@ -218,23 +222,7 @@ fi
 
 mkdir -p "$BIN" "$PLUGINS" "$SRC" "$LOGS"
 
-lock_builds "$DIR"
-
-if ((force)); then
-	log "--force: removing cached binaries in $DIR"
-	rm -f "$CLI_BIN" "$LANG_BIN" "$EXEC_SCRIPT" "$DYNAMIC_SCRIPT" "$CMD_PLUGIN" "$K8S_PLUGIN"
-fi
-
-# --- Go environment ---------------------------------------------------------
-
-go_environment
-
-log "toolchain dir: $DIR"
-log "versions: $knobs"
-log "go: $(go env GOVERSION), GOPROXY=$GOPROXY, GOMODCACHE=$(go env GOMODCACHE), GOCACHE=$(go env GOCACHE)"
-
-declare -a SUMMARY=()
-TOTAL_START=$SECONDS
+begin_builds
 
 # --- 1. pulumi CLI ----------------------------------------------------------
 

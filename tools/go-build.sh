@@ -11,9 +11,10 @@
 #   REPO_ROOT         the repository (a cache root must be outside it)
 #   MODULE_GO         the `go` line of its throwaway modules (it sets the built binaries'
 #                     default GODEBUG, so each script keeps its own)
-#   SUMMARY, TOTAL_START  an array of timing lines and the $SECONDS the build started at
+#   knobs             its versions, in one line (they name the cache folder)
+#   outputs           a function printing the path of every file it builds
 # and calls cache_dirs, which sets DIR, BIN, SRC (where modules are downloaded from) and LOGS
-# (the step logs).
+# (the step logs), then begin_builds, which sets SUMMARY (the timing lines) and TOTAL_START.
 
 # shellcheck disable=SC2154 # quiet and LOG_TAG come from the sourcing script
 log() { ((quiet)) || printf '[%s] %s\n' "$LOG_TAG" "$*" >&2; }
@@ -71,6 +72,29 @@ lock_builds() {
 		exec 9>"$1/.lock"
 		flock 9
 	fi
+}
+
+# outputs_built: every path the sourcing script's `outputs` function prints exists.
+outputs_built() {
+	local f
+	while read -r f; do [[ -e "$f" ]] || return 1; done < <(outputs)
+}
+
+# begin_builds: one build at a time in $DIR; with --force, every output (the sourcing script's
+# `outputs`) removed first; Go's environment; the clock report_timings reads.
+begin_builds() {
+	lock_builds "$DIR"
+	if ((force)); then
+		log "--force: removing cached binaries in $DIR"
+		local f
+		while read -r f; do rm -f "$f"; done < <(outputs)
+	fi
+	go_environment
+	log "cache dir: $DIR"
+	log "versions: $knobs"
+	log "go: $(go env GOVERSION), GOPROXY=$GOPROXY, GOMODCACHE=$(go env GOMODCACHE), GOCACHE=$(go env GOCACHE)"
+	SUMMARY=()
+	TOTAL_START=$SECONDS
 }
 
 # go_environment: reproducible static builds from the module proxy only.
