@@ -21,6 +21,7 @@ import pulumi_kubernetes as k8s
 
 from components.cluster import Cluster
 from components.config import DNSConfig
+from components.manifests import spread_over_nodes
 
 if TYPE_CHECKING:
     from components.ingress import Ingress
@@ -79,11 +80,14 @@ def dns_manifests(domain: str, ingress_ip: str, version: str, annotations: dict[
     deployment = {
         "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
         "spec": {
-            "replicas": 1,
+            # Two, on two nodes while there are two: the resolver the laptop is told to use keeps
+            # answering when a worker stops (MetalLB moves the IP, the other pod serves it).
+            "replicas": 2,
             "selector": {"matchLabels": SELECTOR},
             "template": {
                 "metadata": {"labels": LABELS, "annotations": {"k8s-lab/corefile-sha256": checksum}},
                 "spec": {
+                    "topologySpreadConstraints": [spread_over_nodes(SELECTOR)],
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [
                         {

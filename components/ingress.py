@@ -48,6 +48,7 @@ from components.manifests import (
     kind_and_name,
     load_balancer_service,
     location,
+    replicated,
 )
 
 if TYPE_CHECKING:  # the imports are for the annotations only
@@ -117,10 +118,11 @@ def no_hsts(obj: Obj) -> Optional[Obj]:
     return obj
 
 
-def ingress_nginx_edit(service_annotations: Mapping[str, str]) -> Edit:
+def ingress_nginx_edit(service_annotations: Mapping[str, str], replicas: int) -> Edit:
     """Every change the lab makes to ingress-nginx's static manifest."""
     return chain(
         load_balancer_service(INGRESS_NGINX.service, service_annotations),
+        replicated(replicas),
         default_ingress_class(INGRESS_NGINX.class_name),
         keep_admission_jobs,
         no_hsts,
@@ -279,7 +281,7 @@ class Ingress(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     provider=args.cluster.provider,
-                    transforms=[as_transform(ingress_nginx_edit(annotations)), takeover],
+                    transforms=[as_transform(ingress_nginx_edit(annotations, config.replicas)), takeover],
                 ),
             )
         else:
@@ -321,7 +323,11 @@ class Ingress(pulumi.ComponentResource):
                     provider=args.cluster.provider,
                     depends_on=chart_waits_for,
                     # Older charts carry the Gateway API CRDs themselves: await those too.
-                    transforms=[takeover, *([as_transform(gw.await_established)] if self.api == "gateway" else [])],
+                    transforms=[
+                        as_transform(replicated(config.replicas)),
+                        takeover,
+                        *([as_transform(gw.await_established)] if self.api == "gateway" else []),
+                    ],
                 ),
             )
             if self.api == "gateway":

@@ -106,6 +106,45 @@ def load_balancer_service(name: str, annotations: Mapping[str, str]) -> Edit:
     return edit
 
 
+def spread_over_nodes(match_labels: Mapping[str, str]) -> dict[str, Any]:
+    """A topology spread constraint that puts the pods ``match_labels`` selects on different nodes.
+
+    With one replica per node a node that goes away takes only its own pod: the other keeps
+    serving. Without it the scheduler may put both replicas on one worker, and when that worker
+    stops, the Deployment has no ready pod until Kubernetes evicts the lost ones (five minutes
+    after the node is found unreachable: the default ``tolerationSeconds``). DoNotSchedule makes
+    it a rule, not a preference; ``nodeTaintsPolicy: Honor`` counts only the nodes the pod may run
+    on, so kubeadm's tainted control plane and a node that went away are not empty domains that
+    would hold the second pod pending on a one-worker lab; ``matchLabelKeys`` spreads each
+    rollout's pods on their own, so an update is never blocked by the pods it replaces.
+    """
+    return {
+        "maxSkew": 1,
+        "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "DoNotSchedule",
+        "nodeTaintsPolicy": "Honor",
+        "labelSelector": {"matchLabels": dict(match_labels)},
+        "matchLabelKeys": ["pod-template-hash"],
+    }
+
+
+def replicated(replicas: int) -> Edit:
+    """Every Deployment of a manifest runs ``replicas`` pods, spread over the nodes (its own
+    selector picks the pods the constraint counts)."""
+
+    def edit(obj: Obj) -> Optional[Obj]:
+        if obj.get("kind") != "Deployment":
+            return None
+        obj = copy.deepcopy(obj)
+        spec = obj.setdefault("spec", {})
+        spec["replicas"] = replicas
+        pod = spec.setdefault("template", {}).setdefault("spec", {})
+        pod["topologySpreadConstraints"] = [spread_over_nodes(spec["selector"]["matchLabels"])]
+        return obj
+
+    return edit
+
+
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 
 

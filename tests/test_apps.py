@@ -88,6 +88,9 @@ def test_demo_is_a_small_pinned_whoami_with_the_configured_replicas():
     container = deployment.input("spec.template.spec.containers")[0]
     assert container["image"] == "docker.io/traefik/whoami:v1.11.0"
     assert container["resources"]["limits"]["memory"] == "64Mi"
+    (spread,) = deployment.input("spec.template.spec.topologySpreadConstraints")
+    assert spread["labelSelector"]["matchLabels"] == deployment.input("spec.selector.matchLabels")
+    assert (spread["topologyKey"], spread["whenUnsatisfiable"]) == ("kubernetes.io/hostname", "DoNotSchedule")
     service = r.named("lab-apps-demo-service")
     assert service.input("spec.type") == "ClusterIP"
     assert service.input("spec.selector") == deployment.input("spec.selector.matchLabels")

@@ -55,6 +55,12 @@ def test_coredns_answers_the_zone_with_the_ingress_ip_on_one_pinned_service():
     assert {p["containerPort"] for p in container["ports"]} == {1053}  # unprivileged: no capability needed
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert r.named("lab-dns-namespace").input("metadata.name") == "lab-dns"
+    # Two servers on two nodes: the laptop's resolver keeps answering when a worker stops.
+    deployment = r.named("lab-dns-deployment")
+    assert deployment.input("spec.replicas") == 2
+    (spread,) = deployment.input("spec.template.spec.topologySpreadConstraints")
+    assert spread["labelSelector"]["matchLabels"] == deployment.input("spec.selector.matchLabels")
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
 
 
 def test_coredns_version_comes_from_config():

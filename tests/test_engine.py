@@ -404,6 +404,11 @@ def test_render_mode_renders_traefiks_chart_with_the_labs_service_and_class(rend
     assert service["metadata"]["annotations"]["metallb.io/loadBalancerIPs"] == "192.168.56.200"
     (deployment,) = _chart_objects(rendered_charts, "Deployment", "traefik")
     assert deployment["metadata"]["labels"]["helm.sh/chart"] == f"traefik-{rendered_charts['chart_version']}"
+    # The lab's transform reached the chart's Deployment: two pods, one per node, counted by the
+    # chart's own selector.
+    assert deployment["spec"]["replicas"] == 2
+    (spread,) = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert spread["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
     classes = {c["metadata"]["name"]: c for c in _chart_objects(rendered_charts, "IngressClass")}
     assert classes["traefik"]["metadata"]["annotations"]["ingressclass.kubernetes.io/is-default-class"] == "true"
 

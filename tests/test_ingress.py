@@ -70,12 +70,14 @@ def test_pin_annotation_follows_the_metallb_version(version, annotation):
     assert traefik.input("values.service.annotations") == {annotation: PINNED}
 
 
-def test_only_the_controller_service_is_changed():
+def test_only_the_controller_service_and_its_pod_count_are_changed():
     before = reference_docs(NGINX_CLOUD)
     after = nginx_objects(run_lab())
     admission = find(after, "Service", "ingress-nginx-controller-admission")
     assert admission == find(before, "Service", "ingress-nginx-controller-admission")
-    assert find(after, "Deployment", "ingress-nginx-controller") == find(before, "Deployment", "ingress-nginx-controller")
+    controller = find(after, "Deployment", "ingress-nginx-controller")
+    del controller["spec"]["replicas"], controller["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert controller == find(before, "Deployment", "ingress-nginx-controller")
     assert len(after) == len(before)
 
 
@@ -110,9 +112,41 @@ def test_controller_facts_match_the_upstream_manifest():
 def test_edit_is_pure_and_leaves_its_input_alone():
     objects = reference_docs(NGINX_CLOUD)
     snapshot = reference_docs(NGINX_CLOUD)
-    edited = apply_edit(ing.ingress_nginx_edit({"metallb.io/loadBalancerIPs": PINNED}), objects)
+    edited = apply_edit(ing.ingress_nginx_edit({"metallb.io/loadBalancerIPs": PINNED}, 2), objects)
     assert objects == snapshot
     assert edited != snapshot
+
+
+def _spread(deployment) -> dict:
+    (constraint,) = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    return constraint
+
+
+def test_the_controller_runs_two_replicas_one_per_node():
+    # A worker that stops takes one controller pod; the other serves the IP MetalLB moves to it.
+    controller = find(nginx_objects(run_lab()), "Deployment", "ingress-nginx-controller")
+    assert controller["spec"]["replicas"] == 2
+    constraint = _spread(controller)
+    assert constraint["labelSelector"]["matchLabels"] == controller["spec"]["selector"]["matchLabels"]
+    assert (constraint["topologyKey"], constraint["maxSkew"], constraint["whenUnsatisfiable"]) == (
+        "kubernetes.io/hostname",
+        1,
+        "DoNotSchedule",
+    )
+    # The tainted control plane and a lost node are no domain to balance against.
+    assert constraint["nodeTaintsPolicy"] == "Honor"
+    assert constraint["matchLabelKeys"] == ["pod-template-hash"]
+
+
+def test_ingress_replicas_is_the_controllers_pod_count():
+    controller = find(nginx_objects(run_lab(**{"ingress.replicas": 1})), "Deployment", "ingress-nginx-controller")
+    assert controller["spec"]["replicas"] == 1
+    assert "ingress.replicas" in config_problems(**{"ingress.replicas": 0})
+
+
+def test_the_controller_edit_leaves_the_manifests_jobs_alone():
+    jobs = [o for o in nginx_objects(run_lab()) if o["kind"] == "Job"]
+    assert jobs and all("topologySpreadConstraints" not in j["spec"]["template"]["spec"] for j in jobs)
 
 
 def test_install_overlaps_metallb_and_its_ip_is_reserved():
@@ -171,6 +205,25 @@ def test_traefik_is_the_pinned_chart_with_the_same_service_and_default_class():
     assert chart.depends_on(namespace)
     assert not r.waits_for(chart, r.named("lab-metallb-pool-lab-pool-reserved-ingress"))
     assert not [c for c in r.of_type(CONFIGFILE) if c.name == "lab-ingress-install"]
+
+
+def test_traefik_runs_the_configured_replicas_one_per_node():
+    # The chart expands inside the provider; its Deployment as the chart renders it (the selector
+    # is traefik.labelselector) goes through the registered transforms.
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "traefik", "namespace": "traefik"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": "traefik", "app.kubernetes.io/instance": "traefik-traefik"}},
+            "template": {"spec": {"containers": []}},
+        },
+    }
+    chart = run_lab(**{"ingress.controller": "traefik", "ingress.replicas": 3}).one(CHART, "lab-ingress-install")
+    (edited,) = chart.transformed([deployment])
+    assert edited["spec"]["replicas"] == 3
+    assert _spread(edited)["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
 
 
 def test_traefik_unpinned_reads_its_own_service():

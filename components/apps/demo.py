@@ -16,6 +16,7 @@ import pulumi_kubernetes as k8s
 
 from components.apps.base import App, AppArgs, LABELS
 from components.config import DemoOptions
+from components.manifests import spread_over_nodes
 
 NAMESPACE = "demo"
 
@@ -38,6 +39,8 @@ def demo_manifests(options: DemoOptions) -> tuple[dict[str, Any], dict[str, Any]
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
+                    # A replica per node: a worker that stops leaves the other answering.
+                    "topologySpreadConstraints": [spread_over_nodes(selector)],
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [
                         {

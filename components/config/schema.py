@@ -243,6 +243,9 @@ class IngressConfig(_Strict):
     # ingress-nginx: the controller version; traefik: the Helm chart version (see DEFAULT_INGRESS_VERSIONS).
     version: Optional[AppVersion] = None
     ip: Optional[Address] = None
+    # Controller pods, one per node while there are nodes enough (components.manifests.replicated):
+    # with two, a worker that stops takes one and the other keeps serving the IP MetalLB moves.
+    replicas: WholeNumber = Field(2, ge=1, le=10)
     # For offline labs: ingress-nginx's deploy.yaml, or traefik's chart (a directory or .tgz),
     # as a local path (relative to the project) or a URL.
     manifest: Optional[str] = None
