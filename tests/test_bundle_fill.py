@@ -16,7 +16,7 @@ import yaml
 
 from components.bundle import oci
 from components.bundle.contents import Chart, bundle_contents
-from components.bundle.fill import FillError, Progress, Registry, fill
+from components.bundle.fill import FillError, Progress, Registry, fetch_download, fill
 from components.bundle.plan import missing_from_bundle
 from components.bundle.store import Bundle
 from components.config import parse
@@ -174,6 +174,34 @@ def test_a_fill_fetches_everything_the_stack_needs_and_checks_it(servers, tmp_pa
     # Idempotent: a second fill fetches nothing.
     again = _fill(servers, Bundle(tmp_path))
     assert (again.fetched, again.kept) == (0, len(bundle.entries))
+
+
+def test_a_filled_bundle_served_over_http_is_a_mirror_another_fill_checks_against(servers, tmp_path):
+    # README: "a bundle's files/ directory served over HTTP is one": with upstream's checksum files
+    # beside the files, in upstream's layout, or a fill from it would find no SHA-256 to check.
+    first = Bundle(tmp_path / "first")
+    _fill(servers, first)
+    downloads = list(bundle_contents(servers["cfg"]).node_files.values())
+    assert [d.name for d in downloads if d.checksum_path and not first.file(d.checksum_path).is_file()] == []
+    second, third = Bundle(tmp_path / "second"), Bundle(tmp_path / "third")
+    kubelet = next(d for d in downloads if d.name == "kubelet")
+    with servers["netns"].inside():
+        port = free_port()
+        served = first.root / "files"
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), lambda *a: MirrorHandler(*a, directory=str(served)))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            for item in downloads:
+                fetch_download(item, second, Progress(io.StringIO()), mirror=f"http://127.0.0.1:{port}")
+            # A file changed on the way is refused against the checksum the first bundle serves.
+            first.file(kubelet.path).write_bytes(b"not the kubelet")
+            with pytest.raises(FillError, match="kubelet: SHA-256 .* is not the published"):
+                fetch_download(kubelet, third, Progress(io.StringIO()), mirror=f"http://127.0.0.1:{port}")
+        finally:
+            server.shutdown()
+            server.server_close()
+    for item in downloads:
+        assert second.entries[item.path].sha256 == first.entries[item.path].sha256, item.name
 
 
 def test_a_file_that_does_not_match_its_published_checksum_is_refused_by_name(servers, tmp_path):

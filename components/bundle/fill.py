@@ -192,6 +192,21 @@ def mirrored(url: str, mirror: Optional[str]) -> str:
     return f"{mirror.rstrip('/')}/{parts.netloc}{parts.path}"
 
 
+def publish_checksum(item: Download, bundle: Bundle) -> None:
+    """Write beside a recorded file the checksum file its upstream publishes, with the line for it
+    (``<sha256>  <name>``, the form release checksum lists use): a bundle served over HTTP then
+    answers a fill's checksum requests as upstream does. Not an entry of the index: it is derived
+    from the entry's own SHA-256, and written again whenever it is missing or stale."""
+    entry = bundle.entries.get(item.path)
+    if item.checksum_path is None or entry is None:
+        return
+    target = bundle.file(item.checksum_path)
+    line = f"{entry.sha256}  {item.name}\n"
+    if not target.is_file() or target.read_text() != line:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(line)
+
+
 def fetch_download(item: Download, bundle: Bundle, progress: Progress, mirror: Optional[str] = None) -> None:
     dest = bundle.file(item.path)
     want = item.sha256
@@ -209,6 +224,7 @@ def fetch_download(item: Download, bundle: Bundle, progress: Progress, mirror: O
             dest.unlink()
             raise FillError(f"{item.name}: {item.url} is not YAML ({err}); removed") from None
     bundle.record(item.path, item.url, sha256=want)
+    publish_checksum(item, bundle)
     progress.done(f"{item.name}: {dest.stat().st_size / 1e6:.1f} MB, checked")
 
 

@@ -68,6 +68,15 @@ class Download:
     def name(self) -> str:
         return self.url.rsplit("/", 1)[-1]
 
+    @property
+    def checksum_path(self) -> Optional[str]:
+        """Where the bundle keeps the checksum file (``checksum_url`` in the same layout), so that a
+        bundle's ``files/`` served over HTTP is a mirror a fill can check against."""
+        if not self.checksum_url:
+            return None
+        parts = urlsplit(self.checksum_url)
+        return f"files/{parts.netloc}{parts.path}"
+
 
 def kubernetes_binaries(version: str, arch: str) -> dict[str, Download]:
     """kubeadm, kubelet and kubectl: the release binaries, each with its ``.sha256``."""

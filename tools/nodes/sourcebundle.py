@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from components.bundle import oci, software
+from components.bundle.fill import publish_checksum
 from components.bundle.contents import BundleContents, Chart, Source, bundle_contents
 from components.bundle.images import ImageRef
 from components.bundle.store import Bundle
@@ -297,14 +298,14 @@ def fill_from_source(cfg: LabConfig, bundle_dir: Path, *, cache: Path, log=print
 
     makers = release_files(bin_dir, contents)
     for name, download in contents.node_files.items():
-        if bundle.has(download.path):
-            continue
-        target = bundle.file(download.path)
-        if name == "cni-manifest":
-            _copy(target, located["kubernetes.cni"], 0o644)
-        else:
-            makers[name](target)
-        bundle.record(download.path, ORIGIN)
+        if not bundle.has(download.path):
+            target = bundle.file(download.path)
+            if name == "cni-manifest":
+                _copy(target, located["kubernetes.cni"], 0o644)
+            else:
+                makers[name](target)
+            bundle.record(download.path, ORIGIN)
+        publish_checksum(download, bundle)
     if contents.node_image is not None and not bundle.has(contents.node_image.path):
         from components.bundle.fill import Progress, build_node_rootfs
 
