@@ -10,12 +10,10 @@ namespace, attached to that Gateway. The Gateway's status carries the IP of Trae
 from __future__ import annotations
 
 import copy
-import tarfile
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-
+from components.config.charts import chart_metadata
 from components.config.defaults import version_tuple
 
 GROUP = "gateway.networking.k8s.io"
@@ -56,17 +54,8 @@ def chart_bundles_crds(chart_version: str) -> bool:
 
 def local_chart_version(path: Path) -> Optional[str]:
     """The ``version`` of a local chart (a directory or a .tgz), None when it cannot be read."""
-    try:
-        if path.is_dir():
-            text = (path / "Chart.yaml").read_text()
-        else:
-            with tarfile.open(path) as archive:
-                member = next(m for m in archive.getmembers() if m.name.count("/") == 1 and m.name.endswith("/Chart.yaml"))
-                text = archive.extractfile(member).read().decode()  # type: ignore[union-attr]
-        version = (yaml.safe_load(text) or {}).get("version")
-        return str(version) if version else None
-    except (OSError, StopIteration, tarfile.TarError, yaml.YAMLError, AttributeError):
-        return None
+    version = (chart_metadata(path) or {}).get("version")
+    return str(version) if version else None
 
 
 def gateway_class_manifest() -> dict[str, Any]:

@@ -438,6 +438,67 @@ def test_render_mode_refuses_a_kubeconfig_too(tmp_path):
     assert "provider refuses both" in problem(err, "cluster.kubeconfig")
 
 
+def _chart(directory: Path, kube_version: str) -> Path:
+    directory.mkdir(parents=True)
+    (directory / "Chart.yaml").write_text(yaml.safe_dump({"apiVersion": "v2", "name": "traefik", "version": "41.3.0", "kubeVersion": kube_version}))
+    return directory
+
+
+def test_a_local_chart_that_refuses_the_kubernetes_version_is_named_before_anything_is_registered(tmp_path):
+    # Helm would refuse it only during `up`, and the engine may then report a cancelled call
+    # instead of Helm's words: the lab reads the chart's kubeVersion itself.
+    chart = _chart(tmp_path / "traefik", ">=1.25.0-0")
+    err = fails({**rendering(tmp_path / "out"), **TRAEFIK, "ingress.manifest": str(chart), "kubernetes.version": "1.24.17"})
+    message = problem(err, "ingress.manifest")
+    assert "requires Kubernetes >=1.25.0-0 (its Chart.yaml kubeVersion), and kubernetes.version is 1.24.17" in message
+    assert "chart traefik 41.3.0" in message
+    # The same chart for a version it admits, and a constraint the lab cannot read, pass to Helm.
+    run_program("lab", {**rendering(tmp_path / "out"), **TRAEFIK, "ingress.manifest": str(chart), "kubernetes.version": "1.25.0"})
+    odd = _chart(tmp_path / "odd", "=1.24")
+    run_program("lab", {**rendering(tmp_path / "out"), **TRAEFIK, "ingress.manifest": str(odd), "kubernetes.version": "1.24.17"})
+
+
+def test_the_lab_clusters_own_version_is_checked_against_a_local_chart_too(tmp_path):
+    chart = _chart(tmp_path / "traefik", ">=1.37.0-0")
+    err = fails({**TRAEFIK, "ingress.manifest": str(chart)})
+    assert "kubernetes.version is 1.36.1" in problem(err, "ingress.manifest")
+
+
+def test_an_existing_clusters_version_is_left_to_helm(tmp_path):
+    # kubernetes.version says nothing of a cluster the lab did not build: Helm asks it.
+    chart = _chart(tmp_path / "traefik", ">=1.37.0-0")
+    run_program("lab", {**existing(), **TRAEFIK, "ingress.manifest": str(chart)})
+
+
+@pytest.mark.parametrize(
+    "constraint,version,admits",
+    [
+        (">=1.25.0-0", "1.24.17", False),  # Traefik 41.3.0's
+        (">=1.25.0-0", "1.25.0", True),
+        (">=1.22.0-0", "1.36.1", True),  # Traefik 37.4.0's
+        ("^1.8.0-0", "1.36.1", True),
+        ("^1.8.0-0", "2.0.0", False),
+        ("^0.3.1", "0.4.0", False),
+        ("~1.25", "1.25.9", True),
+        ("~1.25", "1.26.0", False),
+        (">=1.20.0 <1.30.0", "1.36.1", False),
+        (">=1.20.0, <1.37.0", "1.36.1", True),
+        ("<1.20 || >=1.31.0", "1.36.1", True),
+        ("1.25.0 - 1.30.0", "1.28.1", True),
+        ("1.25.0 - 1.30.0", "1.31.0", False),
+        ("> 1.36.1", "1.36.1", False),
+        ("<=1.36.0-0", "1.36.0", False),
+        ("*", "1.36.1", True),
+        ("=1.25", "1.25.3", None),  # partial versions read differently by different libraries
+        ("garbage", "1.36.1", None),
+    ],
+)
+def test_kube_version_constraints_read_as_helm_reads_them(constraint, version, admits):
+    from components.config.charts import kube_version_admits
+
+    assert kube_version_admits(constraint, version) is admits
+
+
 def test_render_mode_needs_a_pinned_ingress_ip(tmp_path):
     err = fails({**rendering(tmp_path), "ingress.ip": DELETE})
     assert "cannot be read back" in problem(err, "ingress.ip")

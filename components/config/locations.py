@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from components.config.charts import chart_metadata, kube_version_admits
 from components.config.defaults import PROJECT_ROOT
 from components.config.schema import LabConfig
 
@@ -54,3 +55,22 @@ def check_offline_files(cfg: LabConfig, add) -> None:
                 f"fetch it with `helm pull <chart> --repo <repository> --version <version>` and give its path, relative "
                 f"to the project directory {PROJECT_ROOT} or absolute",
             )
+        elif kind == "chart":
+            _check_chart_kube_version(cfg, key, where, path, add)
+
+
+def _check_chart_kube_version(cfg: LabConfig, key: str, where: str, path: Path, add) -> None:
+    """Helm refuses a chart whose kubeVersion leaves out the version it templates for; where the lab
+    knows that version (its own cluster, or render mode), say so now (components.config.charts)."""
+    if cfg.cluster is not None and not cfg.rendering:
+        return  # an existing cluster: Helm asks it for its version during `up`
+    chart = chart_metadata(path) or {}
+    constraint = chart.get("kubeVersion")
+    version = cfg.kubernetes.version
+    if constraint and kube_version_admits(str(constraint), version) is False:
+        add(
+            key,
+            f"{where} is chart {chart.get('name', '?')} {chart.get('version', '?')}, which requires Kubernetes "
+            f"{constraint} (its Chart.yaml kubeVersion), and kubernetes.version is {version}; "
+            "give a chart version that supports it, or another kubernetes.version",
+        )
