@@ -36,6 +36,11 @@ class Cluster(pulumi.ComponentResource):
     interfaces: pulumi.Output[list[str]]
     """Names of the nodes' NICs on the host-only network; empty means "every interface"."""
 
+    every_worker: list[pulumi.Resource] = []
+    """Every worker's join (none for an existing cluster, whose nodes are there): what a workload
+    spread one pod per node (components.manifests.spread_over_nodes) waits for, since the
+    scheduler spreads only over the nodes it sees when it places each pod."""
+
     render_kubernetes_version: Optional[str] = None
     """The Kubernetes version Helm charts are rendered for when manifests are only written to a
     directory (no cluster to ask); None on a cluster, whose own version Helm reads."""

@@ -21,7 +21,7 @@ import pulumi_kubernetes as k8s
 
 from components.cluster import Cluster
 from components.config import DNSConfig
-from components.manifests import spread_over_nodes
+from components.manifests import spread_pod_spec
 
 if TYPE_CHECKING:
     from components.ingress import Ingress
@@ -87,7 +87,6 @@ def dns_manifests(domain: str, ingress_ip: str, version: str, annotations: dict[
             "template": {
                 "metadata": {"labels": LABELS, "annotations": {"k8s-lab/corefile-sha256": checksum}},
                 "spec": {
-                    "topologySpreadConstraints": [spread_over_nodes(SELECTOR)],
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [
                         {
@@ -114,6 +113,7 @@ def dns_manifests(domain: str, ingress_ip: str, version: str, annotations: dict[
             },
         },
     }
+    spread_pod_spec(deployment["spec"]["template"]["spec"], SELECTOR)
     config_map = {"metadata": {"name": NAME, "namespace": NAMESPACE, "labels": LABELS}, "data": {"Corefile": config}}
     return {"config_map": config_map, "deployment": deployment, "service": dns_service(annotations)}
 
@@ -178,7 +178,8 @@ class LabDNS(pulumi.ComponentResource):
             f"{name}-deployment",
             metadata=manifests["deployment"]["metadata"],
             spec=manifests["deployment"]["spec"],
-            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[self.namespace, self.config_map]),
+            # Its two pods spread over the workers: all of them, not only the first to join.
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[self.namespace, self.config_map, *args.cluster.every_worker]),
         )
         self.service = k8s.core.v1.Service(
             f"{name}-service",

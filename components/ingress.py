@@ -281,6 +281,8 @@ class Ingress(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     provider=args.cluster.provider,
+                    # Its pods spread over the workers: all of them, not only the first to join.
+                    depends_on=args.cluster.every_worker,
                     transforms=[as_transform(ingress_nginx_edit(annotations, config.replicas)), takeover],
                 ),
             )
@@ -294,7 +296,8 @@ class Ingress(pulumi.ComponentResource):
             # A local chart is the version it is: its Chart.yaml says which values layout it takes.
             local_version = gw.local_chart_version(local_path(config.manifest)) if source.is_local else None
             chart_version = local_version or config.resolved_version
-            chart_waits_for: list[pulumi.Resource] = [namespace]
+            # Its pods spread over the workers: all of them, not only the first to join.
+            chart_waits_for: list[pulumi.Resource] = [namespace, *args.cluster.every_worker]
             crds_file = None
             if self.api == "gateway" and not gw.chart_bundles_crds(chart_version):
                 # Charts from 40.2.0 carry no Gateway API CRDs: the lab installs the standard

@@ -361,6 +361,7 @@ class KubeadmCluster(Cluster):
         # provider, and every object on it, as replaced whenever that worker is recreated (and a
         # join's delete-before-replace would take them down with it).
         ready_for_pods = [self.cni.command, *([self.joins[workers[0].name].command] if workers else [])]
+        self.every_worker = [join.command for join in self.joins.values()]
         self.provider = k8s.Provider(
             f"{name}-provider",
             kubeconfig=self.kubeconfig,

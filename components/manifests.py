@@ -128,6 +128,20 @@ def spread_over_nodes(match_labels: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+# A worker that has just joined carries this taint until its kubelet reports Ready (its CNI pod
+# runs): the spread pods tolerate it, so that node counts as a place for one of them (with
+# nodeTaintsPolicy Honor, a node whose taints a pod does not tolerate is no domain) and the pod
+# starts there once the network is up. A node lost later is tainted unreachable, not this.
+NOT_READY_TOLERATION = {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def spread_pod_spec(pod: dict[str, Any], match_labels: Mapping[str, str]) -> None:
+    """Spread the pods of ``pod`` (a pod template's spec, changed in place) one per node."""
+    pod["topologySpreadConstraints"] = [spread_over_nodes(match_labels)]
+    tolerations = [t for t in pod.get("tolerations") or [] if t != NOT_READY_TOLERATION]
+    pod["tolerations"] = [*tolerations, NOT_READY_TOLERATION]
+
+
 def replicated(replicas: int) -> Edit:
     """Every Deployment of a manifest runs ``replicas`` pods, spread over the nodes (its own
     selector picks the pods the constraint counts)."""
@@ -138,8 +152,7 @@ def replicated(replicas: int) -> Edit:
         obj = copy.deepcopy(obj)
         spec = obj.setdefault("spec", {})
         spec["replicas"] = replicas
-        pod = spec.setdefault("template", {}).setdefault("spec", {})
-        pod["topologySpreadConstraints"] = [spread_over_nodes(spec["selector"]["matchLabels"])]
+        spread_pod_spec(spec.setdefault("template", {}).setdefault("spec", {}), spec["selector"]["matchLabels"])
         return obj
 
     return edit

@@ -76,7 +76,9 @@ def test_only_the_controller_service_and_its_pod_count_are_changed():
     admission = find(after, "Service", "ingress-nginx-controller-admission")
     assert admission == find(before, "Service", "ingress-nginx-controller-admission")
     controller = find(after, "Deployment", "ingress-nginx-controller")
-    del controller["spec"]["replicas"], controller["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    pod = controller["spec"]["template"]["spec"]
+    assert pod.pop("tolerations") == [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"}]
+    del controller["spec"]["replicas"], pod["topologySpreadConstraints"]
     assert controller == find(before, "Deployment", "ingress-nginx-controller")
     assert len(after) == len(before)
 

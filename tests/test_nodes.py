@@ -247,17 +247,18 @@ def _announcing(lab) -> str:
 
 
 def _answered_after(lab, started: float, in_a_row: int, limit: float = 600) -> float:
-    """Seconds from ``started`` until the laptop's curl to app.lab.local through .200 succeeds
-    ``in_a_row`` times in a row (counted from the first of them). Once is the IP answering again;
+    """Seconds from ``started`` until the laptop's curl to app.lab.local through .200 is answered by
+    a demo pod ``in_a_row`` times in a row (counted from the first of them). Once is the IP answering again;
     ten in a row is every request answered: until the lost node is found NotReady its pods stay
     endpoints, and kube-proxy sends a share of the connections to them."""
     first_of_run, run = 0.0, 0
     while time.monotonic() - started < limit:
         now = time.monotonic()
+        # -f: an error page from Traefik (no ready demo pod: 502/503) is no answer.
         result = lab.run(
-            "curl", "-sS", "--max-time", "2", "--resolve", f"{HOSTNAME}:80:{tier.INGRESS_IP}", f"http://{HOSTNAME}/", check=False
+            "curl", "-fsS", "--max-time", "2", "--resolve", f"{HOSTNAME}:80:{tier.INGRESS_IP}", f"http://{HOSTNAME}/", check=False
         )
-        if result.returncode == 0 and result.stdout:
+        if result.returncode == 0 and result.stdout.strip() in _demo_pods(lab):
             first_of_run, run = (first_of_run if run else now), run + 1
             if run == in_a_row:
                 return first_of_run - started

@@ -52,13 +52,14 @@ def test_the_seed_lab_on_its_own_vms():
     assert r.outputs["ingress_ip"] == "192.168.56.200"
     assert r.outputs["etc_hosts"] == "192.168.56.200 app.lab.local"
     assert r.secret_outputs == {"kubeconfig", "admin_passwords"}
-    # The ingress goes in once a worker can run it and pods get IPs (first join, CNI), while
-    # MetalLB comes up beside it; the self-check runs last, after everything.
+    # The ingress goes in once pods get IPs (the CNI) and every worker is there to take one of its
+    # pods, while MetalLB comes up beside it (MetalLB needs the first worker only); the self-check
+    # runs last, after everything.
     install = r.one("kubernetes:yaml/v2:ConfigFile", "lab-ingress-install")
-    for step in ("lab-k8s-w1-join", "lab-cni"):
+    for step in ("lab-k8s-w1-join", "lab-k8s-w2-join", "lab-cni"):
         assert r.waits_for(install, r.named(step)), step
-    assert not r.waits_for(install, r.named("lab-k8s-w2-join"))
-    assert not r.waits_for(install, r.one("kubernetes:yaml/v2:ConfigFile", "lab-metallb-install"))
+    metallb = r.one("kubernetes:yaml/v2:ConfigFile", "lab-metallb-install")
+    assert not r.waits_for(install, metallb) and not r.waits_for(metallb, r.named("lab-k8s-w2-join"))
     # So do the apps: their pods need a worker too.
     for app_step in ("lab-apps-demo-deployment", "lab-apps-demo-namespace"):
         assert r.waits_for(r.named(app_step), r.named("lab-k8s-w1-join")), app_step

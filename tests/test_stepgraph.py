@@ -261,22 +261,28 @@ def seven_nodes(provider: str, interface=None) -> lab_config.LabConfig:
 
 def test_virtualbox_boots_vms_one_after_another_and_libvirt_at_once():
     vbox = sg.inherent_chain(seven_nodes("virtualbox"))
-    # Without network.interface, the advertisement needs every node prepared (the NIC's name).
+    # The ingress controller spreads a pod per worker, so it needs the last one joined: with VMs
+    # booted one at a time, the last worker's boot, preparation and join lead to it.
     assert sg.format_stages(vbox) == "box -> " + " -> ".join(
-        ["vm(k8s-cp)"] + [f"vm(k8s-w{i})" for i in range(1, 7)] + ["prep(k8s-w6)", "l2(lab-l2)", "selfcheck"]
+        ["vm(k8s-cp)"] + [f"vm(k8s-w{i})" for i in range(1, 7)] + ["prep(k8s-w6)", "join(k8s-w6)", "ingress", "route(demo)", "selfcheck"]
     )
-    assert sg.stage_length(sg.inherent_chain(seven_nodes("virtualbox", interface="eth1"))) == 10
+    assert sg.stage_length(sg.inherent_chain(seven_nodes("virtualbox", interface="eth1"))) == 13
     req = sg.inherent_requirements(seven_nodes("libvirt"))
     assert all(req[("vm", f"k8s-w{i}")] == {("box", None), ("vm", "k8s-cp")} for i in range(1, 7))
     assert sg.stage_length(sg.inherent_chain(seven_nodes("libvirt"))) == 10
 
 
-def test_metallb_ingress_and_apps_need_the_cni_and_the_first_worker_only():
+def test_metallb_needs_the_cni_and_the_first_worker_and_what_spreads_every_worker():
     req = sg.inherent_requirements(lab_cfg())
-    for stage in (("metallb", None), ("ingress", None)):
-        assert req[stage] == {("kubeconfig", None), ("cni", None), ("join", "k8s-w1")}
+    assert req[("metallb", None)] == {("kubeconfig", None), ("cni", None), ("join", "k8s-w1")}
+    # The ingress controller and the demo run a pod per worker: the scheduler spreads them only
+    # over the workers there when it places them.
+    every_worker = {("join", "k8s-w1"), ("join", "k8s-w2")}
+    assert req[("ingress", None)] == {("kubeconfig", None), ("cni", None)} | every_worker
     # An app also holds the lab's certificate beside its Ingress; the certificate needs nothing.
-    assert req[("apps", "demo")] == {("kubeconfig", None), ("cni", None), ("join", "k8s-w1"), ("tls", None)}
+    assert req[("apps", "demo")] == {("kubeconfig", None), ("cni", None), ("tls", None)} | every_worker
+    argocd = sg.inherent_requirements(lab_cfg(apps=["demo", "argocd"]))
+    assert argocd[("apps", "argocd")] == {("kubeconfig", None), ("cni", None), ("join", "k8s-w1"), ("tls", None)}
     assert req[("tls", None)] == set()
     gateway = sg.inherent_requirements(lab_cfg(ingress={"controller": "traefik", "api": "gateway"}))
     assert ("tls", None) in gateway[("ingress", None)] and ("tls", None) not in gateway[("apps", "demo")]
@@ -372,9 +378,8 @@ def test_a_kubeconfig_read_after_every_join_holds_metallb_back_for_the_last_work
     run, cfg = lab_program("virtualbox", provider_waits_for_joins=True)
     result = sg.report(sg.build(run, cfg), cfg)
     # The read itself is cheap: what it delays (everything using the provider) is what counts.
-    assert {(a.name, b.name) for a, b in result.needless} == {("lab-metallb-install", "lab-k8s-w2-join"),
-                                                              ("lab-ingress-install", "lab-k8s-w2-join"),
-                                                              ("lab-apps-demo-install", "lab-k8s-w2-join")}
+    # The ingress controller and the demo wait for every worker anyway (they spread over them).
+    assert {(a.name, b.name) for a, b in result.needless} == {("lab-metallb-install", "lab-k8s-w2-join")}
     assert result.chain_stages == 10 and not result.meets_target
 
 

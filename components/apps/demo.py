@@ -16,7 +16,7 @@ import pulumi_kubernetes as k8s
 
 from components.apps.base import App, AppArgs, LABELS
 from components.config import DemoOptions
-from components.manifests import spread_over_nodes
+from components.manifests import spread_pod_spec
 
 NAMESPACE = "demo"
 
@@ -39,8 +39,6 @@ def demo_manifests(options: DemoOptions) -> tuple[dict[str, Any], dict[str, Any]
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
-                    # A replica per node: a worker that stops leaves the other answering.
-                    "topologySpreadConstraints": [spread_over_nodes(selector)],
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [
                         {
@@ -61,6 +59,8 @@ def demo_manifests(options: DemoOptions) -> tuple[dict[str, Any], dict[str, Any]
             },
         },
     }
+    # A replica per node: a worker that stops leaves the other answering.
+    spread_pod_spec(deployment["spec"]["template"]["spec"], selector)
     service = {
         "metadata": {"name": "demo", "namespace": NAMESPACE, "labels": labels},
         "spec": {"type": "ClusterIP", "selector": selector, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
@@ -79,7 +79,13 @@ class Demo(App):
         self.namespace = self._namespace(name, NAMESPACE, args.cluster)
         deployment, service = demo_manifests(args.options)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.cluster.provider, depends_on=[self.namespace])
-        self.deployment = k8s.apps.v1.Deployment(f"{name}-deployment", metadata=deployment["metadata"], spec=deployment["spec"], opts=k8s_opts)
+        self.deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=deployment["metadata"],
+            spec=deployment["spec"],
+            # Its pods spread over the workers: all of them, not only the first to join.
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=args.cluster.every_worker)),
+        )
         self.service = k8s.core.v1.Service(f"{name}-service", metadata=service["metadata"], spec=service["spec"], opts=k8s_opts)
         self.route = self._expose(name, args, namespace=NAMESPACE, service="demo", after=[self.service])
         self.register_outputs({"url": self.url})

@@ -23,7 +23,9 @@ def inherent_requirements(cfg: Any) -> dict[Stage, frozenset[Stage]]:
       apps are awaited as rollouts, so they need a schedulable, networked node; later workers
       get their pods when they join, with no one waiting.
     - MetalLB's install, the ingress controller and the apps need only a ready cluster (and the
-      kubeconfig): the ingress controller and the apps install while MetalLB comes up.
+      kubeconfig): the ingress controller and the apps install while MetalLB comes up. What runs
+      one pod per node (the ingress controller, the demo app and the lab DNS) needs every worker
+      joined as well: the scheduler spreads pods only over the nodes it sees when it places them.
     - Pools and L2 advertisements need MetalLB ready (its webhook validates them); an
       advertisement also needs every node prepared when the host-only NIC's name is found there
       (``network.interface`` unset).
@@ -40,6 +42,7 @@ def inherent_requirements(cfg: Any) -> dict[Stage, frozenset[Stage]]:
     req: dict[Stage, set[Stage]] = {}
     kube: set[Stage] = set()
     ready: set[Stage] = set()
+    every_worker: set[Stage] = set()
     prepared: set[Stage] = set()
     if not getattr(cfg, "existing_cluster", False) and cfg.nodes:
         control_plane, workers = cfg.control_plane, cfg.workers
@@ -63,7 +66,9 @@ def inherent_requirements(cfg: Any) -> dict[Stage, frozenset[Stage]]:
             req[("join", node.name)] = {("init", None), ("prep", node.name)}
         kube = {("kubeconfig", None)}
         ready = {("cni", None)} | ({("join", workers[0].name)} if workers else set())
+        every_worker = {("join", node.name) for node in workers}
     installed = kube | ready
+    spread = installed | every_worker
     req[("metallb", None)] = set(installed)
     for pool in cfg.metallb.pools:
         req[("pool", pool.name)] = kube | {("metallb", None)}
@@ -75,14 +80,14 @@ def inherent_requirements(cfg: Any) -> dict[Stage, frozenset[Stage]]:
     if tls_on:
         req[("tls", None)] = set()
     gateway = getattr(cfg.ingress, "api", "ingress") == "gateway"
-    req[("ingress", None)] = set(installed) | (certificate if gateway else set())
+    req[("ingress", None)] = spread | (certificate if gateway else set())
     ingress_pools = _pools_of_ingress(cfg)
     req[("ingress-ip", None)] = kube | {("pool", name) for name in ingress_pools}
     dns_on = getattr(getattr(cfg, "dns", None), "enabled", False)
     if dns_on:
-        req[("dns", None)] = set(installed) | (set() if getattr(cfg.ingress, "ip", None) else {("ingress-ip", None)})
+        req[("dns", None)] = spread | (set() if getattr(cfg.ingress, "ip", None) else {("ingress-ip", None)})
     for app in cfg.apps:
-        req[("apps", app)] = set(installed) | (set() if gateway else certificate)
+        req[("apps", app)] = (spread if app == "demo" else set(installed)) | (set() if gateway else certificate)
         # An Ingress names its app's Service: a data edge to the app is no needless wait.
         req[("route", app)] = kube | {("ingress", None), ("ingress-ip", None), ("apps", app)}
     if cfg.self_check.enabled:
