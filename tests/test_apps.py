@@ -91,6 +91,11 @@ def test_demo_is_a_small_pinned_whoami_with_the_configured_replicas():
     (spread,) = deployment.input("spec.template.spec.topologySpreadConstraints")
     assert spread["labelSelector"]["matchLabels"] == deployment.input("spec.selector.matchLabels")
     assert (spread["topologyKey"], spread["whenUnsatisfiable"]) == ("kubernetes.io/hostname", "DoNotSchedule")
+    # A worker still joining counts as a place for a pod (it starts there once the node is Ready);
+    # a lost one (unreachable) does not.
+    assert deployment.input("spec.template.spec.tolerations") == [
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"}
+    ]
     service = r.named("lab-apps-demo-service")
     assert service.input("spec.type") == "ClusterIP"
     assert service.input("spec.selector") == deployment.input("spec.selector.matchLabels")

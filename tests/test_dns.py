@@ -61,6 +61,11 @@ def test_coredns_answers_the_zone_with_the_ingress_ip_on_one_pinned_service():
     (spread,) = deployment.input("spec.template.spec.topologySpreadConstraints")
     assert spread["labelSelector"]["matchLabels"] == deployment.input("spec.selector.matchLabels")
     assert spread["topologyKey"] == "kubernetes.io/hostname"
+    # A worker still joining counts as a place for a pod (it starts there once the node is Ready);
+    # a lost one (unreachable) does not.
+    assert deployment.input("spec.template.spec.tolerations") == [
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"}
+    ]
 
 
 def test_coredns_version_comes_from_config():
@@ -98,10 +103,19 @@ def test_the_dns_ip_is_reserved_beside_the_ingress_ip_and_announced():
     assert l2.input("spec.ipAddressPools") == ["lab-pool", "lab-pool-reserved-ingress", "lab-pool-reserved-dns"]
 
 
-def test_dns_installs_beside_metallb_once_a_worker_can_run_it():
+def test_dns_installs_beside_metallb_and_its_pods_once_every_worker_can_run_one():
     r = dns_lab()
     deployment, service = r.named("lab-dns-deployment"), r.named("lab-dns-service")
     assert deployment.depends_on(r.named("lab-dns-config"))
+    # On a cluster the lab builds, its two pods spread one per worker: the scheduler counts only
+    # the workers there when it places them, so the Deployment waits for every join; its Service
+    # and zone need not.
+    built = run_program("lab", ON)
+    deployment = built.named("lab-dns-deployment")
+    for join in ("lab-k8s-w1-join", "lab-k8s-w2-join"):
+        assert built.waits_for(deployment, built.named(join)), join
+    for other in ("lab-dns-service", "lab-dns-config"):
+        assert not built.waits_for(built.named(other), built.named("lab-k8s-w2-join")), other
     for metallb_step in (r.named("lab-metallb-pool-lab-pool-reserved-dns"), r.one(L2)):
         assert not r.waits_for(service, metallb_step)
     check = r.one(COMMAND, "lab-self-check-run")
